@@ -1,0 +1,104 @@
+/**
+ * Interfaces between the gateway's services. Protocol engines depend only on
+ * `Enforcer` (one Action → Decision path for every protocol); the services
+ * behind it (policy, approvals, vault, audit) implement the other
+ * interfaces. Keeping them here lets each module be built and tested alone.
+ */
+import type { Action, Decision, Credential } from '../policy/types.js';
+
+// ───────────────────────────── vault ──────────────────────────────────────
+
+/** Real secret material for one credential, read from the vault at use time. */
+export interface CredentialMaterial {
+  credential: Credential;
+  /** Slot → secret value (e.g. `token`, `password`, `cert`, `key`, `ca`). */
+  slots: Record<string, string>;
+}
+
+export interface SecretResolver {
+  /**
+   * Material for a credential, or an error message when a required slot is
+   * missing ("credential bearer_token.github has no secret").
+   */
+  resolve(credentialId: string): CredentialMaterial | { missing: string };
+  /** Every secret value the gateway may inject (for scrubbing). */
+  allValues(): string[];
+}
+
+// ───────────────────────────── approvals ──────────────────────────────────
+
+export interface ApprovalStage {
+  /** Approver id (`llm_approver.judge`, `human_approver.ops`, `builtin.dashboard`). */
+  approver: string;
+  verdict: 'allow' | 'deny';
+  reason: string;
+  /** `llm:<model>`, `slack:<user id>`, `cli:<user>`, `dashboard:<user>`, `timeout`, `error`. */
+  decidedBy: string;
+  /** True when the verdict came from a fail mode (timeout, error) rather than a decision. */
+  failMode?: boolean;
+  durationMs: number;
+}
+
+export interface ApprovalOutcome {
+  verdict: 'allow' | 'deny';
+  reason: string;
+  stages: ApprovalStage[];
+}
+
+export interface ApprovalRunner {
+  /** Run the decision's approver chain for this action. Never rejects: errors follow fail modes. */
+  run(action: Action, decision: Decision, signal?: AbortSignal): Promise<ApprovalOutcome>;
+}
+
+// ───────────────────────────── audit ──────────────────────────────────────
+
+export interface AuditRecordInput {
+  time: string; // ISO-8601
+  peer: string | null;
+  profile: string | null;
+  endpoint: string | null;
+  family: string;
+  host: string;
+  /** Facts with sensitive header values redacted and vault secrets scrubbed. */
+  facts: unknown;
+  rule: string;
+  verdict: 'allow' | 'deny' | 'approve';
+  /** What actually happened: allowed or denied after approvals / observe mode. */
+  outcome: 'allow' | 'deny';
+  reason: string;
+  mode: 'enforce' | 'observe';
+  failClosed: boolean;
+  credential: string | null;
+  approvals: ApprovalStage[];
+  latencyMs: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Protocol result (HTTP status, SQLSTATE, …). */
+  status?: string;
+}
+
+export interface AuditSink {
+  /** Non-blocking: queues the record; durable after `flush()`/`close()`. */
+  append(record: AuditRecordInput): void;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+// ───────────────────────────── enforcer ───────────────────────────────────
+
+export interface Enforcement {
+  /** True when the engine must forward the action (after approvals / observe mode). */
+  allowed: boolean;
+  decision: Decision;
+  /** Final reason — told to the agent when denied. */
+  reason: string;
+  approvals: ApprovalStage[];
+  /** Secret material to inject when allowed and a credential was resolved. */
+  material: CredentialMaterial | null;
+  /** Complete the audit record once the action has run (bytes, status). */
+  finish(result?: { bytesIn?: number; bytesOut?: number; status?: string }): void;
+}
+
+export interface Enforcer {
+  enforce(action: Action, signal?: AbortSignal): Promise<Enforcement>;
+}
