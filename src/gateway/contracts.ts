@@ -102,3 +102,19 @@ export interface Enforcement {
 export interface Enforcer {
   enforce(action: Action, signal?: AbortSignal): Promise<Enforcement>;
 }
+
+// ───────────────────────────── control API ────────────────────────────────
+
+/**
+ * A handler mounted on the gateway's control server (`gateway.dashboard_listen`):
+ * approvals queue, enrolment, Slack interactivity, dashboard data. Returns true
+ * when it handled the request. `admin` is true when the request carried the
+ * gateway's admin token (`<state_dir>/admin.token`, sent as
+ * `Authorization: Bearer …` by the CLI); unauthenticated routes (Slack's
+ * signed callbacks, enrolment) must check their own credentials.
+ */
+export type ControlRoute = (
+  req: import('node:http').IncomingMessage,
+  res: import('node:http').ServerResponse,
+  ctx: { url: URL; admin: boolean; body: () => Promise<Buffer> },
+) => Promise<boolean> | boolean;

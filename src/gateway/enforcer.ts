@@ -1,0 +1,131 @@
+/**
+ * The one Action → Decision path every protocol engine goes through:
+ *
+ *   policy.decide(action)            (pure: rules, CEL, fail-closed)
+ *   → approvals.run(...)             (only when the verdict is `approve`)
+ *   → secrets.resolve(credential)    (only when allowed; a missing secret denies)
+ *   → audit.append(...)              (when the engine calls `finish`)
+ *
+ * Engines never call the policy, approvals or vault directly; they build an
+ * Action, await `enforce`, apply `allowed` natively, and call `finish` once
+ * the action has run so the audit record carries bytes, status and latency.
+ */
+import type { Action, Decision } from '../policy/types.js';
+import type {
+  ApprovalRunner,
+  ApprovalStage,
+  AuditSink,
+  CredentialMaterial,
+  Enforcement,
+  Enforcer,
+  SecretResolver,
+} from './contracts.js';
+
+/** What the enforcer needs from the policy core: a snapshot with `decide`. */
+export interface DecidingPolicy {
+  decide(action: Action): Decision;
+}
+
+export interface EnforcerDeps {
+  /** Returns the policy in force *now*; called once per action so a reload never mixes policies. */
+  policy: () => DecidingPolicy;
+  secrets: SecretResolver;
+  approvals: ApprovalRunner;
+  audit: AuditSink;
+  /** Strip sensitive header values and vault secrets from facts before they are recorded. */
+  redactFacts: (action: Action) => unknown;
+  now?: () => number;
+}
+
+export function createEnforcer(deps: EnforcerDeps): Enforcer {
+  const now = deps.now ?? (() => performance.now());
+  return {
+    async enforce(action: Action, signal?: AbortSignal): Promise<Enforcement> {
+      const started = now();
+      const decision = safeDecide(deps.policy(), action);
+      let allowed: boolean;
+      let reason = decision.reason;
+      let stages: ApprovalStage[] = [];
+      let failClosed = decision.failClosed;
+
+      if (decision.effective === 'deny') {
+        allowed = false;
+      } else if (decision.effective === 'approve') {
+        const outcome = await deps.approvals.run(action, decision, signal);
+        allowed = outcome.verdict === 'allow';
+        reason = outcome.reason;
+        stages = outcome.stages;
+      } else {
+        allowed = true;
+      }
+
+      let material: CredentialMaterial | null = null;
+      if (allowed && decision.credential) {
+        const resolved = deps.secrets.resolve(decision.credential);
+        if ('missing' in resolved) {
+          // Never send an unauthenticated request upstream in the agent's name.
+          allowed = false;
+          reason = resolved.missing;
+          failClosed = true;
+        } else {
+          material = resolved;
+        }
+      }
+
+      let finished = false;
+      return {
+        allowed,
+        decision,
+        reason,
+        approvals: stages,
+        material,
+        finish(result = {}) {
+          if (finished) return;
+          finished = true;
+          deps.audit.append({
+            time: new Date().toISOString(),
+            peer: action.peer?.id ?? null,
+            profile: action.profile ?? null,
+            endpoint: decision.endpoint,
+            family: action.family,
+            host: action.host,
+            facts: deps.redactFacts(action),
+            rule: decision.rule,
+            verdict: decision.verdict,
+            outcome: allowed ? 'allow' : 'deny',
+            reason,
+            mode: decision.mode,
+            failClosed,
+            credential: decision.credential,
+            approvals: stages,
+            latencyMs: Math.round((now() - started) * 1000) / 1000,
+            bytesIn: result.bytesIn ?? 0,
+            bytesOut: result.bytesOut ?? 0,
+            ...(result.status !== undefined ? { status: result.status } : {}),
+          });
+        },
+      };
+    },
+  };
+}
+
+/** `decide` is meant to be total; if it ever throws, that is a deny, not a crash. */
+function safeDecide(policy: DecidingPolicy, action: Action): Decision {
+  try {
+    return policy.decide(action);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    return {
+      verdict: 'deny',
+      effective: 'deny',
+      mode: 'enforce',
+      rule: '',
+      endpoint: action.endpoint ?? null,
+      credential: null,
+      reason: `policy evaluation failed: ${message}`,
+      approve: [],
+      failClosed: true,
+      passthrough: false,
+    };
+  }
+}
