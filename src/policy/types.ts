@@ -248,6 +248,11 @@ export interface Credential {
   user?: string;
   /** Vault slots this type has (`token`, `password`, `cert`/`key`/`ca`, …). */
   slots: string[];
+  /**
+   * (ours) Environment variable `clawpatrol run` exports the credential's
+   * placeholder in (e.g. `GITHUB_TOKEN`), so agents keep their usual config.
+   */
+  env?: string;
   pos: SourcePos;
 }
 
