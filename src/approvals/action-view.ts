@@ -1,0 +1,227 @@
+/**
+ * The view of an action that approvers see — the LLM judge's data block, the
+ * Slack card, the CLI/dashboard queue. It carries the full facts an approver
+ * needs (the whole SQL statement up to a limit, every table and function,
+ * every exec argument, HTTP method/path/headers/body excerpt) but never a
+ * secret: credential-bearing header values are redacted and every vault value
+ * is scrubbed from every string *before* anything is truncated (a cut secret
+ * would no longer match the scrubber).
+ */
+import type { Action, Decision } from '../policy/types.js';
+
+export interface ViewLimits {
+  /** Characters of `sql.statement` shown. */
+  statement: number;
+  /** Characters of the HTTP body shown. */
+  body: number;
+  /** Characters of any other single string (header value, exec argument, table name). */
+  string: number;
+  /** Entries of any list or map (tables, headers, query keys, exec arguments). */
+  items: number;
+}
+
+export const DEFAULT_VIEW_LIMITS: ViewLimits = { statement: 8000, body: 2000, string: 1000, items: 256 };
+
+/** Header names whose values are credentials, whatever the policy says. */
+export const ALWAYS_SENSITIVE_HEADERS = [
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'x-api-key',
+  'x-auth-token',
+  'x-amz-security-token',
+];
+
+export const REDACTED = '***';
+
+export interface ViewOptions {
+  /** Removes vault values (and their encodings) from text. */
+  scrub: (text: string) => string;
+  /** Extra header names to redact (e.g. `header_token` credentials' headers). Case-insensitive. */
+  sensitiveHeaders?: Iterable<string>;
+  limits?: Partial<ViewLimits>;
+}
+
+/** A string that may have been cut; `length` is the full length when it was. */
+export interface Excerpt {
+  text: string;
+  truncated: boolean;
+  length: number;
+}
+
+export interface ActionView {
+  family: Action['family'];
+  host: string;
+  endpoint: string | null;
+  credential: string | null;
+  profile: string | null;
+  peer: { id: string; name?: string; address?: string } | null;
+  rule: string;
+  reason: string;
+  sql?: {
+    verb: string;
+    verbs: string[];
+    tables: string[];
+    functions: string[];
+    statement: Excerpt;
+    database: string;
+    user: string;
+    inspected: boolean;
+    inspect_error?: string;
+  };
+  http?: {
+    method: string;
+    path: string;
+    raw_path: string;
+    host: string;
+    query: Record<string, string[]>;
+    headers: Record<string, string>;
+    body: Excerpt;
+    /** True when the gateway itself could not buffer the whole body. */
+    body_over_limit: boolean;
+  };
+  k8s?: {
+    verb: string;
+    resource: string;
+    subresource: string;
+    namespace: string;
+    name: string;
+    api_group: string;
+    api_version: string;
+    command: string[];
+    params: Record<string, string>;
+  };
+  content?: { findings: string[]; score: number; verdict: string };
+  /** True when any list or map was cut to `limits.items` entries. */
+  lists_truncated: boolean;
+}
+
+export function buildActionView(action: Action, decision: Decision, opts: ViewOptions): ActionView {
+  const limits = { ...DEFAULT_VIEW_LIMITS, ...opts.limits };
+  const sensitive = new Set(ALWAYS_SENSITIVE_HEADERS);
+  for (const h of opts.sensitiveHeaders ?? []) sensitive.add(h.toLowerCase());
+  let listsTruncated = false;
+
+  const clean = (text: unknown, max = limits.string): string => clamp(opts.scrub(String(text ?? '')), max).text;
+  const list = (items: readonly unknown[] | undefined, max = limits.string): string[] => {
+    const all = items ?? [];
+    if (all.length > limits.items) listsTruncated = true;
+    return all.slice(0, limits.items).map((x) => clean(x, max));
+  };
+  const entries = <T>(record: Record<string, T> | undefined): Array<[string, T]> => {
+    const all = Object.entries(record ?? {});
+    if (all.length > limits.items) listsTruncated = true;
+    return all.slice(0, limits.items);
+  };
+
+  const view: ActionView = {
+    family: action.family,
+    host: clean(action.host),
+    endpoint: decision.endpoint,
+    credential: decision.credential,
+    profile: action.profile ?? null,
+    peer: action.peer
+      ? {
+          id: clean(action.peer.id),
+          ...(action.peer.name !== undefined ? { name: clean(action.peer.name) } : {}),
+          ...(action.peer.address !== undefined ? { address: clean(action.peer.address) } : {}),
+        }
+      : null,
+    rule: decision.rule,
+    reason: clean(decision.reason),
+    lists_truncated: false,
+  };
+
+  const { sql, http, k8s, content } = action.facts;
+  if (sql) {
+    view.sql = {
+      verb: clean(sql.verb),
+      verbs: list(sql.verbs),
+      tables: list(sql.tables),
+      functions: list(sql.functions),
+      statement: clamp(opts.scrub(sql.statement ?? ''), limits.statement),
+      database: clean(sql.database),
+      user: clean(sql.user),
+      inspected: sql.inspected !== false,
+      ...(sql.inspect_error !== undefined ? { inspect_error: clean(sql.inspect_error) } : {}),
+    };
+  }
+  if (http) {
+    const headers: Record<string, string> = {};
+    for (const [name, value] of entries(http.headers)) {
+      const key = clean(name.toLowerCase(), 200);
+      headers[key] = sensitive.has(name.toLowerCase()) ? REDACTED : clean(value);
+    }
+    const query: Record<string, string[]> = {};
+    for (const [name, values] of entries(http.query)) query[clean(name, 200)] = list(values);
+    view.http = {
+      method: clean(http.method, 32),
+      path: clean(http.path),
+      raw_path: clean(http.raw_path),
+      host: clean(http.host),
+      query,
+      headers,
+      body: clamp(opts.scrub(http.body_truncated ? '' : (http.body ?? '')), limits.body),
+      body_over_limit: http.body_truncated === true,
+    };
+  }
+  if (k8s) {
+    const params: Record<string, string> = {};
+    for (const [name, value] of entries(k8s.params)) params[clean(name, 200)] = clean(value);
+    view.k8s = {
+      verb: clean(k8s.verb, 64),
+      resource: clean(k8s.resource),
+      subresource: clean(k8s.subresource),
+      namespace: clean(k8s.namespace),
+      name: clean(k8s.name),
+      api_group: clean(k8s.api_group),
+      api_version: clean(k8s.api_version),
+      command: list(k8s.command),
+      params,
+    };
+  }
+  if (content) {
+    view.content = { findings: list(content.findings, 200), score: content.score, verdict: clean(content.verdict, 16) };
+  }
+  view.lists_truncated = listsTruncated;
+  return view;
+}
+
+/** Cut on a code-point boundary so a surrogate pair is never split. */
+export function clamp(text: string, max: number): Excerpt {
+  if (text.length <= max) return { text, truncated: false, length: text.length };
+  let end = max;
+  const code = text.charCodeAt(end - 1);
+  if (code >= 0xd800 && code <= 0xdbff) end -= 1;
+  return { text: text.slice(0, end), truncated: true, length: text.length };
+}
+
+/** One line a human recognises the action by (queue listings, notifications). */
+export function summarize(view: ActionView, max = 120): string {
+  let line: string;
+  if (view.sql) {
+    line = `${view.sql.verb.toUpperCase() || 'SQL'} ${oneLine(view.sql.statement.text)}`;
+  } else if (view.k8s) {
+    const target = [view.k8s.namespace, view.k8s.resource, view.k8s.name].filter(Boolean).join('/');
+    line = `${view.k8s.verb} ${target}${view.k8s.command.length ? ` -- ${view.k8s.command.join(' ')}` : ''}`;
+  } else if (view.http) {
+    line = `${view.http.method.toUpperCase()} ${view.http.host}${view.http.path}`;
+  } else {
+    line = `${view.family} ${view.host}`;
+  }
+  line = oneLine(line);
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+function oneLine(text: string): string {
+  // Control characters would let content rewrite a terminal line; collapse them.
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(/\s+/g, ' ').trim();
+}
+
+/** Headers the policy's `header_token` credentials inject: their values are credentials too. */
+export function credentialHeaders(model: { credentials: Map<string, { header?: string }> }): string[] {
+  const names: string[] = [];
+  for (const credential of model.credentials.values()) if (credential.header) names.push(credential.header.toLowerCase());
+  return names;
+}
