@@ -177,6 +177,10 @@ class SqliteSecrets implements SecretRepo {
           'ON CONFLICT (owner, slot) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce, ' +
           'sealed = excluded.sealed, updated_at = excluded.updated_at',
       ),
+      insert: db.prepare(
+        'INSERT INTO secrets (owner, slot, key_id, nonce, sealed, updated_at) VALUES (?, ?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (owner, slot) DO NOTHING',
+      ),
       delOne: db.prepare('DELETE FROM secrets WHERE owner = ? AND slot = ?'),
       delAll: db.prepare('DELETE FROM secrets WHERE owner = ?'),
       version: db.prepare("SELECT value FROM counters WHERE name = 'secrets'"),
@@ -213,6 +217,16 @@ class SqliteSecrets implements SecretRepo {
         this.bump.run();
       }).immediate();
     });
+  }
+
+  insert(row: SecretRow): Promise<boolean> {
+    return settle(() =>
+      this.db.transaction(() => {
+        const inserted = this.stmt.insert.run(row.owner, row.slot, row.keyId, row.nonce, row.sealed, row.updatedAt).changes === 1;
+        if (inserted) this.bump.run();
+        return inserted;
+      }).immediate(),
+    );
   }
 
   delete(owner: string, slot?: string): Promise<number> {

@@ -55,6 +55,8 @@ export interface SecretRow {
 export interface SecretRepo {
   list(): Promise<SecretRow[]>;
   put(row: SecretRow): Promise<void>;
+  /** Insert only when (owner, slot) is absent; true when this call inserted it. */
+  insert(row: SecretRow): Promise<boolean>;
   /** Delete one slot, or every slot of the owner when `slot` is omitted; returns rows deleted. */
   delete(owner: string, slot?: string): Promise<number>;
   /** Grows on every put/delete (any gateway): lets readers notice a change cheaply. */

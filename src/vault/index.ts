@@ -2,3 +2,4 @@ export { openVault, Vault, VaultError, type OpenVaultOptions, type SlotStatus, t
 export { CREDENTIAL_SLOTS, slotSpec, invalidSlotValue, normaliseSecretInput, type SlotSpec } from './slots.js';
 export { VAULT_KEY_ENV, VAULT_KEY_FILE, loadVaultKey } from './key.js';
 export { SECRET_ENV_PREFIX, envNamesFor } from './env.js';
+export { openGatewayCa, normaliseLeafHost, type GatewayCa, type GatewayCaOptions, type LeafCert } from './ca.js';

@@ -276,6 +276,16 @@ export class Vault implements SecretResolver {
     await this.seal(owner, slot, value);
   }
 
+  /** Seal a value only if none exists yet (first start of several gateways at once); true when this call stored it. */
+  async setInternalIfAbsent(owner: string, slot: string, value: string): Promise<boolean> {
+    this.assertInternal(owner);
+    const key = this.requireKey();
+    const { nonce, sealed } = sealValue(key, owner, slot, value);
+    const inserted = await this.store.secrets.insert({ owner, slot, keyId: key.id, nonce, sealed, updatedAt: new Date().toISOString() });
+    await this.reload();
+    return inserted;
+  }
+
   /** A key derived from the vault key for another purpose (audit head MAC), or null without a key. */
   subkey(purpose: string): Buffer | null {
     return this.key ? deriveSubkey(this.key, purpose) : null;

@@ -66,7 +66,8 @@ export function storeContract(name: string, open: () => Promise<Store>, reopen?:
         updatedAt: '2025-01-01T00:00:00.000Z',
       };
       await store.secrets.put(row);
-      await store.secrets.put({ ...row, owner: 'mtls_credential.db', slot: 'cert' });
+      expect(await store.secrets.insert({ ...row, owner: 'mtls_credential.db', slot: 'cert' })).toBe(true);
+      expect(await store.secrets.insert({ ...row, owner: 'mtls_credential.db', slot: 'cert', keyId: 'other' })).toBe(false);
       await store.secrets.put({ ...row, owner: 'mtls_credential.db', slot: 'key' });
       const v1 = await store.secrets.version();
       expect(v1).toBeGreaterThan(v0);
