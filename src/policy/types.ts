@@ -246,6 +246,11 @@ export interface Credential {
   username?: string;
   /** postgres_credential / clickhouse_credential: the upstream user. */
   user?: string;
+  /**
+   * postgres_credential / clickhouse_credential: the database this credential
+   * is for; with `user`, tells several SQL credentials of one endpoint apart.
+   */
+  database?: string;
   /** Vault slots this type has (`token`, `password`, `cert`/`key`/`ca`, …). */
   slots: string[];
   /**

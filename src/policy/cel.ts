@@ -1,0 +1,311 @@
+/**
+ * Rule conditions: CEL via @marcbachmann/cel-js with one typed environment
+ * per family (what a rule on that family's endpoints can see), the `sets`
+ * extension, and case-insensitive comparison of `http.method`, `sql.verb`,
+ * `k8s.verb` (and membership in `sql.verbs`).
+ *
+ * Case-insensitivity is done at compile time: the facts carry these values
+ * in lower case and every string literal they are compared with (`==`,
+ * `!=`, `in`, `startsWith`/`endsWith`/`contains`, `sets.*`) is lower-cased
+ * in the compiled expression. Literal header names in `http.headers['X-Y']`
+ * and `'X-Y' in http.headers` are lower-cased the same way, so canonical
+ * header names resolve against the lower-case map.
+ *
+ * Unknown facts are *absent* from the activation: reading one raises a CEL
+ * error, which cel-js absorbs inside `&&`/`||` when the other side decides
+ * (`unknown && false` → false, `unknown || true` → true) and otherwise
+ * surfaces as an error — the caller turns that into a fail-closed deny.
+ */
+import { Environment, type ASTNode } from '@marcbachmann/cel-js';
+import type { Family } from './types.js';
+
+class SetsNamespace {}
+
+/** CEL equality for the element types that occur in facts (strings, numbers, bools). */
+function celEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if ((typeof a === 'bigint' || typeof a === 'number') && (typeof b === 'bigint' || typeof b === 'number')) {
+    return Number(a) === Number(b);
+  }
+  return false;
+}
+
+function setContains(list: readonly unknown[], x: unknown): boolean {
+  for (const y of list) if (celEqual(x, y)) return true;
+  return false;
+}
+
+const HTTP_FIELDS = {
+  method: 'string',
+  path: 'string',
+  raw_path: 'string',
+  host: 'string',
+  query: 'map<string, list<string>>',
+  headers: 'map<string, string>',
+  body: 'string',
+  body_json: 'dyn',
+  body_truncated: 'bool',
+} as const;
+
+const SQL_FIELDS = {
+  verb: 'string',
+  verbs: 'list<string>',
+  tables: 'list<string>',
+  functions: 'list<string>',
+  statement: 'string',
+  database: 'string',
+  user: 'string',
+  inspected: 'bool',
+  copy_program: 'bool',
+} as const;
+
+const K8S_FIELDS = {
+  verb: 'string',
+  resource: 'string',
+  namespace: 'string',
+  name: 'string',
+  params: 'map<string, string>',
+  subresource: 'string',
+  api_group: 'string',
+  api_version: 'string',
+  command: 'list<string>',
+} as const;
+
+const CONTENT_FIELDS = {
+  findings: 'list<string>',
+  score: 'double',
+  verdict: 'string',
+} as const;
+
+/** The variables each family's conditions may read. */
+export const FAMILY_VARIABLES: Record<Family, string[]> = {
+  http: ['http', 'content'],
+  sql: ['sql', 'content'],
+  k8s: ['k8s', 'http', 'content'],
+};
+
+export const FACT_FIELDS: Record<string, readonly string[]> = {
+  http: Object.keys(HTTP_FIELDS),
+  sql: Object.keys(SQL_FIELDS),
+  k8s: Object.keys(K8S_FIELDS),
+  content: Object.keys(CONTENT_FIELDS),
+};
+
+function buildEnv(family: Family): Environment {
+  const env = new Environment({ homogeneousAggregateLiterals: false })
+    .registerType('SetsNamespace', SetsNamespace)
+    .registerConstant('sets', 'SetsNamespace', new SetsNamespace())
+    .registerFunction('SetsNamespace.contains(list, list): bool', (_ns: unknown, a: unknown[], b: unknown[]) =>
+      b.every((x) => setContains(a, x)),
+    )
+    .registerFunction('SetsNamespace.intersects(list, list): bool', (_ns: unknown, a: unknown[], b: unknown[]) =>
+      a.some((x) => setContains(b, x)),
+    )
+    .registerFunction(
+      'SetsNamespace.equivalent(list, list): bool',
+      (_ns: unknown, a: unknown[], b: unknown[]) => a.every((x) => setContains(b, x)) && b.every((x) => setContains(a, x)),
+    )
+    .registerType('ContentFacts', { fields: { ...CONTENT_FIELDS } })
+    .registerVariable('content', 'ContentFacts');
+  if (family === 'http' || family === 'k8s') {
+    env.registerType('HttpFacts', { fields: { ...HTTP_FIELDS } }).registerVariable('http', 'HttpFacts');
+  }
+  if (family === 'sql') env.registerType('SqlFacts', { fields: { ...SQL_FIELDS } }).registerVariable('sql', 'SqlFacts');
+  if (family === 'k8s') env.registerType('K8sFacts', { fields: { ...K8S_FIELDS } }).registerVariable('k8s', 'K8sFacts');
+  return env;
+}
+
+const ENVS: Record<Family, Environment> = { http: buildEnv('http'), sql: buildEnv('sql'), k8s: buildEnv('k8s') };
+
+export interface CelError {
+  /** Offset into the condition source. */
+  offset: number;
+  message: string;
+}
+
+export interface CompiledCondition {
+  source: string;
+  /** The expression actually evaluated (after case-folding rewrites). */
+  compiled: string;
+  evaluate: (activation: Record<string, unknown>) => unknown;
+  /** Facts read: `http.method`, … and `http.*` when the whole variable is used. */
+  reads: Set<string>;
+  /** True when the static type is dyn (must be checked to be a bool at run time). */
+  dynamicType: boolean;
+}
+
+export type CompileResult = { ok: true; condition: CompiledCondition } | { ok: false; error: CelError };
+
+function firstLine(message: string): string {
+  return message.split('\n')[0]!.trim();
+}
+
+interface CelErrorLike {
+  message: string;
+  range?: { start: number };
+  node?: { range?: { start: number }; pos?: number };
+}
+
+function toCelError(err: unknown): CelError {
+  const e = err as CelErrorLike;
+  const offset = e.range?.start ?? e.node?.range?.start ?? e.node?.pos ?? 0;
+  return { offset, message: firstLine(String(e.message ?? err)) };
+}
+
+export function compileCondition(source: string, family: Family): CompileResult {
+  const env = ENVS[family];
+  let parsed: ReturnType<Environment['parse']>;
+  try {
+    parsed = env.parse(source);
+  } catch (err) {
+    return { ok: false, error: toCelError(err) };
+  }
+  const checked = parsed.check();
+  if (!checked.valid) return { ok: false, error: toCelError(checked.error) };
+  if (checked.type !== 'bool' && checked.type !== 'dyn') {
+    return { ok: false, error: { offset: 0, message: `condition must be a bool, but this expression is ${checked.type}` } };
+  }
+  const reads = new Set<string>();
+  collectReads(parsed.ast, reads);
+  const compiled = caseFold(source, parsed.ast);
+  let runnable = parsed;
+  if (compiled !== source) {
+    try {
+      runnable = env.parse(compiled);
+    } catch (err) {
+      return { ok: false, error: toCelError(err) };
+    }
+  }
+  return {
+    ok: true,
+    condition: {
+      source,
+      compiled,
+      evaluate: runnable as unknown as (a: Record<string, unknown>) => unknown,
+      reads,
+      dynamicType: checked.type === 'dyn',
+    },
+  };
+}
+
+// ───────────────────────────── AST helpers ──────────────────────────────────
+
+type Node = ASTNode;
+
+function children(n: Node): Node[] {
+  const out: Node[] = [];
+  const visit = (x: unknown): void => {
+    if (Array.isArray(x)) x.forEach(visit);
+    else if (x && typeof x === 'object' && 'op' in x) out.push(x as Node);
+  };
+  if (n.op === 'value' || n.op === 'id') return out;
+  visit(n.args);
+  return out;
+}
+
+const VARIABLES = new Set(['http', 'sql', 'k8s', 'content']);
+
+function collectReads(n: Node, reads: Set<string>): void {
+  if (n.op === '.' || n.op === '.?') {
+    const [obj, field] = n.args as [Node, string];
+    if (obj.op === 'id' && VARIABLES.has(obj.args as string)) {
+      reads.add(`${obj.args as string}.${field}`);
+      return;
+    }
+  }
+  if (n.op === '[]' || n.op === '[?]') {
+    const [obj, key] = n.args as [Node, Node];
+    if (obj.op === 'id' && VARIABLES.has(obj.args as string) && key.op === 'value' && typeof key.args === 'string') {
+      reads.add(`${obj.args as string}.${key.args}`);
+      return;
+    }
+  }
+  if (n.op === 'id' && VARIABLES.has(n.args as string)) {
+    reads.add(`${n.args as string}.*`);
+    return;
+  }
+  for (const c of children(n)) collectReads(c, reads);
+}
+
+/** `http.method`-style member access of a case-insensitive scalar fact. */
+function isCiScalar(n: Node): boolean {
+  if (n.op !== '.') return false;
+  const [obj, field] = n.args as [Node, string];
+  if (obj.op !== 'id') return false;
+  const v = obj.args as string;
+  return (v === 'http' && field === 'method') || (v === 'sql' && field === 'verb') || (v === 'k8s' && field === 'verb');
+}
+
+function isCiList(n: Node): boolean {
+  if (n.op !== '.') return false;
+  const [obj, field] = n.args as [Node, string];
+  return obj.op === 'id' && obj.args === 'sql' && field === 'verbs';
+}
+
+function isHeaders(n: Node): boolean {
+  if (n.op !== '.') return false;
+  const [obj, field] = n.args as [Node, string];
+  return obj.op === 'id' && obj.args === 'http' && field === 'headers';
+}
+
+function isStringLiteral(n: Node): boolean {
+  return n.op === 'value' && typeof n.args === 'string';
+}
+
+/** Rewrites the source so literals compared with case-insensitive facts are lower case. */
+function caseFold(source: string, ast: Node): string {
+  const targets = new Map<number, Node>();
+  const fold = (n: Node | undefined): void => {
+    if (n && isStringLiteral(n) && (n.args as string) !== (n.args as string).toLowerCase()) targets.set(n.range.start, n);
+  };
+  const foldList = (n: Node | undefined): void => {
+    if (n && n.op === 'list') for (const item of n.args as Node[]) fold(item);
+  };
+  const listHasCi = (n: Node): boolean => n.op === 'list' && (n.args as Node[]).some(isCiScalar);
+
+  const walk = (n: Node): void => {
+    switch (n.op) {
+      case '==':
+      case '!=': {
+        const [l, r] = n.args as [Node, Node];
+        if (isCiScalar(l)) fold(r);
+        if (isCiScalar(r)) fold(l);
+        break;
+      }
+      case 'in': {
+        const [l, r] = n.args as [Node, Node];
+        if (isCiScalar(l)) foldList(r);
+        if (isCiList(r)) fold(l);
+        if (isHeaders(r)) fold(l);
+        break;
+      }
+      case '[]':
+      case '[?]': {
+        const [obj, key] = n.args as [Node, Node];
+        if (isHeaders(obj)) fold(key);
+        break;
+      }
+      case 'rcall': {
+        const [name, receiver, args] = n.args as [string, Node, Node[]];
+        if (isCiScalar(receiver) && (name === 'startsWith' || name === 'endsWith' || name === 'contains')) fold(args[0]);
+        if (receiver.op === 'id' && receiver.args === 'sets' && args.length === 2) {
+          const [a, b] = args as [Node, Node];
+          if (listHasCi(a) || isCiList(a)) foldList(b);
+          if (listHasCi(b) || isCiList(b)) foldList(a);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    for (const c of children(n)) walk(c);
+  };
+  walk(ast);
+  if (targets.size === 0) return source;
+  let out = source;
+  for (const start of [...targets.keys()].sort((a, b) => b - a)) {
+    const node = targets.get(start)!;
+    out = out.slice(0, node.range.start) + JSON.stringify((node.args as string).toLowerCase()) + out.slice(node.range.end);
+  }
+  return out;
+}
