@@ -1,0 +1,336 @@
+/**
+ * The scrubber: removes every secret the gateway injected — and the ways an
+ * upstream may echo it back encoded — from bytes flowing to the agent and
+ * into logs, also when a value is split across chunks.
+ *
+ * Forms matched for each secret (UTF-8 bytes):
+ *   - raw;
+ *   - JSON string escapes: minimal (`JSON.stringify`), with `\/`, ASCII-only
+ *     (`\uXXXX` for non-ASCII, as Python), HTML-safe (`\u003c` `\u003e`
+ *     `\u0026`, as Go), and every character `\u`-escaped (both hex cases);
+ *   - base64 and base64url at each of the three byte alignments the value can
+ *     sit at inside a longer encoded blob (only the characters determined by
+ *     the secret's bytes alone — so padded and unpadded encodings both match),
+ *     and base64 of its base64 (one level of nesting);
+ *   - hex, lower and upper case;
+ *   - URL encoding: `encodeURIComponent`, strict RFC 3986, form encoding
+ *     (space as `+`) and every byte percent-encoded, each in both hex cases.
+ *
+ * Replacement: every matched byte becomes `*` (0x2A). Lengths never change,
+ * so Content-Length, chunk sizes, Postgres/ClickHouse message lengths and
+ * byte offsets the engines computed stay valid; `*` needs no escaping in
+ * JSON strings, headers, URLs or SQL text. The edges of a base64 form (at
+ * most one character each side, ≤ 6 bits) can stay visible.
+ *
+ * Values shorter than MIN_SECRET_BYTES are not scrubbed: redacting every
+ * occurrence of a two-letter password would destroy unrelated output.
+ *
+ * Matching is one Aho–Corasick automaton over bytes, compiled to a dense
+ * transition table, so the cost per byte does not grow with the number of
+ * secrets. The streaming form keeps the automaton's state across chunks and
+ * holds back only the bytes that could still start a secret (at most the
+ * longest form minus one), emitting everything else immediately.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import { createHash } from 'node:crypto';
+
+export const REDACTION_BYTE = 0x2a;
+export const MIN_SECRET_BYTES = 4;
+/** Encoded forms shorter than this are too likely to occur by chance (e.g. a 2-character base64 core). */
+const MIN_FORM_BYTES = 4;
+
+// ─────────────────────────── forms ───────────────────────────
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/** Base64 characters of `bytes` that do not depend on neighbours, for each of the three alignments. */
+function base64Cores(bytes: Buffer): string[] {
+  const cores: string[] = [];
+  for (let k = 0; k < 3; k++) {
+    const padded = Buffer.concat([Buffer.alloc(k), bytes, Buffer.alloc(3)]);
+    const enc = padded.toString('base64');
+    // character i covers bits [6i, 6i+6); the secret occupies bits [8k, 8(k+n))
+    const first = Math.ceil((8 * k) / 6);
+    const end = Math.floor((8 * (k + bytes.length)) / 6);
+    if (end > first) cores.push(enc.slice(first, end));
+  }
+  return cores;
+}
+
+function toUrlAlphabet(s: string): string {
+  return s.replace(/\+/g, '-').replace(/\//g, '_');
+}
+
+function percentAll(bytes: Buffer, upper: boolean): string {
+  let out = '';
+  for (const b of bytes) out += '%' + (upper ? b.toString(16).toUpperCase() : b.toString(16)).padStart(2, '0');
+  return out;
+}
+
+function strictUriEncode(s: string): string {
+  return encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
+function lowerPercentHex(s: string): string {
+  return s.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
+}
+
+function jsonEscapeAll(s: string, upper: boolean): string {
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const h = s.charCodeAt(i).toString(16).padStart(4, '0');
+    out += '\\u' + (upper ? h.toUpperCase() : h);
+  }
+  return out;
+}
+
+function jsonAsciiOnly(inner: string): string {
+  return inner.replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+}
+
+function jsonHtmlSafe(inner: string): string {
+  return inner.replace(/[<>&\u2028\u2029]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+}
+
+/** Every byte form of one secret the scrubber looks for (deduplicated). */
+export function secretForms(value: string): Buffer[] {
+  const bytes = Buffer.from(value, 'utf8');
+  if (bytes.length < MIN_SECRET_BYTES) return [];
+  const text = new Set<string>();
+  const jsonInner = JSON.stringify(value).slice(1, -1);
+  for (const j of [jsonInner, jsonInner.replace(/\//g, '\\/'), jsonAsciiOnly(jsonInner), jsonHtmlSafe(jsonInner)]) text.add(j);
+  text.add(jsonEscapeAll(value, false));
+  text.add(jsonEscapeAll(value, true));
+  for (const core of base64Cores(bytes)) {
+    text.add(core);
+    text.add(toUrlAlphabet(core));
+    text.add(core.replace(/\//g, '\\/'));
+  }
+  for (const core of base64Cores(Buffer.from(bytes.toString('base64')))) text.add(core);
+  text.add(bytes.toString('hex'));
+  text.add(bytes.toString('hex').toUpperCase());
+  const uri = encodeURIComponent(value);
+  const strict = strictUriEncode(value);
+  for (const u of [uri, strict, uri.replace(/%20/g, '+'), strict.replace(/%20/g, '+'), percentAll(bytes, true)]) {
+    text.add(u);
+    text.add(lowerPercentHex(u));
+  }
+  const forms = new Map<string, Buffer>();
+  forms.set(bytes.toString('latin1'), bytes);
+  for (const t of text) {
+    const b = Buffer.from(t, 'utf8');
+    if (b.length >= MIN_FORM_BYTES) forms.set(b.toString('latin1'), b);
+  }
+  return [...forms.values()];
+}
+
+// ─────────────────────────── automaton ───────────────────────────
+
+interface Automaton {
+  /** Byte → class (0 = a byte no pattern contains). */
+  classes: Uint16Array;
+  classCount: number;
+  /** Dense transitions: next = delta[state * classCount + class]. */
+  delta: Uint32Array;
+  /** Length of the longest pattern ending in this state, 0 if none. */
+  out: Uint32Array;
+  /** Length of the state's string: how many trailing bytes may still become a match. */
+  depth: Uint32Array;
+  maxLen: number;
+}
+
+function compile(patterns: Buffer[]): Automaton {
+  // Byte classes keep the table narrow: bytes no pattern uses all share class 0.
+  const classes = new Uint16Array(256);
+  let classCount = 1;
+  for (const p of patterns) for (const b of p) if (classes[b] === 0) classes[b] = classCount++;
+
+  // Trie.
+  const children: Array<Map<number, number>> = [new Map()];
+  const depth: number[] = [0];
+  const terminal: number[] = [0];
+  for (const p of patterns) {
+    let s = 0;
+    for (const b of p) {
+      const c = classes[b]!;
+      let next = children[s]!.get(c);
+      if (next === undefined) {
+        next = children.length;
+        children.push(new Map());
+        depth.push(depth[s]! + 1);
+        terminal.push(0);
+        children[s]!.set(c, next);
+      }
+      s = next;
+    }
+    terminal[s] = Math.max(terminal[s]!, p.length);
+  }
+
+  const n = children.length;
+  const delta = new Uint32Array(n * classCount);
+  const out = new Uint32Array(n);
+  const fail = new Uint32Array(n);
+  // Breadth-first: a state's failure target is always shallower, hence complete, when we reach it.
+  const queue: number[] = [];
+  for (let c = 0; c < classCount; c++) {
+    const next = children[0]!.get(c);
+    if (next !== undefined) {
+      delta[c] = next;
+      fail[next] = 0;
+      queue.push(next);
+    }
+  }
+  for (let qi = 0; qi < queue.length; qi++) {
+    const s = queue[qi]!;
+    out[s] = terminal[s]! || out[fail[s]!]!;
+    const row = s * classCount;
+    const failRow = fail[s]! * classCount;
+    for (let c = 0; c < classCount; c++) {
+      const next = children[s]!.get(c);
+      if (next !== undefined) {
+        fail[next] = delta[failRow + c]!;
+        delta[row + c] = next;
+        queue.push(next);
+      } else {
+        delta[row + c] = delta[failRow + c]!;
+      }
+    }
+  }
+  const maxLen = patterns.reduce((m, p) => Math.max(m, p.length), 0);
+  return { classes, classCount, delta, out, depth: Uint32Array.from(depth), maxLen };
+}
+
+// ─────────────────────────── scrubber ───────────────────────────
+
+export class Scrubber {
+  /** Longest form in bytes; a stream holds back at most this minus one. */
+  readonly maxPatternLength: number;
+  private readonly ac: Automaton | null;
+
+  constructor(values: Iterable<string>) {
+    const patterns = new Map<string, Buffer>();
+    for (const v of values) for (const f of secretForms(v)) patterns.set(f.toString('latin1'), f);
+    this.ac = patterns.size ? compile([...patterns.values()]) : null;
+    this.maxPatternLength = this.ac?.maxLen ?? 0;
+  }
+
+  get empty(): boolean {
+    return this.ac === null;
+  }
+
+  /** A copy of `input` with every secret form overwritten by `*` (same length). Returns `input` itself when nothing matched. */
+  scrubBuffer(input: Buffer): Buffer {
+    if (!this.ac) return input;
+    const r = this.scan(input, 0, 0, null);
+    return r.output;
+  }
+
+  scrubText(text: string): string {
+    if (!this.ac || text.length === 0) return text;
+    const bytes = Buffer.from(text, 'utf8');
+    const out = this.scrubBuffer(bytes);
+    return out === bytes ? text : out.toString('utf8');
+  }
+
+  /** Strings anywhere in a JSON-like value (object keys included), scrubbed; other values copied as is. */
+  scrubDeep<T>(value: T): T {
+    if (!this.ac) return value;
+    return this.deep(value, 0) as T;
+  }
+
+  /** A Transform for byte streams; see the module comment for what it holds back. */
+  stream(): Transform {
+    return new ScrubStream(this);
+  }
+
+  /**
+   * Run the automaton over `buf` from `from`, starting in `state`. Matches
+   * may reach back before `from` (into bytes already scanned but not yet
+   * emitted). Copies `buf` before the first write unless `owned`.
+   * @internal
+   */
+  scan(buf: Buffer, from: number, state: number, owned: Buffer | null): { output: Buffer; state: number; hold: number } {
+    const ac = this.ac!;
+    const { classes, classCount, delta, out } = ac;
+    let target = owned;
+    let s = state;
+    for (let i = from; i < buf.length; i++) {
+      s = delta[s * classCount + classes[buf[i]!]!]!;
+      const len = out[s]!;
+      if (len !== 0) {
+        if (target === null) target = Buffer.from(buf);
+        // A longer match may cover bytes before a shorter one already redacted: always fill its whole span.
+        target.fill(REDACTION_BYTE, i + 1 - len, i + 1);
+      }
+    }
+    const hold = Math.min(ac.depth[s]!, ac.maxLen - 1, buf.length);
+    return { output: target ?? buf, state: s, hold };
+  }
+
+  private deep(value: unknown, level: number): unknown {
+    if (typeof value === 'string') return this.scrubText(value);
+    if (level > 64 || value === null || typeof value !== 'object') return value;
+    if (Array.isArray(value)) return value.map((v) => this.deep(v, level + 1));
+    if (Buffer.isBuffer(value)) return this.scrubBuffer(value);
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[this.scrubText(k)] = this.deep(v, level + 1);
+    return out;
+  }
+}
+
+class ScrubStream extends Transform {
+  private held: Buffer = Buffer.alloc(0);
+  private state = 0;
+
+  constructor(private readonly scrubber: Scrubber) {
+    super();
+  }
+
+  override _transform(chunk: Buffer | string, encoding: BufferEncoding, cb: TransformCallback): void {
+    const data = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;
+    if (this.scrubber.empty) {
+      cb(null, data);
+      return;
+    }
+    if (data.length === 0) {
+      cb();
+      return;
+    }
+    const joined = this.held.length ? Buffer.concat([this.held, data]) : data;
+    const { output, state, hold } = this.scrubber.scan(joined, this.held.length, this.state, this.held.length ? joined : null);
+    this.state = state;
+    const emit = output.length - hold;
+    // Copy the held tail so a large chunk is not kept alive by a few bytes.
+    this.held = hold ? Buffer.from(output.subarray(emit)) : Buffer.alloc(0);
+    if (emit > 0) this.push(output.subarray(0, emit));
+    cb();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.held.length) this.push(this.held);
+    this.held = Buffer.alloc(0);
+    cb();
+  }
+}
+
+// ─────────────────────────── shared instances ───────────────────────────
+
+const cache = new Map<string, Scrubber>();
+const CACHE_SIZE = 64;
+
+/** A scrubber for this set of values, shared while the set is unchanged (engines ask per connection). */
+export function scrubberFor(values: readonly string[]): Scrubber {
+  const h = createHash('sha256');
+  for (const v of [...values].sort()) h.update(v).update('\0');
+  const key = h.digest('hex');
+  const hit = cache.get(key);
+  if (hit) {
+    cache.delete(key);
+    cache.set(key, hit);
+    return hit;
+  }
+  const s = new Scrubber(values);
+  cache.set(key, s);
+  if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+  return s;
+}
