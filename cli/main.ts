@@ -8,6 +8,8 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import * as validateCommand from './validate.js';
+import * as testCommand from './test.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -36,7 +38,10 @@ export function buildProgram(): Command {
 
 async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  const commands: Array<{ register(p: Command): void }> = [];
+  const commands: Array<{ register(p: Command): void }> = [
+    validateCommand,
+    testCommand,
+  ];
   for (const c of commands) c.register(program);
   try {
     await program.parseAsync(argv);

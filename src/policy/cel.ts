@@ -115,7 +115,10 @@ function buildEnv(family: Family): Environment {
   return env;
 }
 
-const ENVS: Record<Family, Environment> = { http: buildEnv('http'), sql: buildEnv('sql'), k8s: buildEnv('k8s') };
+const envs: Partial<Record<Family, Environment>> = {};
+function envFor(family: Family): Environment {
+  return (envs[family] ??= buildEnv(family));
+}
 
 export interface CelError {
   /** Offset into the condition source. */
@@ -153,7 +156,7 @@ function toCelError(err: unknown): CelError {
 }
 
 export function compileCondition(source: string, family: Family): CompileResult {
-  const env = ENVS[family];
+  const env = envFor(family);
   let parsed: ReturnType<Environment['parse']>;
   try {
     parsed = env.parse(source);

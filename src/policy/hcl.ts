@@ -3,7 +3,6 @@
  * outline (hcl-source.ts). Syntax errors come back from hcl2json as
  * `file:line,col-…: Summary; Detail` and are turned into diagnostics.
  */
-import { parse as hclToJson } from '@cdktn/hcl2json';
 import type { Diagnostic } from './types.js';
 import { error } from './diagnostics.js';
 import { scanHcl, type SrcFile } from './hcl-source.js';
@@ -48,7 +47,9 @@ export function syntaxDiagnostics(file: string, message: string): Diagnostic[] {
 export async function parseHclFile(file: string, text: string): Promise<ParseOutcome> {
   let json: Record<string, unknown>;
   try {
-    json = (await hclToJson(file, text)) as Record<string, unknown>;
+    // Imported on first use: the module instantiates its wasm at import time.
+    const { parse } = await import('@cdktn/hcl2json');
+    json = (await parse(file, text)) as Record<string, unknown>;
   } catch (err) {
     return { ok: false, diagnostics: syntaxDiagnostics(file, err instanceof Error ? err.message : String(err)) };
   }

@@ -14,7 +14,7 @@ export type { CompiledPolicy } from './compiled.js';
 export { generatedPlaceholder } from './compiled.js';
 export { formatDiagnostic, sortDiagnostics } from './diagnostics.js';
 export { PolicyWatcher } from './watcher.js';
-export { placeholdersFromHeaders, profilePlaceholders } from './placeholders.js';
+export { placeholdersFromHeaders, placeholderHeaders, profilePlaceholders } from './placeholders.js';
 export type * from './types.js';
 
 export type LoadResult =

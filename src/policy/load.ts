@@ -38,7 +38,6 @@ import {
   CREDENTIAL_ATTRIBUTES,
   CREDENTIAL_ENDPOINTS,
   CREDENTIAL_REQUIRED,
-  CREDENTIAL_SLOTS,
   CREDENTIAL_TYPES,
   DEFAULT_ENV,
   DEFAULTS_ATTRIBUTES,
@@ -60,6 +59,7 @@ import {
   TOP_LEVEL_BLOCKS,
   type Kind,
 } from './schema.js';
+import { slotSpec } from '../vault/slots.js';
 import { Body, fmtPos, Reporter, Values, type RefVal, type Val } from './values.js';
 
 export interface LoadedDocument {
@@ -747,7 +747,7 @@ class Builder {
         );
       }
     }
-    const c: Credential = { id: d.id, type, name: d.name, endpoints: refs.map((r) => r.id), slots: CREDENTIAL_SLOTS[type], pos: d.pos };
+    const c: Credential = { id: d.id, type, name: d.name, endpoints: refs.map((r) => r.id), slots: [...slotSpec(type).slots], pos: d.pos };
     let v: Val | undefined;
     if ((v = d.body.get('header'))) {
       const s = this.v.nonEmptyString(v, '"header"');

@@ -6,55 +6,32 @@
  */
 import type { PolicyModel } from './types.js';
 import { generatedPlaceholder } from './compiled.js';
-
-type HeaderValue = string | string[] | undefined;
-
-function values(v: HeaderValue): string[] {
-  if (v === undefined) return [];
-  return Array.isArray(v) ? v : [v];
-}
-
-function decodeBasic(b64: string): string[] {
-  const text = Buffer.from(b64, 'base64').toString('utf8');
-  const colon = text.indexOf(':');
-  return colon < 0 ? [text] : [text.slice(0, colon), text.slice(colon + 1)];
-}
-
-/** Candidates in one auth-bearing value: the whole value and, after a scheme or prefix, the token. */
-function fromAuthValue(value: string, out: Set<string>): void {
-  const v = value.trim();
-  if (v === '') return;
-  out.add(v);
-  const m = /^([A-Za-z][\w-]*)\s+(\S+)\s*$/.exec(v);
-  if (!m) return;
-  const token = m[2]!;
-  out.add(token);
-  if (m[1]!.toLowerCase() === 'basic') for (const part of decodeBasic(token)) if (part) out.add(part);
-}
+import { presentedTokens, type HeaderMap } from '../vault/inject.js';
 
 /**
  * Every string in the request that could be a placeholder: the token of
- * `Authorization` (Bearer, Basic — both user and password — or raw),
- * `x-api-key`, and the headers named by `header_token` credentials
- * (`extraHeaderNames`, any case). Keys of `headers` may be in any case;
- * values may be strings or lists.
+ * `Authorization` (Bearer or any scheme, Basic — both user and password — or
+ * raw), `x-api-key`, and the headers of `header_token` credentials. `extra`
+ * takes header names, or `{ header, prefix }` so a configured prefix is
+ * stripped. The vault's `presentedTokens` does the reading (one
+ * implementation for the engine, the vault and the policy).
  */
-export function placeholdersFromHeaders(headers: Record<string, HeaderValue>, extraHeaderNames: Iterable<string> = []): string[] {
-  const wanted = new Set(['authorization', 'x-api-key']);
-  for (const n of extraHeaderNames) wanted.add(n.toLowerCase());
-  const out = new Set<string>();
-  for (const [name, value] of Object.entries(headers)) {
-    if (!wanted.has(name.toLowerCase())) continue;
-    for (const v of values(value)) for (const part of v.split(',')) fromAuthValue(part, out);
-  }
-  return [...out];
+export function placeholdersFromHeaders(
+  headers: HeaderMap,
+  extraHeaderNames: Iterable<string | { header: string; prefix?: string }> = [],
+): string[] {
+  const extra = [...extraHeaderNames].map((h) => (typeof h === 'string' ? { header: h } : h));
+  return presentedTokens(headers, extra);
 }
 
-/** Header names configured on `header_token` credentials (lower case), for `placeholdersFromHeaders`. */
-export function placeholderHeaderNames(model: PolicyModel): string[] {
-  const out = new Set<string>();
-  for (const c of model.credentials.values()) if (c.type === 'header_token' && c.header) out.add(c.header);
-  return [...out];
+/** The `header_token` headers (with prefixes) of a policy, for `placeholdersFromHeaders`. */
+export function placeholderHeaders(model: PolicyModel): Array<{ header: string; prefix?: string }> {
+  const out: Array<{ header: string; prefix?: string }> = [];
+  for (const c of model.credentials.values()) {
+    if (c.type !== 'header_token' || !c.header) continue;
+    out.push(c.prefix ? { header: c.header, prefix: c.prefix } : { header: c.header });
+  }
+  return out;
 }
 
 export interface ExportedPlaceholder {

@@ -73,19 +73,6 @@ export const CREDENTIAL_REQUIRED: Partial<Record<CredentialType, string[]>> = {
   clickhouse_credential: ['user'],
 };
 
-/** Vault slots per credential type (policy-language.md "secret slots"). */
-export const CREDENTIAL_SLOTS: Record<CredentialType, string[]> = {
-  bearer_token: ['token'],
-  header_token: ['token'],
-  basic_auth: ['password'],
-  anthropic_manual_key: ['token'],
-  slack_tokens: ['bot', 'signing_secret'],
-  postgres_credential: ['password'],
-  clickhouse_credential: ['password'],
-  mtls_credential: ['cert', 'key', 'ca'],
-  passthrough: [],
-};
-
 /** The environment variable `clawpatrol run` exports a placeholder in when `env` is not set. */
 export const DEFAULT_ENV: Partial<Record<CredentialType, string>> = {
   anthropic_manual_key: 'ANTHROPIC_API_KEY',
