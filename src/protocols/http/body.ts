@@ -1,0 +1,137 @@
+/**
+ * Request body inspection: what `http.body` / `http.body_json` say about the
+ * bytes the client sent. The original bytes are always what goes upstream;
+ * this only decides what the rules see.
+ *
+ * - Content-Encoding `gzip`/`x-gzip`, `deflate` (zlib or raw) and `br` are
+ *   decoded, in reverse order of application, with the decoded size capped at
+ *   the body limit (zip-bomb guard). `identity` is a no-op.
+ * - Anything that cannot be inspected — over the limit, an unknown coding,
+ *   a corrupt stream, output past the cap — gives `body_truncated: true`, so
+ *   every rule that reads the body fails closed.
+ * - `body_json` is parsed whatever the Content-Type says (JSON sent as
+ *   `application/octet-stream` is still JSON to the upstream). A JSON object
+ *   with a repeated key is not inspectable: parsers disagree on which value
+ *   wins, so the rules could see a different value than the upstream uses.
+ */
+import zlib from 'node:zlib';
+
+export interface BodyFacts {
+  body: string;
+  body_json: unknown;
+  body_truncated?: boolean;
+}
+
+export const EMPTY_BODY: BodyFacts = Object.freeze({ body: '', body_json: {} }) as BodyFacts;
+const UNKNOWN_BODY: BodyFacts = Object.freeze({ body: '', body_json: {}, body_truncated: true }) as BodyFacts;
+
+export interface InspectOptions {
+  /** False when the client sent more than `limit` bytes (only a prefix is held). */
+  complete: boolean;
+  /** The request's Content-Encoding field value(s), combined. */
+  contentEncoding?: string | undefined;
+  /** `limits.body_buffer`: cap for both the raw and the decoded body. */
+  limit: number;
+}
+
+export function inspectBody(bytes: Buffer, opts: InspectOptions): BodyFacts {
+  if (!opts.complete || bytes.length > opts.limit) return UNKNOWN_BODY;
+  if (bytes.length === 0) return EMPTY_BODY;
+  const decoded = decodeContent(bytes, opts.contentEncoding, opts.limit);
+  if (decoded === null) return UNKNOWN_BODY;
+  const body = decoded.toString('utf8');
+  const json = parseJsonBody(body);
+  if (json === AMBIGUOUS) return UNKNOWN_BODY;
+  return { body, body_json: json === NOT_JSON ? {} : json };
+}
+
+/** Decoded bytes, or null when the encoding is unknown, corrupt, or expands past `cap`. */
+export function decodeContent(bytes: Buffer, contentEncoding: string | undefined, cap: number): Buffer | null {
+  const codings = (contentEncoding ?? '')
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  let data = bytes;
+  for (const coding of codings.reverse()) {
+    const opts = { maxOutputLength: Math.max(cap, 1) };
+    try {
+      if (coding === 'gzip' || coding === 'x-gzip') data = zlib.gunzipSync(data, opts);
+      else if (coding === 'br') data = zlib.brotliDecompressSync(data, opts);
+      else if (coding === 'deflate') data = inflateEither(data, opts);
+      else return null;
+    } catch {
+      return null;
+    }
+    if (data.length > cap) return null;
+  }
+  return data;
+}
+
+/** RFC 9110 says zlib-wrapped; some clients send raw deflate. Accept both. */
+function inflateEither(data: Buffer, opts: zlib.ZlibOptions): Buffer {
+  try {
+    return zlib.inflateSync(data, opts);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw err;
+    return zlib.inflateRawSync(data, opts);
+  }
+}
+
+const NOT_JSON = Symbol('not-json');
+const AMBIGUOUS = Symbol('ambiguous-json');
+
+function parseJsonBody(text: string): unknown {
+  const t = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  let value: unknown;
+  try {
+    value = JSON.parse(t);
+  } catch {
+    return NOT_JSON;
+  }
+  if (hasDuplicateKeys(t)) return AMBIGUOUS;
+  return value;
+}
+
+/**
+ * Scan already-valid JSON text for an object with a repeated key. Only runs
+ * after JSON.parse succeeded, so the grammar is known to be well-formed.
+ */
+export function hasDuplicateKeys(json: string): boolean {
+  // Stack of key sets for open containers; null marks an array.
+  const stack: (Set<string> | null)[] = [];
+  let expectKey = false;
+  let i = 0;
+  while (i < json.length) {
+    const c = json[i]!;
+    if (c === '{') {
+      stack.push(new Set());
+      expectKey = true;
+      i++;
+    } else if (c === '[') {
+      stack.push(null);
+      expectKey = false;
+      i++;
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+      expectKey = false;
+      i++;
+    } else if (c === ',') {
+      expectKey = stack[stack.length - 1] instanceof Set;
+      i++;
+    } else if (c === '"') {
+      let j = i + 1;
+      while (json[j] !== '"') j += json[j] === '\\' ? 2 : 1;
+      if (expectKey) {
+        const key = JSON.parse(json.slice(i, j + 1)) as string;
+        const keys = stack[stack.length - 1] as Set<string>;
+        if (keys.has(key)) return true;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = j + 1;
+    } else {
+      i++;
+    }
+  }
+  return false;
+}
