@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import * as validateCommand from './validate.js';
 import * as testCommand from './test.js';
+import * as approvalsCommand from './approvals.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -41,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
   const commands: Array<{ register(p: Command): void }> = [
     validateCommand,
     testCommand,
+    approvalsCommand,
   ];
   for (const c of commands) c.register(program);
   try {

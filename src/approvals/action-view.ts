@@ -225,3 +225,54 @@ export function credentialHeaders(model: { credentials: Map<string, { header?: s
   for (const credential of model.credentials.values()) if (credential.header) names.push(credential.header.toLowerCase());
   return names;
 }
+
+/** What the action does, as the lines an approver reads. */
+export function describeAction(view: ActionView): { title: string; body: string; details: string[] } {
+  if (view.sql) {
+    const s = view.sql;
+    const details = [
+      `verbs: ${s.verbs.join(', ') || s.verb}`,
+      `tables: ${s.tables.join(', ') || '—'}`,
+      ...(s.functions.length ? [`functions: ${s.functions.join(', ')}`] : []),
+      `database: ${s.database || '—'} as ${s.user || '—'}`,
+      ...(s.inspected ? [] : [`not inspectable: ${s.inspect_error ?? 'unknown reason'}`]),
+      ...(s.statement.truncated ? [`statement cut: ${s.statement.text.length} of ${s.statement.length} characters shown`] : []),
+    ];
+    return { title: `SQL ${s.verb.toUpperCase()}`, body: s.statement.text, details };
+  }
+  if (view.k8s) {
+    const k = view.k8s;
+    const target = `${k.resource}${k.name ? ` ${k.name}` : ''}${k.namespace ? ` in ${k.namespace}` : ''}`;
+    const body = k.command.length ? k.command.map((arg) => JSON.stringify(arg)).join(' ') : `${k.verb} ${target}`;
+    return {
+      title: `Kubernetes ${k.verb} ${target}`,
+      body,
+      details: [`api: ${[k.api_group, k.api_version].filter(Boolean).join('/') || 'core'}`],
+    };
+  }
+  if (view.http) {
+    const h = view.http;
+    const query = Object.entries(h.query)
+      .flatMap(([k, vs]) => vs.map((v) => `${k}=${v}`))
+      .join('&');
+    const headers = Object.entries(h.headers).map(([k, v]) => `${k}: ${v}`);
+    const body = [`${h.method.toUpperCase()} ${h.path}${query ? `?${query}` : ''}`, `host: ${h.host}`, ...headers, '', h.body.text]
+      .join('\n')
+      .trimEnd();
+    const details = [
+      ...(h.body.truncated ? [`body cut: ${h.body.text.length} of ${h.body.length} characters shown`] : []),
+      ...(h.body_over_limit ? ['body over the gateway buffer limit (not shown)'] : []),
+    ];
+    return { title: `HTTP ${h.method.toUpperCase()} ${h.host}${h.path}`, body, details };
+  }
+  return { title: `${view.family} ${view.host}`, body: '', details: [] };
+}
+
+/**
+ * Text safe to print on an operator's terminal: C0/C1 control characters
+ * (ANSI escapes, carriage returns that overwrite a line) become `�`; newlines
+ * and tabs stay.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, '\ufffd');
+}

@@ -20,6 +20,7 @@ import { ApprovalQueue } from './queue.js';
 import { createQueueStage } from './queue-stage.js';
 import { queueRoute } from './routes.js';
 import { SlackApprovals } from './slack/slack.js';
+import { scrubberFor } from '../vault/scrub.js';
 
 export interface ApprovalServiceOptions {
   /** The policy in force now (hot reload). */
@@ -27,9 +28,10 @@ export interface ApprovalServiceOptions {
   secrets: SecretResolver;
   /**
    * Removes vault values and their encodings from text shown to approvers
-   * (judge prompts, Slack cards, the queue) and from reasons.
+   * (judge prompts, Slack cards, the queue) and from reasons. Default: the
+   * vault's scrubber over `secrets.allValues()` at the time of use.
    */
-  scrub: (text: string) => string;
+  scrub?: (text: string) => string;
   /** Slack Web API base URL (default https://slack.com/api/). */
   slackApiUrl?: string;
   /** Messages API base URL for judges that set none (default https://api.anthropic.com). */
@@ -52,7 +54,9 @@ export interface ApprovalService {
   close(): void;
 }
 
-export function createApprovalService(opts: ApprovalServiceOptions): ApprovalService {
+export function createApprovalService(options: ApprovalServiceOptions): ApprovalService {
+  const scrub = options.scrub ?? ((text: string) => scrubberFor(options.secrets.allValues()).scrubText(text));
+  const opts = { ...options, scrub };
   const queue = new ApprovalQueue(opts.now);
   const judge = createJudge({
     secrets: opts.secrets,

@@ -9,7 +9,8 @@ import { createJudge, type Judge } from '../../src/approvals/judge/judge.js';
 import type { StageDriver } from '../../src/approvals/stages.js';
 import type { PolicyModel } from '../../src/policy/types.js';
 import { startFakeAnthropic, textMessage, toolMessage, type FakeAnthropic } from './support/fake-anthropic.js';
-import { approveDecision, llmApprover, model, naiveScrub, secrets, sqlAction } from './support/model.js';
+import { approveDecision, llmApprover, model, secrets, sqlAction } from './support/model.js';
+import { scrubberFor } from '../../src/vault/scrub.js';
 
 const JUDGE_KEY = 'sk-ant-judge-key-0123456789abcdef';
 const DB_PASSWORD = 'pg-pass-Zq7!verysecret';
@@ -17,7 +18,7 @@ const vault = secrets({
   'anthropic_manual_key.judge': { token: JUDGE_KEY },
   'postgres_credential.app': { password: DB_PASSWORD },
 });
-const scrub = naiveScrub(vault.allValues());
+const scrub = (text: string) => scrubberFor(vault.allValues()).scrubText(text);
 
 let fake: FakeAnthropic;
 beforeAll(async () => {
@@ -315,7 +316,13 @@ describe('prompt injection and secrets', () => {
             host: 'api.example.com',
             query: { key: [JUDGE_KEY] },
             headers: { authorization: 'Bearer PH_placeholder', 'x-custom': `token=${DB_PASSWORD}`, 'content-type': 'application/json' },
-            body: JSON.stringify({ amount: 5, note: `use ${JUDGE_KEY}` }),
+            body: JSON.stringify({
+              amount: 5,
+              note: `use ${JUDGE_KEY}`,
+              b64: Buffer.from(DB_PASSWORD).toString('base64'),
+              hex: Buffer.from(JUDGE_KEY).toString('hex'),
+              url: encodeURIComponent(`k=${DB_PASSWORD}`),
+            }),
             body_json: {},
           },
         },
@@ -327,6 +334,9 @@ describe('prompt injection and secrets', () => {
       const wire = JSON.stringify(call.body);
       expect(wire).not.toContain(DB_PASSWORD);
       expect(wire).not.toContain(JUDGE_KEY);
+      expect(wire).not.toContain(Buffer.from(DB_PASSWORD).toString('base64').slice(2, -2));
+      expect(wire).not.toContain(Buffer.from(JUDGE_KEY).toString('hex'));
+      expect(wire).not.toContain(encodeURIComponent(DB_PASSWORD));
     }
     const http = JSON.parse(dataBlockJson(fake.calls[1]!.body.messages[0]!.content)) as {
       http: { headers: Record<string, string>; body: { text: string } };

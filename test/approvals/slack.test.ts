@@ -8,7 +8,7 @@ import { startControlServer, type ControlServer } from '../../src/gateway/contro
 import type { ApprovalOutcome } from '../../src/gateway/contracts.js';
 import type { HumanApprover, PolicyModel } from '../../src/policy/types.js';
 import { blockActionPayload, signedRequest, startFakeSlack, type FakeSlack, type SlackCall } from './support/fake-slack.js';
-import { approveDecision, humanApprover, model, naiveScrub, secrets, sqlAction } from './support/model.js';
+import { approveDecision, humanApprover, model, secrets, sqlAction } from './support/model.js';
 
 const BOT = 'xoxb-1234-bot-token-secret';
 const SIGNING = 'slack-signing-secret-0123456789';
@@ -18,7 +18,6 @@ const vault = secrets({
   'slack_tokens.slack': { bot: BOT, signing_secret: SIGNING },
   'postgres_credential.app': { password: DB_PASSWORD },
 });
-const scrub = naiveScrub(vault.allValues());
 
 let slackApi: FakeSlack;
 beforeAll(async () => {
@@ -44,7 +43,7 @@ afterEach(async () => {
 
 async function setup(approver: Partial<HumanApprover> = {}, defaults: Partial<PolicyModel['defaults']> = {}): Promise<Setup> {
   const policy = { current: model({ approvers: [humanApprover(approver)], defaults }) };
-  const service = createApprovalService({ policy: () => policy.current, secrets: vault, scrub, slackApiUrl: slackApi.apiUrl });
+  const service = createApprovalService({ policy: () => policy.current, secrets: vault, slackApiUrl: slackApi.apiUrl });
   const control = await startControlServer({ listen: '127.0.0.1:0', adminToken: ADMIN, routes: [service.route] });
   const s = { service, control, policy };
   open.push(s);

@@ -7,7 +7,7 @@
  * needed `&`, `<`, `>` are escaped, so content cannot ping `<!channel>`,
  * forge a link, or fake a button label.
  */
-import type { ActionView } from '../action-view.js';
+import { describeAction } from '../action-view.js';
 import { defaultReason, type PendingApproval } from '../queue.js';
 
 export const APPROVE_ACTION_ID = 'clawpatrol_approve';
@@ -48,48 +48,6 @@ function preformatted(text: string): Block {
     type: 'rich_text',
     elements: [{ type: 'rich_text_preformatted', elements: [{ type: 'text', text: cut(text || ' ', MAX_PREFORMATTED) }] }],
   };
-}
-
-/** What the action does, as the lines an approver reads. */
-export function describeAction(view: ActionView): { title: string; body: string; details: string[] } {
-  if (view.sql) {
-    const s = view.sql;
-    const details = [
-      `verbs: ${s.verbs.join(', ') || s.verb}`,
-      `tables: ${s.tables.join(', ') || '—'}`,
-      ...(s.functions.length ? [`functions: ${s.functions.join(', ')}`] : []),
-      `database: ${s.database || '—'} as ${s.user || '—'}`,
-      ...(s.inspected ? [] : [`not inspectable: ${s.inspect_error ?? 'unknown reason'}`]),
-      ...(s.statement.truncated ? [`statement cut: ${s.statement.text.length} of ${s.statement.length} characters shown`] : []),
-    ];
-    return { title: `SQL ${s.verb.toUpperCase()}`, body: s.statement.text, details };
-  }
-  if (view.k8s) {
-    const k = view.k8s;
-    const target = `${k.resource}${k.name ? ` ${k.name}` : ''}${k.namespace ? ` in ${k.namespace}` : ''}`;
-    const body = k.command.length ? k.command.map((arg) => JSON.stringify(arg)).join(' ') : `${k.verb} ${target}`;
-    return {
-      title: `Kubernetes ${k.verb} ${target}`,
-      body,
-      details: [`api: ${[k.api_group, k.api_version].filter(Boolean).join('/') || 'core'}`],
-    };
-  }
-  if (view.http) {
-    const h = view.http;
-    const query = Object.entries(h.query)
-      .flatMap(([k, vs]) => vs.map((v) => `${k}=${v}`))
-      .join('&');
-    const headers = Object.entries(h.headers).map(([k, v]) => `${k}: ${v}`);
-    const body = [`${h.method.toUpperCase()} ${h.path}${query ? `?${query}` : ''}`, `host: ${h.host}`, ...headers, '', h.body.text]
-      .join('\n')
-      .trimEnd();
-    const details = [
-      ...(h.body.truncated ? [`body cut: ${h.body.text.length} of ${h.body.length} characters shown`] : []),
-      ...(h.body_over_limit ? ['body over the gateway buffer limit (not shown)'] : []),
-    ];
-    return { title: `HTTP ${h.method.toUpperCase()} ${h.host}${h.path}`, body, details };
-  }
-  return { title: `${view.family} ${view.host}`, body: '', details: [] };
 }
 
 export interface CardInput {

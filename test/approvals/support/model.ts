@@ -131,7 +131,3 @@ export function secrets(values: Record<string, Record<string, string>>): SecretR
   };
 }
 
-/** Replace each secret with `[redacted]` (the vault's scrubber replaces this when it lands). */
-export function naiveScrub(values: string[]): (text: string) => string {
-  return (text) => values.reduce((acc, v) => (v ? acc.split(v).join('[redacted]') : acc), text);
-}
