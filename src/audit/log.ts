@@ -1,0 +1,196 @@
+/**
+ * The audit log: the gateway's AuditSink.
+ *
+ * `append()` only queues (the data path never waits for a disk); a timer
+ * writes the queue in batches, each batch one transaction that links the
+ * records into the hash chain under the store's head lock. `flush()`
+ * resolves once everything appended before it is durable; `close()` drains
+ * and stops. A failed write keeps the batch queued and retries, so records
+ * are not lost while the store is briefly unavailable; `stats().failing`
+ * tells the gateway when they are not being written.
+ *
+ * Records must not be mutated after `append()` (they are serialised at
+ * write time, off the data path).
+ */
+import type { AuditRecordInput, AuditSink } from '../gateway/contracts.js';
+import type { Store } from '../store/types.js';
+import { checkpointMac, linkBatch } from './chain.js';
+
+export interface RetentionPolicy {
+  maxAgeSec?: number;
+  maxRecords?: number;
+}
+
+export interface AuditLogOptions {
+  store: Store;
+  /** HMAC key for the head and checkpoints (the vault's `subkey('audit')`); null → unkeyed chain. */
+  key?: Buffer | null;
+  retention?: RetentionPolicy;
+  /** Records per write transaction (default 2000). */
+  batchSize?: number;
+  /** Longest a record waits in the queue before a write starts (default 20 ms). */
+  flushDelayMs?: number;
+  /** Retention check interval (default 10 minutes); 0 disables the timer (prune() still works). */
+  pruneIntervalMs?: number;
+  /** Called when a write or prune fails (the records stay queued). */
+  onError?: (err: Error) => void;
+  now?: () => number;
+}
+
+export interface AuditStats {
+  queued: number;
+  written: number;
+  pruned: number;
+  /** True while the last write attempt failed. */
+  failing: boolean;
+  lastError: string | null;
+}
+
+export class AuditClosedError extends Error {
+  override name = 'AuditClosedError';
+}
+
+/** After a failed write, the next attempt starts this much later (or at the next flush()). */
+const RETRY_DELAY_MS = 500;
+
+export class AuditLog implements AuditSink {
+  private queue: AuditRecordInput[] = [];
+  private writing: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly batchSize: number;
+  private readonly flushDelayMs: number;
+  private readonly now: () => number;
+  private readonly key: Buffer | null;
+  private st: AuditStats = { queued: 0, written: 0, pruned: 0, failing: false, lastError: null };
+
+  constructor(private readonly opts: AuditLogOptions) {
+    this.batchSize = Math.max(1, opts.batchSize ?? 2000);
+    this.flushDelayMs = Math.max(0, opts.flushDelayMs ?? 20);
+    this.now = opts.now ?? Date.now;
+    this.key = opts.key ?? null;
+    const every = opts.pruneIntervalMs ?? 600_000;
+    if (opts.retention && (opts.retention.maxAgeSec || opts.retention.maxRecords) && every > 0) {
+      this.pruneTimer = setInterval(() => void this.prune().catch(() => undefined), every);
+      this.pruneTimer.unref();
+    }
+  }
+
+  append(record: AuditRecordInput): void {
+    if (this.closed) throw new AuditClosedError('audit log is closed');
+    this.queue.push(record);
+    if (this.writing) return; // the running write loop picks it up
+    if (this.queue.length >= this.batchSize) this.kick(0);
+    else if (!this.timer) this.kick(this.flushDelayMs);
+  }
+
+  /**
+   * Durable once resolved: everything appended before the call is written.
+   * Rejects (records stay queued for a later attempt) when the store refuses
+   * the write, so a shutdown never hangs on a broken store.
+   */
+  async flush(): Promise<void> {
+    while (this.queue.length || this.writing) {
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
+      await (this.writing ?? this.startWrite());
+      if (this.st.failing) {
+        throw new Error(`audit: ${this.queue.length} records could not be written: ${this.st.lastError ?? 'unknown error'}`);
+      }
+    }
+  }
+
+  /** Drain the queue and stop. Rejects, naming how many records were not written, when the store fails. */
+  async close(): Promise<void> {
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.pruneTimer = null;
+    try {
+      await this.flush();
+    } finally {
+      this.closed = true;
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  stats(): AuditStats {
+    return { ...this.st, queued: this.queue.length };
+  }
+
+  /** Apply retention now; returns records pruned. */
+  async prune(): Promise<number> {
+    const r = this.opts.retention;
+    if (!r || (!r.maxAgeSec && !r.maxRecords)) return 0;
+    const audit = this.opts.store.audit;
+    try {
+      const head = await audit.head();
+      if (!head) return 0;
+      let upto = 0;
+      if (r.maxRecords && r.maxRecords > 0) upto = Math.max(upto, head.seq - r.maxRecords);
+      if (r.maxAgeSec && r.maxAgeSec > 0) {
+        const keepFrom = await audit.firstSeqAtOrAfter(this.now() - r.maxAgeSec * 1000);
+        // The chain must stay a contiguous suffix: prune everything before the first record still young enough.
+        upto = Math.max(upto, keepFrom === null ? head.seq : keepFrom - 1);
+      }
+      const first = await audit.firstSeq();
+      if (first === null || upto < first) return 0;
+      const key = this.key;
+      const n = await audit.prune(upto, (seq, hash) => (key ? checkpointMac(key, seq, hash) : null));
+      this.st.pruned += n;
+      return n;
+    } catch (err) {
+      this.report(err);
+      throw err;
+    }
+  }
+
+  private kick(delay: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (!this.writing) void this.startWrite();
+    }, delay);
+    // A pending audit write must not keep a finished CLI alive; the gateway calls close() on shutdown.
+    this.timer.unref();
+  }
+
+  private startWrite(): Promise<void> {
+    this.writing = this.writeLoop().finally(() => {
+      this.writing = null;
+      // Records appended after the loop's last check but before this callback ran.
+      if (this.queue.length && !this.timer && !this.closed && !this.st.failing) this.kick(this.flushDelayMs);
+    });
+    return this.writing;
+  }
+
+  private async writeLoop(): Promise<void> {
+    while (this.queue.length) {
+      const batch = this.queue.slice(0, this.batchSize);
+      try {
+        const now = this.now();
+        await this.opts.store.audit.append((head) => linkBatch(head, batch, this.key, now));
+      } catch (err) {
+        this.st.failing = true;
+        this.report(err);
+        if (!this.closed) this.kick(RETRY_DELAY_MS);
+        return;
+      }
+      // Only now drop them: the batch is committed.
+      this.queue.splice(0, batch.length);
+      this.st.written += batch.length;
+      this.st.failing = false;
+      this.st.lastError = null;
+      // Let the data path run between batches.
+      if (this.queue.length) await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  private report(err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    this.st.lastError = e.message;
+    this.opts.onError?.(e);
+  }
+}

@@ -1,0 +1,340 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
+import { openStore, type Store } from '../../src/store/index.js';
+import {
+  AuditLog,
+  AuditClosedError,
+  verifyStore,
+  verifyChain,
+  auditRows,
+  exportLine,
+  rowsFromLines,
+  canonicalJson,
+  chainHash,
+} from '../../src/audit/index.js';
+import { record } from './records.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+describe('audit log', () => {
+  let root: string;
+  let stateDir: string;
+  let store: Store;
+  const key = randomBytes(32);
+  const db = () => new Database(join(stateDir, 'state.db'));
+
+  beforeEach(async () => {
+    root = mkdtempSync(join(tmpdir(), 'clawpatrol-audit-'));
+    stateDir = join(root, 'state');
+    store = await openStore({ stateDir });
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  async function fill(n: number, opts: Partial<ConstructorParameters<typeof AuditLog>[0]> = {}): Promise<AuditLog> {
+    const log = new AuditLog({ store, key, ...opts });
+    for (let i = 1; i <= n; i++) log.append(record(i));
+    await log.flush();
+    return log;
+  }
+
+  it('append() only queues; flush() makes the records durable, linked and verifiable', async () => {
+    const log = new AuditLog({ store, key });
+    log.append(record(1));
+    log.append(record(2));
+    expect(log.stats().queued).toBe(2);
+    expect(await store.audit.count()).toBe(0); // nothing written on the caller's turn
+    await log.flush();
+    expect(log.stats()).toMatchObject({ queued: 0, written: 2, failing: false });
+    const rows = await store.audit.range({ limit: 10 });
+    expect(rows.map((r) => r.seq)).toEqual([1, 2]);
+    expect(rows[0]!.prevHash).toBe('0'.repeat(64));
+    expect(rows[1]!.prevHash).toBe(rows[0]!.hash);
+    expect(JSON.parse(rows[0]!.record)).toEqual({ ...record(1), seq: 1 });
+    expect(rows[0]!.record).toBe(canonicalJson({ ...record(1), seq: 1 }));
+    expect(rows[0]!.hash).toBe(chainHash('0'.repeat(64), rows[0]!.record));
+    expect(rows[0]!.ts).toBe(Date.parse(record(1).time));
+    expect(await verifyStore(store, key)).toEqual({ ok: true, count: 2, firstSeq: 1, lastSeq: 2, fromCheckpoint: null, notes: [] });
+    await log.close();
+  });
+
+  it('writes on its own shortly after append, without flush()', async () => {
+    const log = new AuditLog({ store, key, flushDelayMs: 5 });
+    log.append(record(1));
+    await expect.poll(() => store.audit.count(), { timeout: 2000 }).toBe(1);
+    await log.close();
+  });
+
+  it('close() drains everything queued; append after close is an error', async () => {
+    const log = new AuditLog({ store, key, batchSize: 100 });
+    for (let i = 1; i <= 5000; i++) log.append(record(i));
+    await log.close();
+    expect(await store.audit.count()).toBe(5000);
+    expect(() => log.append(record(5001))).toThrow(AuditClosedError);
+    expect((await verifyStore(store, key)).ok).toBe(true);
+  });
+
+  it('interleaved async writers in one process: none lost, one unbroken chain', async () => {
+    const log = new AuditLog({ store, key });
+    const writers = 20;
+    const per = 1000;
+    await Promise.all(
+      Array.from({ length: writers }, async (_, w) => {
+        for (let i = 0; i < per; i++) {
+          log.append(record(i, { peer: `w${w}`, bytesIn: i }));
+          if (i % 97 === 0) await new Promise((r) => setImmediate(r));
+        }
+      }),
+    );
+    await log.close();
+    const seen = new Set<string>();
+    for await (const r of auditRows(store)) {
+      const rec = JSON.parse(r.record) as { peer: string; bytesIn: number };
+      seen.add(`${rec.peer}/${rec.bytesIn}`);
+    }
+    expect(seen.size).toBe(writers * per);
+    expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: writers * per });
+  });
+
+  it('100 000 records from four writer processes sharing one state dir: none lost, one chain', async () => {
+    const procs = 4;
+    const per = 25_000;
+    const runs = Array.from({ length: procs }, (_, id) =>
+      new Promise<number | null>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'writer-process.ts'), stateDir, String(id), String(per)], {
+          env: { ...process.env, CLAWPATROL_TEST_AUDIT_KEY: key.toString('hex') },
+          stdio: ['ignore', 'inherit', 'inherit'],
+        });
+        child.on('exit', (code) => resolve(code));
+      }),
+    );
+    expect(await Promise.all(runs)).toEqual([0, 0, 0, 0]);
+    const counts = new Map<string, Set<number>>();
+    for await (const r of auditRows(store)) {
+      const rec = JSON.parse(r.record) as { peer: string; bytesIn: number };
+      if (!counts.has(rec.peer)) counts.set(rec.peer, new Set());
+      counts.get(rec.peer)!.add(rec.bytesIn);
+    }
+    expect([...counts.keys()].sort()).toEqual(['proc-0', 'proc-1', 'proc-2', 'proc-3']);
+    for (const s of counts.values()) expect(s.size).toBe(per);
+    expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: procs * per });
+  }, 120_000);
+
+  it('keeps failed batches queued and writes them once the store recovers', async () => {
+    let failures = 2;
+    const flaky: Store = {
+      ...store,
+      kv: store.kv,
+      secrets: store.secrets,
+      audit: {
+        ...store.audit,
+        head: () => store.audit.head(),
+        append: (link) => (failures-- > 0 ? Promise.reject(new Error('disk I/O error')) : store.audit.append(link)),
+      },
+      close: () => store.close(),
+    };
+    const errors: string[] = [];
+    const log = new AuditLog({ store: flaky, key, onError: (e) => errors.push(e.message) });
+    for (let i = 1; i <= 10; i++) log.append(record(i));
+    await expect(log.flush()).rejects.toThrow('audit: 10 records could not be written: disk I/O error');
+    expect(log.stats()).toMatchObject({ queued: 10, failing: true });
+    await expect(log.flush()).rejects.toThrow(/could not be written/);
+    await log.flush();
+    expect(log.stats()).toMatchObject({ queued: 0, written: 10, failing: false });
+    expect(errors).toEqual(['disk I/O error', 'disk I/O error']);
+    expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 10 });
+    await log.close();
+  });
+
+  describe('verify pinpoints tampering', () => {
+    beforeEach(async () => {
+      await (await fill(100)).close();
+    });
+
+    it('passes on an intact log', async () => {
+      expect(await verifyStore(store, key)).toEqual({ ok: true, count: 100, firstSeq: 1, lastSeq: 100, fromCheckpoint: null, notes: [] });
+    });
+
+    it('an edited record', async () => {
+      const d = db();
+      const row = d.prepare('SELECT record FROM audit_records WHERE seq = 57').get() as { record: string };
+      d.prepare('UPDATE audit_records SET record = ? WHERE seq = 57').run(row.record.replace('"bytesIn":157', '"bytesIn":1'));
+      d.close();
+      expect(await verifyStore(store, key)).toEqual({
+        ok: false,
+        seq: 57,
+        problem: 'edited',
+        message: 'record 57 was edited: its content does not match its hash',
+        count: 56,
+      });
+    });
+
+    it('an edited record whose hash was recomputed', async () => {
+      const d = db();
+      const row = d.prepare('SELECT record, prev_hash FROM audit_records WHERE seq = 57').get() as { record: string; prev_hash: string };
+      const forged = row.record.replace('"bytesIn":157', '"bytesIn":1');
+      d.prepare('UPDATE audit_records SET record = ?, hash = ? WHERE seq = 57').run(forged, chainHash(row.prev_hash, forged));
+      d.close();
+      expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 58, problem: 'relinked', count: 57 });
+    });
+
+    it('a rewritten chain (every hash and the head recomputed) fails on the keyed head', async () => {
+      const d = db();
+      const rows = d.prepare('SELECT seq, record, prev_hash FROM audit_records ORDER BY seq').all() as Array<{ seq: number; record: string; prev_hash: string }>;
+      let prev = rows[55]!.prev_hash;
+      for (const r of rows.slice(55)) {
+        const rec = r.seq === 57 ? r.record.replace('"bytesIn":157', '"bytesIn":1') : r.record;
+        const h = chainHash(prev, rec);
+        d.prepare('UPDATE audit_records SET record = ?, prev_hash = ?, hash = ? WHERE seq = ?').run(rec, prev, h, r.seq);
+        prev = h;
+      }
+      d.prepare('UPDATE audit_head SET hash = ?').run(prev);
+      d.close();
+      expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 100, problem: 'head' });
+      // Without the key the rewrite cannot be detected — and verify says so.
+      const unkeyed = await verifyStore(store, null);
+      expect(unkeyed).toMatchObject({ ok: true, count: 100 });
+      expect(unkeyed.ok && unkeyed.notes.join(' ')).toMatch(/head was not authenticated/);
+    });
+
+    it('a deleted record, and a deleted range', async () => {
+      const d = db();
+      d.exec('DELETE FROM audit_records WHERE seq = 57');
+      expect(await verifyStore(store, key)).toEqual({ ok: false, seq: 57, problem: 'deleted', message: 'record 57 is missing (deleted)', count: 56 });
+      d.exec('DELETE FROM audit_records WHERE seq IN (58, 59)');
+      expect(await verifyStore(store, key)).toMatchObject({ seq: 57, message: 'records 57–59 are missing (deleted)' });
+      d.exec('DELETE FROM audit_records WHERE seq = 1');
+      expect(await verifyStore(store, key)).toMatchObject({ seq: 1, problem: 'deleted', count: 0 });
+      d.close();
+    });
+
+    it('reordered records', async () => {
+      const d = db();
+      d.exec('UPDATE audit_records SET seq = -1 WHERE seq = 57; UPDATE audit_records SET seq = 57 WHERE seq = 58; UPDATE audit_records SET seq = 58 WHERE seq = -1;');
+      d.close();
+      expect(await verifyStore(store, key)).toEqual({
+        ok: false,
+        seq: 57,
+        problem: 'reordered',
+        message: 'position 57 holds record 58: records were reordered or renumbered',
+        count: 56,
+      });
+    });
+
+    it('reordered records with their seq fields rewritten to match', async () => {
+      const d = db();
+      const a = d.prepare('SELECT * FROM audit_records WHERE seq = 57').get() as { record: string; prev_hash: string; hash: string };
+      const b = d.prepare('SELECT * FROM audit_records WHERE seq = 58').get() as { record: string; prev_hash: string; hash: string };
+      const swap = (r: string, seq: number) => canonicalJson({ ...(JSON.parse(r) as object), seq });
+      const upd = d.prepare('UPDATE audit_records SET record = ?, prev_hash = ?, hash = ? WHERE seq = ?');
+      upd.run(swap(b.record, 57), b.prev_hash, chainHash(b.prev_hash, swap(b.record, 57)), 57);
+      upd.run(swap(a.record, 58), a.prev_hash, chainHash(a.prev_hash, swap(a.record, 58)), 58);
+      d.close();
+      expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 57, problem: 'relinked' });
+    });
+
+    it('a truncated tail', async () => {
+      const d = db();
+      d.exec('DELETE FROM audit_records WHERE seq > 97');
+      expect(await verifyStore(store, key)).toEqual({
+        ok: false,
+        seq: 98,
+        problem: 'truncated',
+        message: 'the log ends at record 97 but the head is record 100: records 98–100 are missing (truncated tail)',
+        count: 97,
+      });
+      d.exec('DELETE FROM audit_records');
+      expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 1, problem: 'truncated', count: 0 });
+      d.close();
+    });
+
+    it('a deleted or rolled-back head', async () => {
+      const d = db();
+      const head = d.prepare('SELECT seq, hash, mac FROM audit_head').get() as { seq: number; hash: string; mac: string };
+      d.exec('DELETE FROM audit_head');
+      expect(await verifyStore(store, key)).toMatchObject({ ok: false, problem: 'head', message: 'the log has 100 records but no head record (the head was deleted)' });
+      // Truncate, and put back an older head: without its MAC matching, it is caught.
+      const older = d.prepare('SELECT seq, hash FROM audit_records WHERE seq = 90').get() as { seq: number; hash: string };
+      d.prepare('INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(older.seq, older.hash, head.mac);
+      d.exec('DELETE FROM audit_records WHERE seq > 90');
+      expect(await verifyStore(store, key)).toMatchObject({ ok: false, problem: 'head', seq: 90 });
+      d.close();
+    });
+  });
+
+  describe('retention', () => {
+    it('maxRecords prunes the oldest and checkpoints the pruned head; the chain still verifies', async () => {
+      const log = await fill(100, { retention: { maxRecords: 30 }, pruneIntervalMs: 0 });
+      expect(await log.prune()).toBe(70);
+      expect(await store.audit.count()).toBe(30);
+      expect(await store.audit.checkpoint()).toMatchObject({ seq: 70 });
+      expect(await verifyStore(store, key)).toEqual({ ok: true, count: 30, firstSeq: 71, lastSeq: 100, fromCheckpoint: 70, notes: [] });
+      for (let i = 101; i <= 110; i++) log.append(record(i));
+      await log.flush();
+      expect(await log.prune()).toBe(10);
+      expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 30, firstSeq: 81, fromCheckpoint: 80 });
+      // Deleting the first record after the checkpoint is still caught.
+      const d = db();
+      d.exec('DELETE FROM audit_records WHERE seq = 81');
+      expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 81, problem: 'deleted' });
+      // A forged checkpoint (to hide more deletions) fails its MAC.
+      d.exec('UPDATE audit_checkpoints SET seq = 81, hash = (SELECT prev_hash FROM audit_records WHERE seq = 82) WHERE seq = 80');
+      expect(await verifyStore(store, key)).toMatchObject({ ok: false, problem: 'checkpoint', seq: 81 });
+      d.close();
+      await log.close();
+    });
+
+    it('maxAgeSec keeps the contiguous suffix of young records', async () => {
+      const now = Date.UTC(2030, 0, 1) + 100_000; // record i is at +i s
+      const log = await fill(100, { retention: { maxAgeSec: 40 }, pruneIntervalMs: 0, now: () => now });
+      expect(await log.prune()).toBe(59); // records 60..100 are within 40 s of now
+      expect(await store.audit.firstSeq()).toBe(60);
+      expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 41, fromCheckpoint: 59 });
+      // everything old: the whole log is pruned, the checkpoint equals the head, and it still verifies (0 records)
+      const later = new AuditLog({ store, key, retention: { maxAgeSec: 1 }, pruneIntervalMs: 0, now: () => now + 3_600_000 });
+      expect(await later.prune()).toBe(41);
+      expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 0, fromCheckpoint: 100 });
+      later.append(record(101));
+      await later.flush();
+      expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 1, firstSeq: 101 });
+      await later.close();
+      await log.close();
+    });
+  });
+
+  describe('export', () => {
+    it('round-trips: every record comes back as appended and the exported chain verifies', async () => {
+      await (await fill(250)).close();
+      const lines: string[] = [];
+      for await (const r of auditRows(store)) lines.push(exportLine(r));
+      expect(lines).toHaveLength(250);
+      const first = JSON.parse(lines[0]!) as Record<string, unknown>;
+      expect(first).toMatchObject({ ...record(1), seq: 1, prev_hash: '0'.repeat(64) });
+      const parsed = JSON.parse(lines[9]!) as Record<string, unknown>;
+      const { prev_hash: _p, hash: _h, seq: _s, ...rest } = parsed;
+      expect(rest).toEqual(record(10));
+      const r = await verifyChain({ rows: rowsFromLines(lines) });
+      expect(r).toMatchObject({ ok: true, count: 250, firstSeq: 1, lastSeq: 250 });
+      expect(r.ok && r.notes[0]).toMatch(/truncated tail cannot be detected/);
+      // A slice from the middle verifies when anchored at its first line.
+      expect(await verifyChain({ rows: rowsFromLines(lines.slice(100, 150)), anchorAtFirstRow: true })).toMatchObject({ ok: true, count: 50, firstSeq: 101 });
+      // An edit in the exported file is caught at that line's record.
+      const edited = [...lines];
+      edited[41] = edited[41]!.replace('"bytesIn":142', '"bytesIn":1');
+      expect(await verifyChain({ rows: rowsFromLines(edited) })).toMatchObject({ ok: false, seq: 42, problem: 'edited' });
+      // Lines out of order in the file.
+      const swapped = [...lines];
+      [swapped[5], swapped[6]] = [swapped[6]!, swapped[5]!];
+      expect(await verifyChain({ rows: rowsFromLines(swapped) })).toMatchObject({ ok: false, seq: 6, problem: 'deleted' });
+    });
+  });
+});
