@@ -3,7 +3,8 @@
  * the lookup every transport uses to find the endpoint for what an agent
  * dialed. Matching is case-insensitive and ignores a trailing dot; an exact
  * host beats any wildcard; among wildcards the longest suffix wins; at the
- * same host, a pattern naming the dialed port beats a pattern without a port.
+ * same host, a pattern naming the dialed port beats a pattern without a port,
+ * and a pattern with a port matches other ports never (an unknown port: yes).
  * Two endpoints with the same pattern: the one declared first wins (the loader
  * rejects that inside a single profile).
  */
@@ -124,15 +125,21 @@ export class HostIndex<T> {
   }
 }
 
+/**
+ * A claim naming the dialed port beats one without a port. When the port is
+ * not known, port-specific claims match too (the first declared): inspecting
+ * the traffic is safer than treating the host as unknown.
+ */
 function pick<T>(claims: Claim<T>[] | undefined, port: number | undefined): T | null {
   if (!claims) return null;
   let portless: T | null = null;
   for (const c of claims) {
     if (c.port === undefined) {
       if (portless === null) portless = c.value;
-    } else if (port !== undefined && c.port === port) {
+    } else if (c.port === port) {
       return c.value;
     }
   }
-  return portless;
+  if (portless !== null || port !== undefined) return portless;
+  return claims[0]?.value ?? null;
 }

@@ -938,16 +938,19 @@ class Builder {
     for (const epId of endpoints.keys()) {
       const bare = entries.filter((e) => e.placeholder === undefined && credentials.get(e.credential)!.endpoints.includes(epId));
       for (let i = 1; i < bare.length; i++) {
-        const a = credentials.get(bare[0]!.credential)!;
         const b = credentials.get(bare[i]!.credential)!;
-        // SQL credentials are told apart by the startup user (and database) the agent sends.
-        const sqlDistinct = a.user !== undefined && b.user !== undefined && (a.user !== b.user || (a.database ?? '') !== (b.database ?? ''));
-        if (sqlDistinct) continue;
-        this.r.error(
-          bare[i]!.pos,
-          'Ambiguous profile credentials',
-          `${a.id} and ${b.id} both reach ${epId} in profile "${d.name}" without a placeholder; write { credential = ${b.id}, placeholder = "…" }`,
-        );
+        for (let j = 0; j < i; j++) {
+          const a = credentials.get(bare[j]!.credential)!;
+          // SQL credentials are told apart by the startup user (and database) the agent sends.
+          const sqlDistinct = a.user !== undefined && b.user !== undefined && (a.user !== b.user || (a.database ?? '') !== (b.database ?? ''));
+          if (sqlDistinct) continue;
+          this.r.error(
+            bare[i]!.pos,
+            'Ambiguous profile credentials',
+            `${a.id} and ${b.id} both reach ${epId} in profile "${d.name}" without a placeholder; write { credential = ${b.id}, placeholder = "…" }`,
+          );
+          break;
+        }
       }
     }
   }
