@@ -8,7 +8,7 @@
  * request or a decision made elsewhere (Slack, another operator) shows at
  * once. Agent-controlled text is stripped of terminal control characters.
  */
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { Box, Text, render, useApp, useInput } from 'ink';
 import type { ApprovalsClient } from '../src/approvals/client.js';
 import type { PendingApproval } from '../src/approvals/queue.js';
@@ -81,18 +81,32 @@ export function ApprovalsView({ client, user, pollSec = 1, detailLines = 12 }: A
     }
   };
 
+  // Ink may call a handler from an earlier render (effects re-subscribe after
+  // the frame is drawn), so the handler reads the latest state through a ref
+  // and changes state only with functional updates.
+  const latest = useRef({ list, index, selected, mode });
+  latest.current = { list, index, selected, mode };
+
   useInput((input, key) => {
-    if (mode.kind === 'reason') {
+    const now = latest.current;
+    if (now.mode.kind === 'reason') {
+      const current = now.mode;
       if (key.escape) {
+        latest.current.mode = { kind: 'browse' };
         setMode({ kind: 'browse' });
         setMessage('Cancelled');
       } else if (key.return) {
+        latest.current.mode = { kind: 'browse' };
         setMode({ kind: 'browse' });
-        void submit(mode.verdict, mode.id, mode.text.trim());
+        void submit(current.verdict, current.id, current.text.trim());
       } else if (key.backspace || key.delete) {
-        setMode({ ...mode, text: mode.text.slice(0, -1) });
+        const next = { ...current, text: current.text.slice(0, -1) };
+        latest.current.mode = next;
+        setMode(next);
       } else if (input && !key.ctrl && !key.meta) {
-        setMode({ ...mode, text: (mode.text + input).slice(0, 500) });
+        const next = { ...current, text: (current.text + input).slice(0, 500) };
+        latest.current.mode = next;
+        setMode(next);
       }
       return;
     }
@@ -100,16 +114,19 @@ export function ApprovalsView({ client, user, pollSec = 1, detailLines = 12 }: A
       exit();
       return;
     }
-    if (list.length === 0) return;
-    if (key.upArrow || input === 'k') setSelectedId(list[Math.max(0, index - 1)]!.id);
-    else if (key.downArrow || input === 'j') setSelectedId(list[Math.min(list.length - 1, index + 1)]!.id);
-    else if ((input === 'a' || input === 'd') && selected) {
-      if (input === 'a' && selected.channel === 'slack') {
-        setMessage(`${selected.id} is approved in Slack by its approvers; here it can only be denied`);
+    const { list: rows, index: at, selected: row } = now;
+    if (rows.length === 0) return;
+    if (key.upArrow || input === 'k') setSelectedId(rows[Math.max(0, at - 1)]!.id);
+    else if (key.downArrow || input === 'j') setSelectedId(rows[Math.min(rows.length - 1, at + 1)]!.id);
+    else if ((input === 'a' || input === 'd') && row) {
+      if (input === 'a' && row.channel === 'slack') {
+        setMessage(`${row.id} is approved in Slack by its approvers; here it can only be denied`);
         return;
       }
+      const next: Mode = { kind: 'reason', verdict: input === 'a' ? 'approve' : 'deny', id: row.id, text: '' };
+      latest.current.mode = next;
       setMessage('');
-      setMode({ kind: 'reason', verdict: input === 'a' ? 'approve' : 'deny', id: selected.id, text: '' });
+      setMode(next);
     }
   });
 
