@@ -11,6 +11,8 @@ import { dirname, join } from 'node:path';
 import * as validateCommand from './validate.js';
 import * as testCommand from './test.js';
 import * as approvalsCommand from './approvals.js';
+import * as secretCommand from './secret.js';
+import * as auditCommand from './audit.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -43,6 +45,8 @@ async function main(argv: string[]): Promise<number> {
     validateCommand,
     testCommand,
     approvalsCommand,
+    secretCommand,
+    auditCommand,
   ];
   for (const c of commands) c.register(program);
   try {

@@ -23,6 +23,11 @@ export class VaultError extends Error {
   override name = 'VaultError';
 }
 
+/** A request the vault cannot serve because of what was asked (unknown credential, wrong slot, bad value): a usage error. */
+export class VaultUsageError extends VaultError {
+  override name = 'VaultUsageError';
+}
+
 export interface VaultKey {
   /** Never logged, never serialised. */
   readonly bytes: Buffer;

@@ -10,14 +10,14 @@
 import type { Credential, PolicyModel } from '../policy/types.js';
 import type { CredentialMaterial, SecretResolver } from '../gateway/contracts.js';
 import type { SecretRow, Store } from '../store/types.js';
-import { createVaultKey, deriveSubkey, loadVaultKey, VaultError, VAULT_KEY_FILE, type VaultKey } from './key.js';
+import { createVaultKey, deriveSubkey, loadVaultKey, VaultError, VaultUsageError, VAULT_KEY_FILE, type VaultKey } from './key.js';
 import { openValue, sealValue } from './seal.js';
 import { slotSpec, invalidSlotValue } from './slots.js';
 import { bindEnvNames, envPresence, readEnvSecret, slotKey, type EnvSlotBinding } from './env.js';
 import { closest } from './suggest.js';
 import { join } from 'node:path';
 
-export { VaultError } from './key.js';
+export { VaultError, VaultUsageError } from './key.js';
 
 /** What the vault needs from the policy: its credentials (the getter follows hot reloads). */
 export type CredentialModel = Pick<PolicyModel, 'credentials'>;
@@ -178,7 +178,7 @@ export class Vault implements SecretResolver {
     const byName = [...creds.values()].filter((c) => c.name === ref);
     if (byName.length === 1) return byName[0]!;
     if (byName.length > 1) {
-      throw new VaultError(`"${ref}" is ambiguous: ${byName.map((c) => c.id).join(', ')}; name the credential by <type>.<name>`);
+      throw new VaultUsageError(`"${ref}" is ambiguous: ${byName.map((c) => c.id).join(', ')}; name the credential by <type>.<name>`);
     }
     const candidates = new Map<string, string>();
     for (const c of creds.values()) {
@@ -186,21 +186,21 @@ export class Vault implements SecretResolver {
       candidates.set(c.name, c.id);
     }
     const guess = closest(ref, candidates.keys());
-    if (guess) throw new VaultError(`unknown credential "${ref}"; did you mean "${candidates.get(guess)}"?`);
+    if (guess) throw new VaultUsageError(`unknown credential "${ref}"; did you mean "${candidates.get(guess)}"?`);
     const known = creds.size ? `known: ${[...creds.keys()].join(', ')}` : 'the policy defines no credentials';
-    throw new VaultError(`unknown credential "${ref}" (${known})`);
+    throw new VaultUsageError(`unknown credential "${ref}" (${known})`);
   }
 
   /** Check a slot name against the credential's type; `undefined` picks the only slot of single-slot types. */
   pickSlot(credential: Credential, slot: string | undefined): string {
     const spec = slotSpec(credential.type);
-    if (spec.slots.length === 0) throw new VaultError(`credential ${credential.id} (${credential.type}) holds no secret`);
+    if (spec.slots.length === 0) throw new VaultUsageError(`credential ${credential.id} (${credential.type}) holds no secret`);
     if (slot === undefined) {
       if (spec.slots.length === 1) return spec.slots[0]!;
-      throw new VaultError(`credential ${credential.id} has several slots; name one: ${spec.slots.join(', ')}`);
+      throw new VaultUsageError(`credential ${credential.id} has several slots; name one: ${spec.slots.join(', ')}`);
     }
     if (!spec.slots.includes(slot)) {
-      throw new VaultError(`credential ${credential.id} (${credential.type}) has no slot "${slot}"; its slots: ${spec.slots.join(', ')}`);
+      throw new VaultUsageError(`credential ${credential.id} (${credential.type}) has no slot "${slot}"; its slots: ${spec.slots.join(', ')}`);
     }
     return slot;
   }
@@ -209,7 +209,7 @@ export class Vault implements SecretResolver {
     const credential = this.findCredential(credentialRef);
     const chosen = this.pickSlot(credential, slot);
     const invalid = invalidSlotValue(chosen, value);
-    if (invalid) throw new VaultError(`cannot store the secret of ${credential.id} (slot ${chosen}): ${invalid}`);
+    if (invalid) throw new VaultUsageError(`cannot store the secret of ${credential.id} (slot ${chosen}): ${invalid}`);
     await this.seal(credential.id, chosen, value);
     return { credential: credential.id, slot: chosen };
   }
