@@ -50,8 +50,8 @@ export interface ApprovalService {
   slack: SlackApprovals;
   /** Mount on the control server: the queue API and Slack's interactivity endpoint. */
   route: ControlRoute;
-  /** Withdraw every pending question. */
-  close(): void;
+  /** Withdraw every pending question; disconnect Socket Mode. */
+  close(): Promise<void>;
 }
 
 export function createApprovalService(options: ApprovalServiceOptions): ApprovalService {
@@ -96,9 +96,9 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
     judge,
     slack,
     route,
-    close() {
+    async close() {
       runner.close();
-      slack.close();
+      await slack.close();
     },
   };
 }

@@ -87,7 +87,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  service.close();
+  await service.close();
   await control.close();
   await anthropic.close();
   await slackApi.close();

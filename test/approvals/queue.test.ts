@@ -33,7 +33,7 @@ interface Setup {
 let open: Setup[] = [];
 afterEach(async () => {
   for (const s of open) {
-    s.service.close();
+    await s.service.close();
     await s.control.close();
   }
   open = [];

@@ -33,7 +33,7 @@ interface Setup {
 let open: Setup[] = [];
 afterEach(async () => {
   for (const s of open) {
-    s.service.close();
+    await s.service.close();
     await s.control.close();
   }
   open = [];
@@ -353,5 +353,66 @@ describe('Slack approval cards', () => {
     expect(out.stages[0]).toMatchObject({ verdict: 'deny', decidedBy: 'cli:root', reason: 'change freeze' });
     const update = await waitFor(() => updates(card)[0]);
     expect(JSON.stringify(update.args.blocks)).toContain('Denied by cli:root — change freeze');
+  });
+});
+
+describe('Slack Socket Mode (credential with an app-level token)', () => {
+  const socketVault = secrets({ 'slack_tokens.slack': { bot: BOT, app: 'xapp-1-socket-token' } });
+
+  async function socketSetup(approver: Partial<HumanApprover> = {}, vault = socketVault): Promise<Setup> {
+    const policy = { current: model({ approvers: [humanApprover(approver)] }) };
+    const service = createApprovalService({ policy: () => policy.current, secrets: vault, slackApiUrl: slackApi.apiUrl });
+    const control = await startControlServer({ listen: '127.0.0.1:0', adminToken: ADMIN, routes: [service.route] });
+    const s = { service, control, policy };
+    open.push(s);
+    return s;
+  }
+
+  it('connects over WebSocket, posts the card, and a click delivered over the socket approves', async () => {
+    const s = await socketSetup({ approvers: ['U0ALICE'] });
+    const run = s.service.runner.run(sqlAction('DELETE FROM sock'), opsOnly);
+    const card = await postedCard();
+    expect(slackApi.byMethod('apps.connections.open')[0]!.token).toBe('xapp-1-socket-token');
+    expect(slackApi.sockets).toHaveLength(1);
+
+    // Not listed: refused, over the socket as well.
+    const refusedAck = await slackApi.sendInteractive(
+      blockActionPayload({ user: 'U0EVE', channel: 'C0OPS', messageTs: card.ts, actionId: 'clawpatrol_approve', value: card.id }),
+    );
+    expect(refusedAck).toHaveProperty('envelope_id');
+    const ephemeral = await waitFor(() => slackApi.byMethod('chat.postEphemeral').find((c) => c.args.user === 'U0EVE'));
+    expect(ephemeral.args.text).toBe('You are not one of the approvers of this request.');
+
+    // The HTTP endpoint does not accept clicks for a Socket Mode credential.
+    const viaHttp = await click(s, { user: 'U0ALICE', id: card.id, ts: card.ts });
+    expect(viaHttp.status).toBe(401);
+    expect(s.service.queue.get(card.id)).toBeDefined();
+
+    await slackApi.sendInteractive(
+      blockActionPayload({ user: 'U0ALICE', channel: 'C0OPS', messageTs: card.ts, actionId: 'clawpatrol_approve', value: card.id }),
+    );
+    const out = await run;
+    expect(out.stages[0]).toMatchObject({ verdict: 'allow', decidedBy: 'slack:U0ALICE' });
+    await waitFor(() => updates(card)[0]);
+
+    await s.service.close();
+    await waitFor(() => slackApi.sockets.length === 0);
+  });
+
+  it('when Socket Mode cannot connect, the stage fails closed and no card is posted', async () => {
+    const badVault = secrets({ 'slack_tokens.slack': { bot: BOT, app: 'not-an-app-token' } });
+    const s = await socketSetup({ onTimeout: 'allow' }, badVault);
+    const out = await s.service.runner.run(sqlAction('DELETE FROM nosock'), opsOnly);
+    expect(out.verdict).toBe('deny');
+    expect(out.stages[0]).toMatchObject({ decidedBy: 'error', failMode: true });
+    expect(slackApi.byMethod('chat.postMessage')).toHaveLength(0);
+  });
+
+  it('a credential with neither signing secret nor app token is an error, not an unverifiable card', async () => {
+    const s = await socketSetup({}, secrets({ 'slack_tokens.slack': { bot: BOT } }));
+    const out = await s.service.runner.run(sqlAction('DELETE FROM nothing'), opsOnly);
+    expect(out.verdict).toBe('deny');
+    expect(out.stages[0]!.reason).toContain('has no signing_secret (HTTP interactivity) or app token (Socket Mode)');
+    expect(slackApi.byMethod('chat.postMessage')).toHaveLength(0);
   });
 });

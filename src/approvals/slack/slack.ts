@@ -11,10 +11,15 @@
  * (others get an ephemeral refusal); `require_approvers = N` needs N distinct
  * users. The card is updated as approvals arrive and with the final outcome.
  *
+ * Socket Mode instead of HTTP: when the credential also holds an app-level
+ * token (`app` slot, `xapp-…`), the gateway connects to Slack over a
+ * WebSocket and clicks arrive there (authenticated by that token) — for
+ * gateways without a public URL.
+ *
  * One Bolt `App` per `slack_tokens` credential, rebuilt when its secrets
  * change in the vault.
  */
-import { App, LogLevel, verifySlackRequest, type BlockAction, type ButtonAction } from '@slack/bolt';
+import { App, LogLevel, verifySlackRequest, type BlockAction, type ButtonAction, type Logger } from '@slack/bolt';
 import type { HumanApprover, PolicyModel } from '../../policy/types.js';
 import type { ControlRoute, SecretResolver } from '../../gateway/contracts.js';
 import { sendJson } from '../../gateway/control-server.js';
@@ -45,8 +50,17 @@ interface SlackApp {
   key: string;
   credentialId: string;
   app: App;
-  receiver: ControlRouteReceiver;
-  signingSecret: string;
+  /**
+   * `http`: clicks arrive signed on the control server. `socket`: Socket
+   * Mode — the gateway holds a WebSocket to Slack (no public URL needed);
+   * chosen when the credential has an app-level token (`app` slot).
+   */
+  mode: 'http' | 'socket';
+  /** HTTP mode only. */
+  receiver?: ControlRouteReceiver;
+  signingSecret?: string;
+  /** Resolves once the app can receive clicks (Socket Mode: connected). */
+  ready: Promise<void>;
 }
 
 /** Where a card was posted, so a click is only accepted from that very message. */
@@ -72,6 +86,7 @@ export class SlackApprovals implements StageDriver {
     if (!approver.credential) throw new Error(`${approver.id} has no Slack credential`);
     if (!approver.channel) throw new Error(`${approver.id} has no channel`);
     const slack = this.appFor(approver.credential);
+    if (slack.mode === 'socket') await slack.ready; // a card nobody can click is no question at all
     const interactive = approver.interactive !== false;
     const opened = this.opts.queue.open(
       question,
@@ -148,13 +163,26 @@ export class SlackApprovals implements StageDriver {
       res.end();
       return true;
     }
-    await verified.receiver.dispatch(payload, res, this.log);
+    await verified.receiver!.dispatch(payload, res, this.log);
     return true;
   };
 
-  close(): void {
+  /** Disconnect Socket Mode apps and forget every card. */
+  async close(): Promise<void> {
+    const apps = [...this.apps.values()];
     this.apps.clear();
     this.bindings.clear();
+    await Promise.all(apps.map((slack) => this.stopApp(slack)));
+  }
+
+  private async stopApp(slack: SlackApp): Promise<void> {
+    if (slack.mode !== 'socket') return;
+    try {
+      await slack.ready.catch(() => {});
+      await slack.app.stop();
+    } catch (err) {
+      this.log(`slack: stopping Socket Mode for ${slack.credentialId} failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   /** The app whose signing secret signed this request, or null (→ 401). */
@@ -171,6 +199,7 @@ export class SlackApprovals implements StageDriver {
       } catch {
         continue;
       }
+      if (slack.mode !== 'http' || !slack.signingSecret) continue;
       try {
         verifySlackRequest({
           signingSecret: slack.signingSecret,
@@ -198,23 +227,42 @@ export class SlackApprovals implements StageDriver {
     const material = this.opts.secrets.resolve(credentialId);
     if ('missing' in material) throw new Error(material.missing);
     const bot = material.slots.bot;
+    const appToken = material.slots.app;
     const signingSecret = material.slots.signing_secret;
     if (!bot) throw new Error(`credential ${credentialId} has no bot token`);
-    if (!signingSecret) throw new Error(`credential ${credentialId} has no signing_secret`);
-    const key = sha256Hex(`${bot}\u0000${signingSecret}`);
+    if (!appToken && !signingSecret) {
+      throw new Error(`credential ${credentialId} has no signing_secret (HTTP interactivity) or app token (Socket Mode)`);
+    }
+    const key = sha256Hex(`${bot}\u0000${appToken ?? ''}\u0000${signingSecret ?? ''}`);
     const existing = this.apps.get(credentialId);
     if (existing?.key === key) return existing;
+    if (existing) void this.stopApp(existing);
 
-    const receiver = new ControlRouteReceiver();
-    const app = new App({
+    const clientOptions = { slackApiUrl: this.opts.slackApiUrl ?? DEFAULT_SLACK_API_URL };
+    const common = {
       token: bot,
-      receiver,
-      clientOptions: { slackApiUrl: this.opts.slackApiUrl ?? DEFAULT_SLACK_API_URL },
+      clientOptions,
       // auth.test runs on the first click, not at startup: a Slack outage must not stop the gateway.
       tokenVerificationEnabled: false,
-      logLevel: LogLevel.ERROR,
-    });
-    const slack: SlackApp = { key, credentialId, app, receiver, signingSecret };
+      logger: boltLogger(this.log),
+      logLevel: LogLevel.WARN,
+    };
+    let slack: SlackApp;
+    if (appToken) {
+      const app = new App({ ...common, appToken, socketMode: true, installerOptions: { clientOptions } });
+      slack = { key, credentialId, app, mode: 'socket', ready: app.start().then(() => undefined) };
+      slack.ready.catch((err: unknown) => {
+        this.log(`slack: Socket Mode for ${credentialId} failed to connect: ${err instanceof Error ? err.message : String(err)}`);
+        // Forget the app so the next question tries to connect again, and stop its reconnect loop.
+        if (this.apps.get(credentialId) === slack) this.apps.delete(credentialId);
+        app.stop().catch(() => {});
+      });
+    } else {
+      const receiver = new ControlRouteReceiver();
+      const app = new App({ ...common, receiver });
+      slack = { key, credentialId, app, mode: 'http', receiver, signingSecret: signingSecret!, ready: Promise.resolve() };
+    }
+    const { app } = slack;
     app.action<BlockAction<ButtonAction>>({ type: 'block_actions', action_id: APPROVE_ACTION_ID }, async (args) => {
       await args.ack();
       await this.onClick(slack, args.body, args.action, 'allow');
@@ -264,6 +312,29 @@ export class SlackApprovals implements StageDriver {
   private clean(card: Card): Card {
     return deepMapStrings(card, this.opts.scrub) as Card;
   }
+}
+
+/** Bolt's warnings and errors into the gateway log (prefixed); its chatter dropped. */
+function boltLogger(log: (line: string) => void): Logger {
+  let level = LogLevel.WARN;
+  let name = 'bolt';
+  const rank = { [LogLevel.DEBUG]: 0, [LogLevel.INFO]: 1, [LogLevel.WARN]: 2, [LogLevel.ERROR]: 3 };
+  const at = (l: LogLevel) => (...msg: unknown[]) => {
+    if (rank[l] >= rank[level]) log(`slack: ${name} ${l}: ${msg.map((m) => (m instanceof Error ? m.message : String(m))).join(' ')}`);
+  };
+  return {
+    debug: at(LogLevel.DEBUG),
+    info: at(LogLevel.INFO),
+    warn: at(LogLevel.WARN),
+    error: at(LogLevel.ERROR),
+    setLevel: (l) => {
+      level = l;
+    },
+    getLevel: () => level,
+    setName: (n) => {
+      name = n;
+    },
+  };
 }
 
 function deepMapStrings(value: unknown, fn: (text: string) => string): unknown {

@@ -6,6 +6,8 @@
  */
 import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { WebSocketServer, type WebSocket } from 'ws';
 
 export interface SlackCall {
   method: string;
@@ -22,6 +24,13 @@ export interface FakeSlack {
   /** Make a method fail: answer `{ ok: false, error }`. */
   failures: Map<string, string>;
   byMethod(method: string): SlackCall[];
+  /** Socket Mode: open WebSocket connections (apps.connections.open hands out their URL). */
+  sockets: WebSocket[];
+  /**
+   * Deliver an interactivity payload over Socket Mode as Slack does (an
+   * `interactive` envelope) and resolve with the client's acknowledgement.
+   */
+  sendInteractive(payload: Record<string, unknown>): Promise<Record<string, unknown>>;
   close(): Promise<void>;
 }
 
@@ -43,8 +52,11 @@ export async function startFakeSlack(): Promise<FakeSlack> {
     calls: [],
     failures: new Map(),
     byMethod: (m) => fake.calls.filter((c) => c.method === m),
+    sockets: [],
+    sendInteractive: () => Promise.reject(new Error('not started')),
     close: async () => {},
   };
+  const acks = new Map<string, (ack: Record<string, unknown>) => void>();
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -76,16 +88,43 @@ export async function startFakeSlack(): Promise<FakeSlack> {
           return send({ ok: true, channel: args.channel, ts: args.ts, text: args.text });
         case 'chat.postEphemeral':
           return send({ ok: true, message_ts: '1700000099.000001' });
+        case 'apps.connections.open':
+          if (!call.token?.startsWith('xapp-')) return send({ ok: false, error: 'invalid_auth' });
+          return send({ ok: true, url: `${fake.apiUrl.replace(/^http/, 'ws').replace(/\/api\/$/, '')}/link?ticket=${randomUUID()}` });
         default:
           return send({ ok: false, error: 'unknown_method' });
       }
     });
   });
+  const wss = new WebSocketServer({ server, path: '/link' });
+  wss.on('connection', (ws) => {
+    fake.sockets.push(ws);
+    ws.on('close', () => fake.sockets.splice(fake.sockets.indexOf(ws), 1));
+    ws.on('message', (data) => {
+      const message = JSON.parse(String(data)) as Record<string, unknown>;
+      const done = acks.get(String(message.envelope_id));
+      if (done) {
+        acks.delete(String(message.envelope_id));
+        done(message);
+      }
+    });
+    ws.send(JSON.stringify({ type: 'hello', num_connections: 1, debug_info: { host: 'fake', approximate_connection_time: 18060 }, connection_info: { app_id: 'A0CLAW' } }));
+  });
+  fake.sendInteractive = (payload) =>
+    new Promise((resolve, reject) => {
+      const ws = fake.sockets[0];
+      if (!ws) return reject(new Error('no Socket Mode connection'));
+      const envelope_id = randomUUID();
+      acks.set(envelope_id, resolve);
+      ws.send(JSON.stringify({ envelope_id, payload, type: 'interactive', accepts_response_payload: false }));
+    });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const addr = server.address();
   fake.apiUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}/api/`;
   fake.close = () =>
     new Promise<void>((resolve) => {
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
       server.close(() => resolve());
       server.closeAllConnections();
     });
