@@ -1,7 +1,8 @@
 /**
  * Facts → the CEL activation rules are evaluated against. Built once per
- * decision. Unknown facts are left *out* so that reading them is a CEL error
- * (absorbed by `&&`/`||` when the other side decides, fail-closed otherwise):
+ * decision. Unknown facts are left *undefined* so that reading them is a CEL
+ * error (absorbed by `&&`/`||` when the other side decides, fail-closed
+ * otherwise):
  *   - `sql.inspected == false` → verb, verbs, tables, functions, copy_program unknown
  *   - `http.body_truncated`    → body, body_json unknown
  *   - a whole family missing from the action → that variable unknown
@@ -9,45 +10,49 @@
  * lower-cased here; cel.ts lower-cases the literals they are compared with.
  */
 import type { Facts } from './types.js';
+import { ContentFactsValue, HttpFactsValue, K8sFactsValue, SqlFactsValue } from './cel.js';
+
+function lower(v: unknown): unknown {
+  return typeof v === 'string' ? v.toLowerCase() : v;
+}
 
 export function activation(facts: Facts): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const h = facts.http;
   if (h) {
-    const http: Record<string, unknown> = {
-      method: typeof h.method === 'string' ? h.method.toLowerCase() : h.method,
-      path: h.path,
-      raw_path: h.raw_path,
-      host: h.host,
-      query: h.query,
-      headers: h.headers,
-      body_truncated: h.body_truncated === true,
-    };
-    if (h.body_truncated !== true) {
-      http['body'] = h.body;
-      http['body_json'] = h.body_json;
-    }
-    out['http'] = http;
+    const known = h.body_truncated !== true;
+    out['http'] = new HttpFactsValue(
+      lower(h.method),
+      h.path,
+      h.raw_path,
+      h.host,
+      h.query,
+      h.headers,
+      known ? h.body : undefined,
+      known ? h.body_json : undefined,
+      !known,
+    );
   }
   const s = facts.sql;
   if (s) {
-    const sql: Record<string, unknown> = {
-      statement: s.statement,
-      database: s.database,
-      user: s.user,
-      inspected: s.inspected === true,
-    };
-    if (s.inspected === true) {
-      sql['verb'] = typeof s.verb === 'string' ? s.verb.toLowerCase() : s.verb;
-      sql['verbs'] = s.verbs;
-      sql['tables'] = s.tables;
-      sql['functions'] = s.functions;
-      sql['copy_program'] = s.copy_program === true;
-    }
-    out['sql'] = sql;
+    const known = s.inspected === true;
+    out['sql'] = new SqlFactsValue(
+      known ? lower(s.verb) : undefined,
+      known ? s.verbs : undefined,
+      known ? s.tables : undefined,
+      known ? s.functions : undefined,
+      s.statement,
+      s.database,
+      s.user,
+      known,
+      known ? s.copy_program === true : undefined,
+    );
   }
   const k = facts.k8s;
-  if (k) out['k8s'] = { ...k, verb: typeof k.verb === 'string' ? k.verb.toLowerCase() : k.verb };
-  if (facts.content) out['content'] = facts.content;
+  if (k) {
+    out['k8s'] = new K8sFactsValue(lower(k.verb), k.resource, k.namespace, k.name, k.params, k.subresource, k.api_group, k.api_version, k.command);
+  }
+  const c = facts.content;
+  if (c) out['content'] = new ContentFactsValue(c.findings, c.score, c.verdict);
   return out;
 }

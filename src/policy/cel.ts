@@ -91,6 +91,62 @@ export const FACT_FIELDS: Record<string, readonly string[]> = {
   content: Object.keys(CONTENT_FIELDS),
 };
 
+/**
+ * Activation values. cel-js reads registered types from instances of their
+ * class without per-evaluation conversion (a plain object would be wrapped
+ * in a fresh Map on every evaluation). A field left `undefined` is an
+ * unknown fact: reading it raises "No such key".
+ */
+export class HttpFactsValue {
+  constructor(
+    readonly method: unknown,
+    readonly path: unknown,
+    readonly raw_path: unknown,
+    readonly host: unknown,
+    readonly query: unknown,
+    readonly headers: unknown,
+    readonly body: unknown,
+    readonly body_json: unknown,
+    readonly body_truncated: boolean,
+  ) {}
+}
+
+export class SqlFactsValue {
+  constructor(
+    readonly verb: unknown,
+    readonly verbs: unknown,
+    readonly tables: unknown,
+    readonly functions: unknown,
+    readonly statement: unknown,
+    readonly database: unknown,
+    readonly user: unknown,
+    readonly inspected: boolean,
+    readonly copy_program: unknown,
+  ) {}
+}
+
+export class K8sFactsValue {
+  constructor(
+    readonly verb: unknown,
+    readonly resource: unknown,
+    readonly namespace: unknown,
+    readonly name: unknown,
+    readonly params: unknown,
+    readonly subresource: unknown,
+    readonly api_group: unknown,
+    readonly api_version: unknown,
+    readonly command: unknown,
+  ) {}
+}
+
+export class ContentFactsValue {
+  constructor(
+    readonly findings: unknown,
+    readonly score: unknown,
+    readonly verdict: unknown,
+  ) {}
+}
+
 function buildEnv(family: Family): Environment {
   const env = new Environment({ homogeneousAggregateLiterals: false })
     .registerType('SetsNamespace', SetsNamespace)
@@ -105,13 +161,13 @@ function buildEnv(family: Family): Environment {
       'SetsNamespace.equivalent(list, list): bool',
       (_ns: unknown, a: unknown[], b: unknown[]) => a.every((x) => setContains(b, x)) && b.every((x) => setContains(a, x)),
     )
-    .registerType('ContentFacts', { fields: { ...CONTENT_FIELDS } })
+    .registerType('ContentFacts', { ctor: ContentFactsValue, fields: { ...CONTENT_FIELDS } })
     .registerVariable('content', 'ContentFacts');
   if (family === 'http' || family === 'k8s') {
-    env.registerType('HttpFacts', { fields: { ...HTTP_FIELDS } }).registerVariable('http', 'HttpFacts');
+    env.registerType('HttpFacts', { ctor: HttpFactsValue, fields: { ...HTTP_FIELDS } }).registerVariable('http', 'HttpFacts');
   }
-  if (family === 'sql') env.registerType('SqlFacts', { fields: { ...SQL_FIELDS } }).registerVariable('sql', 'SqlFacts');
-  if (family === 'k8s') env.registerType('K8sFacts', { fields: { ...K8S_FIELDS } }).registerVariable('k8s', 'K8sFacts');
+  if (family === 'sql') env.registerType('SqlFacts', { ctor: SqlFactsValue, fields: { ...SQL_FIELDS } }).registerVariable('sql', 'SqlFacts');
+  if (family === 'k8s') env.registerType('K8sFacts', { ctor: K8sFactsValue, fields: { ...K8S_FIELDS } }).registerVariable('k8s', 'K8sFacts');
   return env;
 }
 

@@ -118,19 +118,33 @@ export function compilePolicy(doc: LoadedDocument): CompiledPolicy {
     candidates.set(p.name, m);
   }
 
-  const base = {
-    mode,
-    approve: [] as string[],
-    failClosed: false,
-    passthrough: false,
-  };
-
-  function make(verdict: Verdict, fields: Partial<Decision> & Pick<Decision, 'rule' | 'endpoint' | 'credential' | 'reason'>): Decision {
-    return { ...base, ...fields, verdict, effective: mode === 'observe' ? 'allow' : verdict };
+  /** Fixed-shape decisions (decide is on every action's path). */
+  function make(
+    verdict: Verdict,
+    rule: string,
+    endpoint: string | null,
+    credential: string | null,
+    reason: string,
+    approve: string[] = [],
+    failClosed = false,
+    passthrough = false,
+  ): Decision {
+    return {
+      verdict,
+      effective: mode === 'observe' ? 'allow' : verdict,
+      mode,
+      rule,
+      endpoint,
+      credential,
+      reason,
+      approve,
+      failClosed,
+      passthrough,
+    };
   }
 
   function failClosed(reason: string, endpoint: string | null, credential: string | null, rule = ''): Decision {
-    return make('deny', { rule, endpoint, credential, reason, failClosed: true });
+    return make('deny', rule, endpoint, credential, reason, [], true);
   }
 
   function findEndpoint(host: string, port: number | undefined, profile?: string): Endpoint | null {
@@ -183,17 +197,11 @@ export function compilePolicy(doc: LoadedDocument): CompiledPolicy {
 
   function ruleDecision(rule: Rule, endpoint: string, credential: string | null): Decision {
     if (rule.approve) {
-      return make('approve', {
-        rule: rule.name,
-        endpoint,
-        credential,
-        reason: rule.reason || `rule "${rule.name}" requires approval`,
-        approve: rule.approve,
-      });
+      return make('approve', rule.name, endpoint, credential, rule.reason || `rule "${rule.name}" requires approval`, [...rule.approve]);
     }
     const verdict = rule.verdict ?? 'deny';
     const reason = rule.reason || (verdict === 'allow' ? `allowed by rule "${rule.name}"` : `denied by rule "${rule.name}"`);
-    return make(verdict, { rule: rule.name, endpoint, credential, reason });
+    return make(verdict, rule.name, endpoint, credential, reason);
   }
 
   function decideUnsafe(action: Action): Decision {
@@ -213,20 +221,18 @@ export function compilePolicy(doc: LoadedDocument): CompiledPolicy {
       if (!ep) {
         const where = profile === undefined ? '' : ` in profile "${profile}"`;
         if (model.defaults.unknownHost === 'deny') {
-          return make('deny', {
-            rule: '',
-            endpoint: null,
-            credential: null,
-            reason: `no endpoint for host "${action.host}"${where}; unknown hosts are denied (defaults.unknown_host = "deny")`,
-          });
+          return make('deny', '', null, null, `no endpoint for host "${action.host}"${where}; unknown hosts are denied (defaults.unknown_host = "deny")`);
         }
-        return make('allow', {
-          rule: '',
-          endpoint: null,
-          credential: null,
-          reason: `no endpoint for host "${action.host}"${where}; passed through uninspected (defaults.unknown_host = "passthrough")`,
-          passthrough: true,
-        });
+        return make(
+          'allow',
+          '',
+          null,
+          null,
+          `no endpoint for host "${action.host}"${where}; passed through uninspected (defaults.unknown_host = "passthrough")`,
+          [],
+          false,
+          true,
+        );
       }
     }
     if (action.family !== ep.family) {
@@ -265,7 +271,7 @@ export function compilePolicy(doc: LoadedDocument): CompiledPolicy {
       const why = sql?.inspect_error ? ` (${sql.inspect_error})` : '';
       return failClosed(`the SQL statement could not be inspected${why} and no rule allowed it; denied (fail closed)`, ep.id, injected);
     }
-    return make('allow', { rule: '', endpoint: ep.id, credential: injected, reason: 'no rule matched' });
+    return make('allow', '', ep.id, injected, 'no rule matched');
   }
 
   return Object.freeze({
