@@ -8,6 +8,7 @@
  * would no longer match the scrubber).
  */
 import type { Action, Decision } from '../policy/types.js';
+import { REDACTED, SENSITIVE_HEADERS } from '../audit/redact.js';
 
 export interface ViewLimits {
   /** Characters of `sql.statement` shown. */
@@ -21,19 +22,6 @@ export interface ViewLimits {
 }
 
 export const DEFAULT_VIEW_LIMITS: ViewLimits = { statement: 8000, body: 2000, string: 1000, items: 256 };
-
-/** Header names whose values are credentials, whatever the policy says. */
-export const ALWAYS_SENSITIVE_HEADERS = [
-  'authorization',
-  'proxy-authorization',
-  'cookie',
-  'set-cookie',
-  'x-api-key',
-  'x-auth-token',
-  'x-amz-security-token',
-];
-
-export const REDACTED = '***';
 
 export interface ViewOptions {
   /** Removes vault values (and their encodings) from text. */
@@ -99,7 +87,7 @@ export interface ActionView {
 
 export function buildActionView(action: Action, decision: Decision, opts: ViewOptions): ActionView {
   const limits = { ...DEFAULT_VIEW_LIMITS, ...opts.limits };
-  const sensitive = new Set(ALWAYS_SENSITIVE_HEADERS);
+  const sensitive = new Set(SENSITIVE_HEADERS);
   for (const h of opts.sensitiveHeaders ?? []) sensitive.add(h.toLowerCase());
   let listsTruncated = false;
 
@@ -217,13 +205,6 @@ export function summarize(view: ActionView, max = 120): string {
 function oneLine(text: string): string {
   // Control characters would let content rewrite a terminal line; collapse them.
   return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(/\s+/g, ' ').trim();
-}
-
-/** Headers the policy's `header_token` credentials inject: their values are credentials too. */
-export function credentialHeaders(model: { credentials: Map<string, { header?: string }> }): string[] {
-  const names: string[] = [];
-  for (const credential of model.credentials.values()) if (credential.header) names.push(credential.header.toLowerCase());
-  return names;
 }
 
 /** What the action does, as the lines an approver reads. */

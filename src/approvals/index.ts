@@ -13,7 +13,8 @@
  */
 import type { PolicyModel } from '../policy/types.js';
 import type { ControlRoute, SecretResolver } from '../gateway/contracts.js';
-import { buildActionView, credentialHeaders, type ViewLimits } from './action-view.js';
+import { buildActionView, type ViewLimits } from './action-view.js';
+import { credentialHeaders } from '../audit/redact.js';
 import { createChainRunner, type ChainRunner } from './chain.js';
 import { createJudge, type Judge, type JudgeOptions } from './judge/judge.js';
 import { ApprovalQueue } from './queue.js';

@@ -3,7 +3,8 @@
  * speaking the Messages API wire format.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { buildActionView, credentialHeaders } from '../../src/approvals/action-view.js';
+import { buildActionView } from '../../src/approvals/action-view.js';
+import { credentialHeaders } from '../../src/audit/redact.js';
 import { createChainRunner, type ChainRunner } from '../../src/approvals/chain.js';
 import { createJudge, type Judge } from '../../src/approvals/judge/judge.js';
 import type { StageDriver } from '../../src/approvals/stages.js';
@@ -344,6 +345,41 @@ describe('prompt injection and secrets', () => {
     expect(http.http.headers.authorization).toBe('***');
     expect(http.http.headers['content-type']).toBe('application/json');
     expect(http.http.body.text).toContain('"amount":5');
+  });
+
+  it("redacts the policy's header_token headers too", async () => {
+    const m = model({ approvers: [llmApprover({ baseUrl: fake.url })] });
+    m.credentials.set('header_token.vendor', {
+      id: 'header_token.vendor',
+      type: 'header_token',
+      name: 'vendor',
+      endpoints: [],
+      header: 'X-Vendor-Key',
+      slots: ['token'],
+      pos: { file: 't.hcl', line: 1, col: 1 },
+    });
+    const { runner } = setup({ model: m });
+    await runner.run(
+      {
+        family: 'http',
+        host: 'api.vendor.example',
+        facts: {
+          http: {
+            method: 'DELETE',
+            path: '/v1/things/1',
+            raw_path: '/v1/things/1',
+            host: 'api.vendor.example',
+            query: {},
+            headers: { 'x-vendor-key': 'PH_vendor_placeholder', accept: '*/*' },
+            body: '',
+            body_json: {},
+          },
+        },
+      },
+      judgeOnly,
+    );
+    const data = JSON.parse(dataBlockJson(fake.calls[0]!.body.messages[0]!.content)) as { http: { headers: Record<string, string> } };
+    expect(data.http.headers).toEqual({ 'x-vendor-key': '***', accept: '*/*' });
   });
 
   function dataBlockJson(user: string): string {
