@@ -1,0 +1,492 @@
+/**
+ * Walks PostgreSQL raw parse trees (libpg-query JSON) and collects what a
+ * policy needs: statement kinds, relations and called functions — including
+ * those hidden inside other statements (writable CTEs, EXPLAIN ANALYZE,
+ * COPY (query), rule actions, PREPARE and DO/function bodies).
+ *
+ * Each statement kind is recorded in one of three modes:
+ * - `now`:   it runs as part of this message (top level, CTEs, EXPLAIN
+ *            ANALYZE targets, COPY queries, DO bodies) — these decide `verb`;
+ * - `later`: it is stored to run later (PREPARE bodies, rule actions, view
+ *            queries, function bodies) — listed in `verbs` only;
+ * - `plan`:  it is only planned (plain EXPLAIN) — not listed at all.
+ * Relations and functions are collected in every mode: they are named by
+ * the message either way, and over-reporting them only makes rules stricter.
+ *
+ * The tree is walked generically (any node inside any node is visited), so a
+ * node kind this file has never heard of still has its children inspected;
+ * statement nodes it does not know count as `unknown`.
+ */
+import { Collected, buildAnalysis } from './sql-analysis.js';
+import type { SqlParserApi } from './sql-parser.js';
+import { assignmentValue, plpgsqlItems } from './sql-plpgsql.js';
+import { utf8Slice } from './sql-text.js';
+import { statementVerb } from './sql-verbs.js';
+
+type Node = Record<string, unknown>;
+type Mode = 'now' | 'later' | 'plan';
+
+interface Source {
+  text: string;
+  /** Byte range of the current top-level statement. */
+  start: number;
+  length: number;
+}
+
+interface Ctx {
+  mode: Mode;
+  /** CTE names visible here (a bare name in FROM that matches one is not a table). */
+  ctes: ReadonlySet<string>;
+  /** How many texts deep we are (SQL inside DO inside EXECUTE '…' …). */
+  nest: number;
+  /** The top-level statement being walked, for PL/pgSQL bodies that need its full text. */
+  source: Source | null;
+}
+
+/** Raised when a tree is nested deeper than we are willing to walk; the message is then not inspected. */
+export class InspectionLimit extends Error {
+  override name = 'InspectionLimit';
+}
+
+/** Parse-tree depth limit (PostgreSQL's own grammar stops near 10k nested parentheses). */
+const MAX_DEPTH = 4000;
+/** SQL-in-strings recursion limit: DO → EXECUTE 'DO …' → … Deeper texts are left uninspected. */
+const MAX_NEST = 4;
+
+const NO_CTES: ReadonlySet<string> = new Set();
+const MODE_ORDER: Record<Mode, number> = { now: 0, later: 1, plan: 2 };
+const within = (outer: Mode, inner: Mode): Mode => (MODE_ORDER[inner] > MODE_ORDER[outer] ? inner : outer);
+
+/** Leaf node kinds that can contain neither relations, functions nor statements. */
+const LEAVES = new Set(['A_Const', 'String', 'Integer', 'Float', 'Boolean', 'BitString', 'ParamRef', 'A_Star', 'ColumnRef']);
+
+/** Object types whose DROP/COMMENT/SECURITY LABEL names are relations. */
+const RELATION_OBJECTS = new Set([
+  'OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE', 'OBJECT_INDEX',
+]);
+
+const MERGE_ACTION_VERBS: Record<string, string> = { CMD_INSERT: 'insert', CMD_UPDATE: 'update', CMD_DELETE: 'delete' };
+
+const asNode = (v: unknown): Node | undefined =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Node) : undefined;
+const asList = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+const asString = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** `[{String:{sval:'a'}}, {String:{sval:'b'}}]` → ['a', 'b']. */
+function stringList(v: unknown): string[] {
+  const out: string[] = [];
+  for (const item of asList(v)) out.push(asString(asNode(asNode(item)?.String)?.sval) ?? '');
+  return out;
+}
+
+/** `a.b.c` → ['a.b.c', 'b.c', 'c']: as written and every shorter qualification down to bare. */
+function qualifiedForms(parts: string[]): string[] {
+  const forms: string[] = [];
+  for (let i = 0; i < parts.length; i++) forms.push(parts.slice(i).join('.'));
+  return forms;
+}
+
+/** The single tag of a wrapped node (`{SelectStmt: {...}}`), or undefined for a plain object. */
+function wrappedTag(o: Node): string | undefined {
+  let tag: string | undefined;
+  for (const key in o) {
+    if (tag !== undefined) return undefined;
+    tag = key;
+  }
+  if (tag === undefined) return undefined;
+  const first = tag.charCodeAt(0);
+  return first >= 65 && first <= 90 ? tag : undefined; // node tags start upper-case, fields lower-case
+}
+
+/** EXPLAIN executes its statement when ANALYZE is on (PostgreSQL's defGetBoolean). */
+function explainExecutes(options: unknown): boolean {
+  let analyze = false;
+  for (const item of asList(options)) {
+    const def = asNode(asNode(item)?.DefElem);
+    if (def?.defname !== 'analyze') continue;
+    analyze = !isClearlyFalse(asNode(def.arg));
+  }
+  return analyze;
+}
+
+/** Only values PostgreSQL reads as false; anything else (including values it rejects) counts as true. */
+function isClearlyFalse(arg: Node | undefined): boolean {
+  if (arg === undefined) return false; // bare ANALYZE
+  const integer = asNode(arg.Integer);
+  if (integer !== undefined) return (integer.ival ?? 0) === 0;
+  const boolean = asNode(arg.Boolean);
+  if (boolean !== undefined) return boolean.boolval !== true;
+  const text = asString(asNode(arg.String)?.sval)?.toLowerCase();
+  return text === 'false' || text === 'off';
+}
+
+/** A string constant expression (`'…'`, `$$…$$`, `'a' || 'b'`, `'…'::text`), or null. */
+function constantString(v: unknown): string | null {
+  const node = asNode(v);
+  if (node === undefined) return null;
+  const constant = asNode(node.A_Const);
+  if (constant !== undefined) {
+    const sval = asNode(constant.sval);
+    return sval === undefined ? null : (asString(sval.sval) ?? '');
+  }
+  const cast = asNode(node.TypeCast);
+  if (cast !== undefined) return constantString(cast.arg);
+  const expr = asNode(node.A_Expr);
+  if (expr !== undefined && expr.kind === 'AEXPR_OP' && stringList(expr.name).join('.') === '||') {
+    const left = constantString(expr.lexpr);
+    const right = constantString(expr.rexpr);
+    return left === null || right === null ? null : left + right;
+  }
+  return null;
+}
+
+function defElemValue(options: unknown, name: string): unknown {
+  for (const item of asList(options)) {
+    const def = asNode(asNode(item)?.DefElem);
+    if (def?.defname === name) return def.arg;
+  }
+  return undefined;
+}
+
+export class SqlWalker {
+  private depth = 0;
+
+  constructor(
+    private readonly parser: SqlParserApi,
+    private acc: Collected,
+  ) {}
+
+  /** Walk an already parsed message (top level, `now`). */
+  walkParseResult(result: unknown, text: string): number {
+    const stmts = asList(asNode(result)?.stmts);
+    this.walkStatements(stmts, text, 'now', 0);
+    return stmts.length;
+  }
+
+  private walkStatements(stmts: unknown[], text: string, mode: Mode, nest: number): void {
+    for (const raw of stmts) {
+      const r = asNode(raw);
+      if (r === undefined) continue;
+      const source: Source = {
+        text,
+        start: typeof r.stmt_location === 'number' ? r.stmt_location : 0,
+        length: typeof r.stmt_len === 'number' ? r.stmt_len : 0,
+      };
+      this.visit(r.stmt, { mode, ctes: NO_CTES, nest, source });
+    }
+  }
+
+  /** SQL found inside a string (function body, DO body statement, EXECUTE '…'). Unparseable → ignored. */
+  private walkText(text: string, mode: Mode, nest: number): void {
+    if (nest > MAX_NEST) return;
+    const parsed = this.parser.parse(text);
+    if (!parsed.ok) return;
+    this.walkStatements(asList(asNode(parsed.value)?.stmts), text, mode, nest);
+  }
+
+  /**
+   * A PL/pgSQL expression: PostgreSQL evaluates it as `SELECT <expr>`. The
+   * wrapper SELECT only counts as a read when the expression has a FROM.
+   */
+  private walkExpression(text: string, mode: Mode, nest: number, dynamic: boolean): void {
+    if (nest > MAX_NEST) return;
+    const parsed = this.parser.parse(`SELECT ${text}`);
+    if (!parsed.ok) return;
+    const stmts = asList(asNode(parsed.value)?.stmts);
+    const first = asNode(asNode(asNode(stmts[0])?.stmt)?.SelectStmt);
+    if (stmts.length !== 1 || first === undefined) {
+      this.walkStatements(stmts, text, mode, nest);
+      return;
+    }
+    const ctx: Ctx = { mode, ctes: NO_CTES, nest, source: null };
+    if (first.fromClause !== undefined) this.addVerb('select', ctx);
+    this.fields(first, ctx);
+    if (dynamic) {
+      const target = asNode(asNode(asList(first.targetList)[0])?.ResTarget);
+      const sql = constantString(target?.val);
+      if (sql !== null) this.walkText(sql, mode, nest + 1);
+    }
+  }
+
+  private addVerb(verb: string, ctx: Ctx): void {
+    if (ctx.mode === 'now') this.acc.nowVerbs.add(verb);
+    else if (ctx.mode === 'later') this.acc.laterVerbs.add(verb);
+  }
+
+  private addRelation(parts: string[]): void {
+    for (const form of qualifiedForms(parts)) this.acc.tables.add(form);
+  }
+
+  private addFunction(funcname: unknown): void {
+    const parts = stringList(funcname).map((p) => p.toLowerCase());
+    if (parts.length === 0) return;
+    for (const form of qualifiedForms(parts)) this.acc.functions.add(form);
+  }
+
+  /** A RangeVar. `cteResolvable`: a bare name may mean a CTE (FROM items, not DML targets). */
+  private rangeVar(rv: Node | undefined, ctx: Ctx, cteResolvable: boolean): void {
+    if (rv === undefined) return;
+    const relname = asString(rv.relname);
+    if (relname === undefined) return;
+    const schema = asString(rv.schemaname);
+    const catalog = asString(rv.catalogname);
+    if (cteResolvable && schema === undefined && catalog === undefined && ctx.ctes.has(relname)) return;
+    const parts = [catalog, schema, relname].filter((p): p is string => p !== undefined);
+    this.addRelation(parts);
+  }
+
+  private visit(value: unknown, ctx: Ctx): void {
+    if (value === null || typeof value !== 'object') return;
+    if (Array.isArray(value)) {
+      for (const v of value) this.visit(v, ctx);
+      return;
+    }
+    const o = value as Node;
+    const tag = wrappedTag(o);
+    if (tag !== undefined) {
+      this.node(tag, asNode(o[tag]) ?? {}, ctx);
+      return;
+    }
+    // Typed fields hold some nodes unwrapped; a RangeVar is recognisable by its relname.
+    if (typeof o.relname === 'string') {
+      this.rangeVar(o, ctx, true);
+      return;
+    }
+    this.fields(o, ctx);
+  }
+
+  private fields(o: Node, ctx: Ctx, skip?: ReadonlySet<string>): void {
+    for (const key in o) {
+      if (skip?.has(key)) continue;
+      const v = o[key];
+      if (v !== null && typeof v === 'object') this.visit(v, ctx);
+    }
+  }
+
+  private node(tag: string, n: Node, ctx: Ctx): void {
+    if (LEAVES.has(tag)) return;
+    if (++this.depth > MAX_DEPTH) throw new InspectionLimit('statement is nested too deeply to inspect');
+    try {
+      this.dispatch(tag, n, ctx);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private dispatch(tag: string, n: Node, ctx: Ctx): void {
+    switch (tag) {
+      case 'RangeVar':
+        return this.rangeVar(n, ctx, true);
+      case 'FuncCall':
+        this.addFunction(n.funcname);
+        return this.fields(n, ctx);
+      case 'SelectStmt':
+        return this.select(n, ctx, false);
+      case 'InsertStmt':
+        return this.insert(n, ctx);
+      case 'UpdateStmt':
+      case 'DeleteStmt':
+        return this.updateOrDelete(tag === 'UpdateStmt' ? 'update' : 'delete', n, ctx);
+      case 'MergeStmt':
+        return this.merge(n, ctx);
+      case 'ExplainStmt':
+        this.addVerb('explain', ctx);
+        return this.visit(n.query, { ...ctx, mode: within(ctx.mode, explainExecutes(n.options) ? 'now' : 'plan') });
+      case 'PrepareStmt':
+        return this.prepare(n, ctx);
+      case 'ExecuteStmt':
+        this.addVerb('execute', ctx);
+        if (ctx.mode === 'now' && typeof n.name === 'string') this.acc.executes.add(n.name);
+        return this.fields(n, ctx);
+      case 'DeallocateStmt':
+        this.addVerb('deallocate', ctx);
+        if (ctx.mode === 'now') this.deallocate(n);
+        return;
+      case 'CopyStmt':
+        this.addVerb('copy', ctx);
+        if (n.is_program === true) this.acc.copyProgram = true;
+        return this.fields(n, ctx);
+      case 'CreateTableAsStmt':
+        this.addVerb('create', ctx);
+        this.rangeVar(asNode(asNode(n.into)?.rel), ctx, false);
+        return this.visit(n.query, ctx);
+      case 'ViewStmt':
+        this.addVerb('create', ctx);
+        this.rangeVar(asNode(n.view), ctx, false);
+        return this.fields(n, { ...ctx, mode: within(ctx.mode, 'later') }, new Set(['view']));
+      case 'RuleStmt':
+        this.addVerb('create', ctx);
+        this.rangeVar(asNode(n.relation), ctx, false);
+        return this.fields(n, { ...ctx, mode: within(ctx.mode, 'later') }, new Set(['relation']));
+      case 'CreateFunctionStmt':
+        return this.createFunction(n, ctx);
+      case 'DoStmt':
+        this.addVerb('do', ctx);
+        if ((asString(asNode(asNode(defElemValue(n.args, 'language'))?.String)?.sval) ?? 'plpgsql').toLowerCase() === 'plpgsql') {
+          this.plpgsqlBody(ctx, within(ctx.mode, 'now'));
+        }
+        return;
+      case 'CreateTrigStmt':
+      case 'CreateEventTrigStmt':
+        // The trigger function runs on every matching event from now on.
+        this.addVerb('create', ctx);
+        this.addFunction(n.funcname);
+        return this.fields(n, ctx, new Set(['funcname']));
+      case 'CallStmt':
+        this.addVerb('call', ctx);
+        this.dispatch('FuncCall', asNode(n.funccall) ?? {}, ctx);
+        return;
+      case 'AlterDefaultPrivilegesStmt': {
+        this.addVerb('alter', ctx);
+        const action = asNode(n.action);
+        if (action !== undefined) this.addVerb(action.is_grant === true ? 'grant' : 'revoke', ctx);
+        return;
+      }
+      case 'DropStmt':
+        this.addVerb('drop', ctx);
+        if (RELATION_OBJECTS.has(String(n.removeType))) {
+          for (const object of asList(n.objects)) this.addRelation(stringList(asNode(asNode(object)?.List)?.items));
+        }
+        return this.fields(n, ctx);
+      case 'CommentStmt':
+      case 'SecLabelStmt':
+        this.addVerb(tag === 'CommentStmt' ? 'comment' : 'security_label', ctx);
+        this.objectRelation(n);
+        return;
+    }
+    const verb = statementVerb(tag, n);
+    if (verb !== null) this.addVerb(verb, ctx);
+    this.fields(n, ctx);
+  }
+
+  /** Push a WITH clause's names into scope, walking each CTE body with the names it can see. */
+  private withScope(withClause: unknown, ctx: Ctx): Ctx {
+    const clause = asNode(withClause);
+    if (clause === undefined) return ctx;
+    const ctes = asList(clause.ctes).map((c) => asNode(asNode(c)?.CommonTableExpr) ?? {});
+    const names = ctes.map((c) => asString(c.ctename) ?? '');
+    const all = new Set([...ctx.ctes, ...names]);
+    const recursive = clause.recursive === true;
+    ctes.forEach((cte, i) => {
+      // Without RECURSIVE a CTE sees only the CTEs before it; a later name means a real table.
+      const visible = recursive ? all : new Set([...ctx.ctes, ...names.slice(0, i)]);
+      this.visit(cte.ctequery, { ...ctx, ctes: visible });
+    });
+    return { ...ctx, ctes: all };
+  }
+
+  private select(n: Node, ctx: Ctx, insertSource: boolean): void {
+    // `INSERT … VALUES (…)` reads nothing; its VALUES list is not a SELECT.
+    const pureValues = n.valuesLists !== undefined && n.fromClause === undefined && n.targetList === undefined;
+    if (!(insertSource && pureValues)) this.addVerb('select', ctx);
+    const inner = this.withScope(n.withClause, ctx);
+    const into = asNode(n.intoClause);
+    if (into !== undefined) {
+      this.addVerb('create', ctx); // SELECT … INTO creates a table
+      this.rangeVar(asNode(into.rel), ctx, false);
+    }
+    for (const arm of [n.larg, n.rarg]) {
+      const armNode = asNode(arm);
+      if (armNode !== undefined) this.select(armNode, inner, false);
+    }
+    this.fields(n, inner, SELECT_HANDLED);
+  }
+
+  private insert(n: Node, ctx: Ctx): void {
+    this.addVerb('insert', ctx);
+    const inner = this.withScope(n.withClause, ctx);
+    this.rangeVar(asNode(n.relation), inner, false);
+    const source = asNode(asNode(n.selectStmt)?.SelectStmt);
+    if (source !== undefined) this.select(source, inner, true);
+    else this.visit(n.selectStmt, inner);
+    this.fields(n, inner, INSERT_HANDLED);
+  }
+
+  private updateOrDelete(verb: string, n: Node, ctx: Ctx): void {
+    this.addVerb(verb, ctx);
+    const inner = this.withScope(n.withClause, ctx);
+    this.rangeVar(asNode(n.relation), inner, false);
+    this.fields(n, inner, DML_HANDLED);
+  }
+
+  private merge(n: Node, ctx: Ctx): void {
+    this.addVerb('merge', ctx);
+    const inner = this.withScope(n.withClause, ctx);
+    this.rangeVar(asNode(n.relation), inner, false);
+    for (const clause of asList(n.mergeWhenClauses)) {
+      const action = MERGE_ACTION_VERBS[String(asNode(asNode(clause)?.MergeWhenClause)?.commandType)];
+      if (action !== undefined) this.addVerb(action, inner);
+    }
+    this.fields(n, inner, DML_HANDLED);
+  }
+
+  private prepare(n: Node, ctx: Ctx): void {
+    this.addVerb('prepare', ctx);
+    // The body gets an analysis of its own (what EXECUTE will run); the
+    // message itself only stores it, so its verbs count as `later`.
+    const outer = this.acc;
+    const body = new Collected();
+    this.acc = body;
+    try {
+      this.visit(n.query, { ...ctx, mode: 'now', ctes: NO_CTES });
+    } finally {
+      this.acc = outer;
+    }
+    if (ctx.mode === 'now' && typeof n.name === 'string') {
+      this.acc.prepares.push({ name: n.name, analysis: buildAnalysis(body, 1) });
+    }
+    if (ctx.mode !== 'plan') for (const v of [...body.nowVerbs, ...body.laterVerbs]) this.acc.laterVerbs.add(v);
+    for (const t of body.tables) this.acc.tables.add(t);
+    for (const f of body.functions) this.acc.functions.add(f);
+    this.acc.copyProgram ||= body.copyProgram;
+  }
+
+  private deallocate(n: Node): void {
+    if (n.isall === true) this.acc.deallocates = 'all';
+    else if (this.acc.deallocates !== 'all' && typeof n.name === 'string') this.acc.deallocates.add(n.name);
+  }
+
+  private createFunction(n: Node, ctx: Ctx): void {
+    this.addVerb('create', ctx);
+    const later: Ctx = { ...ctx, mode: within(ctx.mode, 'later') };
+    // Parameter defaults and a SQL-standard body (BEGIN ATOMIC … END / RETURN …) are in the tree.
+    this.fields(n, later, new Set(['funcname', 'options']));
+    const language = (asString(asNode(asNode(defElemValue(n.options, 'language'))?.String)?.sval) ?? '').toLowerCase();
+    if (language === 'sql') {
+      const as = asNode(defElemValue(n.options, 'as'));
+      const body = stringList(asNode(as?.List)?.items)[0] ?? asString(asNode(as?.String)?.sval);
+      if (body !== undefined) this.walkText(body, later.mode, ctx.nest + 1);
+    } else if (language === 'plpgsql') {
+      this.plpgsqlBody(ctx, later.mode);
+    }
+  }
+
+  /** Compile the current statement's PL/pgSQL body (DO or CREATE FUNCTION) and walk the SQL it contains. */
+  private plpgsqlBody(ctx: Ctx, mode: Mode): void {
+    if (ctx.source === null || ctx.nest >= MAX_NEST) return;
+    const { text, start, length } = ctx.source;
+    const statement = utf8Slice(text, start, length > 0 ? start + length : undefined);
+    const compiled = this.parser.parsePlpgsql(statement);
+    if (!compiled.ok) return; // the body stays opaque; `do`/`create` already rank it
+    const nest = ctx.nest + 1;
+    for (const item of plpgsqlItems(compiled.value)) {
+      if (item.kind === 'statement') this.walkText(item.text, mode, nest);
+      else if (item.kind === 'expression') this.walkExpression(item.text, mode, nest, item.dynamic);
+      else if (item.kind === 'assignment') {
+        const value = assignmentValue(item.text, (t) => this.parser.scan(t));
+        if (value !== null) this.walkExpression(value, mode, nest, false);
+      } else this.addVerb(item.verb, { ...ctx, mode });
+    }
+  }
+
+  /** COMMENT ON / SECURITY LABEL ON a relation or a column of one. */
+  private objectRelation(n: Node): void {
+    const names = stringList(asNode(asNode(n.object)?.List)?.items);
+    if (RELATION_OBJECTS.has(String(n.objtype))) this.addRelation(names);
+    else if (n.objtype === 'OBJECT_COLUMN' && names.length > 1) this.addRelation(names.slice(0, -1));
+  }
+}
+
+const SELECT_HANDLED = new Set(['withClause', 'intoClause', 'larg', 'rarg']);
+const INSERT_HANDLED = new Set(['withClause', 'relation', 'selectStmt']);
+const DML_HANDLED = new Set(['withClause', 'relation']);
