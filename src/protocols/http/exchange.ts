@@ -1,0 +1,479 @@
+/**
+ * One request through the gateway, whatever protocol the agent speaks:
+ *
+ *   route (target, host, SNI/Host agreement, endpoint)
+ *   → body (buffered up to limits.body_buffer only when a rule reads it)
+ *   → facts → enforcer.enforce (may wait for approvals)
+ *   → deny: 403 with the reason | allow: inject the credential, forward
+ *   → stream the response back, sanitised and scrubbed → audit via finish.
+ */
+import type { IncomingMessage } from 'node:http';
+import type http2 from 'node:http2';
+import { pipeline, type Readable } from 'node:stream';
+import type { Action, Endpoint } from '../../policy/types.js';
+import type { Enforcement } from '../../gateway/contracts.js';
+import { placeholdersFromHeaders, placeholderHeaders } from '../../policy/placeholders.js';
+import { injectHttpCredential, mtlsOptions, InjectionError } from '../../vault/inject.js';
+import { scrubberFor, type Scrubber } from '../../vault/scrub.js';
+import { HttpParseError } from './h1-parser.js';
+import { parseAuthority, parseRequestTarget, formatAuthority, type ParsedTarget } from './target.js';
+import { normalisePath, type NormalisedPath } from './path.js';
+import { EMPTY_BODY, inspectBody, type BodyFacts } from './body.js';
+import { buildHttpFacts } from './facts.js';
+import { fieldValue, pairs, sanitiseResponseHeaders, sanitiseTrailers, upstreamRequestHeaders, type FieldList } from './headers.js';
+import { answer, type LocalAnswer } from './respond.js';
+import { shapeAction } from './extensions.js';
+import { relayWebSocket } from './websocket.js';
+import type { UpstreamTarget } from './upstream.js';
+import type { BodyLength, ConnectionInfo, EngineCore, ExchangeOutcome, HttpPolicy, IncomingRequest, ResponseSink } from './types.js';
+
+/** Facts of a body the gateway did not read (no rule needs it): unknown, so nothing can rely on it. */
+const NOT_INSPECTED: BodyFacts = Object.freeze({ body: '', body_json: {}, body_truncated: true }) as BodyFacts;
+
+interface Route {
+  target: ParsedTarget;
+  host: string;
+  port: number;
+  endpoint: Endpoint | null;
+  path: NormalisedPath;
+  upstream: { host: string; port: number; tls: boolean };
+}
+
+/** Pulls the request body once, counting bytes. */
+class BodyReader {
+  bytes = 0;
+  done = false;
+  constructor(private readonly it: AsyncIterator<Buffer>) {}
+
+  async next(): Promise<Buffer | null> {
+    if (this.done) return null;
+    const r = await this.it.next();
+    if (r.done) {
+      this.done = true;
+      return null;
+    }
+    this.bytes += r.value.length;
+    return r.value;
+  }
+
+  /** Read until the body ends or more than `limit` bytes are held. */
+  async prefix(limit: number): Promise<{ chunks: Buffer[]; size: number; complete: boolean }> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    while (size <= limit) {
+      const c = await this.next();
+      if (c === null) return { chunks, size, complete: true };
+      chunks.push(c);
+      size += c.length;
+    }
+    return { chunks, size, complete: false };
+  }
+}
+
+export async function exchange(core: EngineCore, conn: ConnectionInfo, req: IncomingRequest, sink: ResponseSink): Promise<ExchangeOutcome> {
+  const body = new BodyReader(req.body);
+  const outcome = (extra: Partial<ExchangeOutcome> = {}): ExchangeOutcome => ({
+    bodyDone: !req.hasBody || body.done,
+    close: req.hasBody && !body.done,
+    upgraded: false,
+    ...extra,
+  });
+  const refuse = (a: LocalAnswer): ExchangeOutcome => {
+    answer(sink, req, a);
+    return outcome({ close: true });
+  };
+
+  const policy = core.policy();
+  let route: Route;
+  try {
+    route = routeRequest(conn, req, policy);
+  } catch (err) {
+    if (!(err instanceof HttpParseError)) throw err;
+    core.log(`http: refused ${req.method} ${JSON.stringify(req.target.slice(0, 200))} from ${conn.peer.id}: ${err.message}`);
+    return refuse({ status: err.status, reason: err.message, kind: 'bad_request' });
+  }
+
+  // ── body for the facts ────────────────────────────────────────────────
+  let prefix: Buffer[] = [];
+  let bodyFacts: BodyFacts = EMPTY_BODY;
+  if (req.hasBody) {
+    const ep = route.endpoint;
+    const needed = ep !== null && (policy.needsFact(ep.id, 'http.body') || policy.needsFact(ep.id, 'http.body_json'));
+    if (needed) {
+      const limit = policy.model.gateway.limits.bodyBuffer;
+      let got;
+      try {
+        got = await body.prefix(limit);
+      } catch (err) {
+        return refuse({ status: err instanceof HttpParseError ? err.status : 400, reason: `request body: ${messageOf(err)}`, kind: 'bad_request' });
+      }
+      prefix = got.chunks;
+      bodyFacts = inspectBody(Buffer.concat(got.chunks), {
+        complete: got.complete,
+        contentEncoding: fieldValue(req.headers, 'content-encoding'),
+        limit,
+      });
+    } else {
+      bodyFacts = NOT_INSPECTED;
+    }
+  }
+
+  // ── the action ────────────────────────────────────────────────────────
+  const http = buildHttpFacts({
+    method: req.method,
+    rawPath: route.target.rawPath,
+    rawQuery: route.target.rawQuery,
+    host: route.host,
+    headers: req.headers,
+    body: bodyFacts,
+    normalised: route.path,
+  });
+  const shaped = shapeAction(route.endpoint, http);
+  const action: Action = {
+    family: shaped.family,
+    host: route.host,
+    port: route.port,
+    peer: conn.peer,
+    placeholders: placeholdersFromHeaders(http.headers, placeholderHeaders(policy.model)),
+    facts: shaped.facts,
+  };
+  if (conn.profile !== undefined) action.profile = conn.profile;
+  if (conn.endpointId !== undefined) action.endpoint = conn.endpointId;
+
+  let enf: Enforcement;
+  try {
+    enf = await core.enforcer.enforce(action, req.signal);
+  } catch (err) {
+    core.log(`http: enforcement failed for ${route.host}: ${messageOf(err)}`);
+    return refuse({ status: 403, reason: 'the request could not be checked against the policy; denied', kind: 'denied' });
+  }
+  const bytesIn = () => req.headBytes + body.bytes;
+  if (req.signal.aborted) {
+    enf.finish({ bytesIn: bytesIn(), bytesOut: 0, status: 'client-closed' });
+    return outcome({ close: true });
+  }
+  if (!enf.allowed) {
+    answer(sink, req, { status: 403, reason: enf.reason, rule: enf.decision.rule || undefined, kind: 'denied' });
+    enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: '403' });
+    return outcome();
+  }
+
+  // ── forward ───────────────────────────────────────────────────────────
+  const scrubber = scrubberFor(core.secrets.allValues());
+  const websocket = req.protocol === 'h1' && req.upgrade === 'websocket' && req.method === 'GET' && sink.takeOver !== undefined;
+  let headers: Record<string, string | string[]> = upstreamRequestHeaders(req.headers, { websocket, keepTeTrailers: req.protocol === 'h2' });
+  let clientCert: ReturnType<typeof mtlsOptions> | undefined;
+  try {
+    if (enf.material && !enf.decision.passthrough) {
+      if (enf.material.credential.type === 'mtls_credential') clientCert = mtlsOptions(enf.material);
+      else headers = injectHttpCredential(headers, enf.material) as Record<string, string | string[]>;
+    }
+  } catch (err) {
+    const reason = err instanceof InjectionError ? err.message : 'the credential could not be injected';
+    answer(sink, req, { status: 502, reason: scrubber.scrubText(reason), kind: 'upstream_error' });
+    enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: '502' });
+    return outcome({ close: true });
+  }
+  const up = route.upstream;
+  const target: UpstreamTarget = {
+    host: up.host,
+    port: up.port,
+    tls: up.tls ? core.upstream.tlsFor(route.endpoint?.caCert, clientCert) : null,
+  };
+  const path = route.path.forward + (route.target.rawQuery !== null ? `?${route.target.rawQuery}` : '');
+  if (req.contentLength !== null && req.hasBody) headers['content-length'] = String(req.contentLength);
+
+  const done = (status: string) => enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status });
+  const bodyChunks = async function* (): AsyncGenerator<Buffer> {
+    yield* prefix;
+    for (let c = await body.next(); c !== null; c = await body.next()) yield c;
+  };
+
+  if (websocket) {
+    headers['host'] = formatAuthority(up.host, up.port, up.tls ? 443 : 80);
+    return forwardWebSocket(core, req, sink, target, path, headers, scrubber, enf, route, bytesIn, outcome);
+  }
+
+  let response: UpstreamResponse;
+  try {
+    const session = req.protocol === 'h2' ? await core.upstream.h2Session(target) : null;
+    if (session) {
+      response = await sendH2(session, target, req.method, path, headers, req.hasBody ? bodyChunks() : null);
+    } else {
+      headers['host'] = formatAuthority(up.host, up.port, up.tls ? 443 : 80);
+      response = await sendH1(core, target, req.method, path, headers, req.hasBody ? bodyChunks() : null);
+    }
+  } catch (err) {
+    if (err instanceof HttpParseError || err instanceof ClientBodyError) {
+      answer(sink, req, { status: 400, reason: `request body: ${messageOf(err)}`, kind: 'bad_request' });
+      done('400');
+      return outcome({ close: true });
+    }
+    const reason = `upstream ${up.host}:${up.port} failed: ${describeUpstreamError(err)}`;
+    core.log(`http: ${reason}`);
+    answer(sink, req, { status: 502, reason: scrubber.scrubText(reason), kind: 'upstream_error' });
+    done('502');
+    return outcome({ close: true });
+  }
+
+  // ── response ──────────────────────────────────────────────────────────
+  const status = response.status;
+  const bodyless = req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+  let fields = sanitiseResponseHeaders(response.headers, { scrubber });
+  let length: BodyLength = 'none';
+  if (!bodyless) {
+    const cl = fields.find(([n]) => n.toLowerCase() === 'content-length');
+    length = cl && /^[0-9]{1,15}$/.test(cl[1]) ? Number(cl[1]) : null;
+    fields = fields.filter(([n]) => n.toLowerCase() !== 'content-length');
+  }
+  sink.head(status, fields, length, { trailers: response.mayHaveTrailers });
+  try {
+    if (!bodyless) await pump(response.body, scrubber, sink);
+    else response.body.resume();
+    const trailers = req.acceptsTrailers ? sanitiseTrailers(response.trailers(), scrubber) : [];
+    sink.end(trailers);
+    done(String(status));
+  } catch (err) {
+    core.log(`http: response from ${up.host} cut off: ${messageOf(err)}`);
+    sink.abort();
+    done(`${status}-aborted`);
+    return outcome({ close: true });
+  }
+  // The upstream may answer before reading the whole request (an early 401):
+  // what the agent still sends is not part of any request we can frame.
+  return outcome();
+}
+
+// ───────────────────────────── routing ───────────────────────────────────
+
+function routeRequest(conn: ConnectionInfo, req: IncomingRequest, policy: HttpPolicy): Route {
+  if (req.method === 'CONNECT') throw new HttpParseError(405, 'CONNECT is only accepted by the proxy listener');
+  const target = parseRequestTarget(req.target, req.method);
+  if (req.protocol === 'h2' && target.form === 'absolute') throw new HttpParseError(400, ':path must be origin-form');
+  if (conn.proxy && conn.identity === null && target.form !== 'absolute') {
+    throw new HttpParseError(400, 'a request to the proxy needs an absolute URI (http://host/path) or CONNECT');
+  }
+  const scheme = target.form === 'absolute' ? target.scheme! : conn.scheme;
+  if (target.form === 'absolute' && scheme !== conn.scheme && !conn.proxy) {
+    throw new HttpParseError(400, `${scheme} URI on an ${conn.scheme} connection`);
+  }
+  const path = normalisePath(target.rawPath);
+
+  if (conn.upstream) {
+    // Sidecar listener: the endpoint's host, whatever the local Host says.
+    const endpoint = conn.endpointId ? policy.model.endpoints.get(conn.endpointId) ?? null : null;
+    return { target, host: conn.upstream.host, port: conn.upstream.port, endpoint, path, upstream: conn.upstream };
+  }
+
+  // absolute-form names the host; Host is then replaced (RFC 9112 §3.2.2).
+  const authority = target.form === 'absolute' ? target.authority! : req.authority;
+  let host: string;
+  let port: number | undefined;
+  if (authority) {
+    ({ host, port } = parseAuthority(authority));
+  } else if (conn.identity !== null) {
+    host = conn.identity;
+  } else {
+    throw new HttpParseError(400, 'the request names no host');
+  }
+  if (conn.identity !== null) {
+    if (host !== conn.identity) {
+      throw new HttpParseError(421, `request for "${host}" on a connection for "${conn.identity}" (TLS server name and Host disagree)`);
+    }
+    if (port !== undefined && conn.port !== undefined && port !== conn.port) {
+      throw new HttpParseError(421, `request for port ${port} on a connection to port ${conn.port}`);
+    }
+  }
+  const effectivePort = port ?? conn.port ?? (scheme === 'https' ? 443 : 80);
+  const endpoint = conn.endpointId
+    ? policy.model.endpoints.get(conn.endpointId) ?? null
+    : policy.findEndpoint(host, effectivePort, conn.profile);
+  return { target, host, port: effectivePort, endpoint, path, upstream: { host, port: effectivePort, tls: scheme === 'https' } };
+}
+
+// ───────────────────────────── upstream I/O ──────────────────────────────
+
+interface UpstreamResponse {
+  status: number;
+  headers: FieldList;
+  body: Readable;
+  /** Valid once `body` has ended. */
+  trailers: () => FieldList;
+  mayHaveTrailers: boolean;
+}
+
+/** The agent's body failed (framing error, disconnect) while it was being forwarded. */
+class ClientBodyError extends Error {}
+
+async function writeAll(dest: NodeJS.WritableStream & { destroyed?: boolean }, chunks: AsyncIterable<Buffer>): Promise<void> {
+  for await (const c of chunks) {
+    if (!dest.write(c)) {
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = () => {
+          dest.removeListener('close', onClose);
+          resolve();
+        };
+        const onClose = () => {
+          dest.removeListener('drain', onDrain);
+          reject(new Error('upstream closed'));
+        };
+        dest.once('drain', onDrain);
+        dest.once('close', onClose);
+      });
+    }
+  }
+}
+
+function sendH1(
+  core: EngineCore,
+  target: UpstreamTarget,
+  method: string,
+  path: string,
+  headers: Record<string, string | string[]>,
+  body: AsyncIterable<Buffer> | null,
+): Promise<UpstreamResponse> {
+  return new Promise((resolve, reject) => {
+    const creq = core.upstream.h1Request(target, { method, path, headers });
+    let bodyError: unknown = null;
+    creq.on('response', (res: IncomingMessage) => {
+      const chunked = res.headers['content-length'] === undefined;
+      resolve({ status: res.statusCode ?? 502, headers: pairs(res.rawHeaders), body: res, trailers: () => pairs(res.rawTrailers), mayHaveTrailers: chunked });
+    });
+    creq.on('error', (err) => reject(bodyError ?? err));
+    if (!body) {
+      creq.end();
+      return;
+    }
+    writeAll(creq, body).then(
+      () => creq.end(),
+      (err: unknown) => {
+        bodyError = err instanceof Error && err.message === 'upstream closed' ? err : new ClientBodyError(messageOf(err));
+        creq.destroy(bodyError as Error);
+      },
+    );
+  });
+}
+
+function sendH2(
+  session: http2.ClientHttp2Session,
+  target: UpstreamTarget,
+  method: string,
+  path: string,
+  headers: Record<string, string | string[]>,
+  body: AsyncIterable<Buffer> | null,
+): Promise<UpstreamResponse> {
+  return new Promise((resolve, reject) => {
+    const h2headers: http2.OutgoingHttpHeaders = {
+      ...headers,
+      ':method': method,
+      ':path': path,
+      ':scheme': 'https',
+      ':authority': formatAuthority(target.host, target.port, 443),
+    };
+    const stream = session.request(h2headers, { endStream: body === null });
+    let trailers: FieldList = [];
+    let bodyError: unknown = null;
+    stream.on('trailers', (t: http2.IncomingHttpHeaders) => {
+      trailers = headerObjectPairs(t);
+    });
+    stream.on('response', (h: http2.IncomingHttpHeaders) => {
+      resolve({ status: Number(h[':status'] ?? 502), headers: headerObjectPairs(h), body: stream, trailers: () => trailers, mayHaveTrailers: true });
+    });
+    stream.on('error', (err) => reject(bodyError ?? err));
+    stream.on('close', () => reject(bodyError ?? new Error(`stream closed (code ${stream.rstCode})`)));
+    if (body) {
+      writeAll(stream, body).then(
+        () => stream.end(),
+        (err: unknown) => {
+          bodyError = new ClientBodyError(messageOf(err));
+          stream.destroy(bodyError as Error);
+        },
+      );
+    }
+  });
+}
+
+function headerObjectPairs(h: http2.IncomingHttpHeaders): FieldList {
+  const out: FieldList = [];
+  for (const [k, v] of Object.entries(h)) {
+    if (k.startsWith(':') || v === undefined) continue;
+    for (const one of Array.isArray(v) ? v : [v]) out.push([k, String(one)]);
+  }
+  return out;
+}
+
+/** Copy the upstream body to the agent as it arrives (SSE, long polls), through the scrubber. */
+async function pump(source: Readable, scrubber: Scrubber, sink: ResponseSink): Promise<void> {
+  const stream: Readable = scrubber.empty ? source : pipeline(source, scrubber.stream(), () => undefined);
+  for await (const chunk of stream) await sink.write(chunk as Buffer);
+}
+
+function forwardWebSocket(
+  core: EngineCore,
+  req: IncomingRequest,
+  sink: ResponseSink,
+  target: UpstreamTarget,
+  path: string,
+  headers: Record<string, string | string[]>,
+  scrubber: Scrubber,
+  enf: Enforcement,
+  route: Route,
+  bytesIn: () => number,
+  outcome: (extra?: Partial<ExchangeOutcome>) => ExchangeOutcome,
+): Promise<ExchangeOutcome> {
+  return new Promise((resolve) => {
+    const creq = core.upstream.h1Request(target, { method: 'GET', path, headers, pooled: false });
+    creq.on('upgrade', (res, upstream, upstreamHead) => {
+      const fields = sanitiseResponseHeaders(pairs(res.rawHeaders), { websocket: true, scrubber });
+      const { socket, head } = sink.takeOver!(101, fields);
+      const baseOut = sink.bytesOut;
+      relayWebSocket({
+        agent: socket,
+        agentHead: head,
+        upstream,
+        upstreamHead,
+        scrubber,
+        hook: core.frameHook,
+        session: { host: route.host, path: route.path.path, endpoint: enf.decision.endpoint },
+        onDone: ({ fromAgent, toAgent }) => enf.finish({ bytesIn: bytesIn() + fromAgent, bytesOut: baseOut + toAgent, status: '101' }),
+      });
+      resolve(outcome({ upgraded: true, close: false, bodyDone: true }));
+    });
+    creq.on('response', (res: IncomingMessage) => {
+      // The upstream refused the upgrade: relay its answer as a normal response.
+      const fields = sanitiseResponseHeaders(pairs(res.rawHeaders), { scrubber });
+      const cl = fields.find(([n]) => n.toLowerCase() === 'content-length');
+      sink.head(res.statusCode ?? 502, fields.filter(([n]) => n.toLowerCase() !== 'content-length'), cl ? Number(cl[1]) : null);
+      pump(res, scrubber, sink).then(
+        () => {
+          sink.end();
+          enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: String(res.statusCode) });
+          resolve(outcome({ close: true }));
+        },
+        () => {
+          sink.abort();
+          enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: 'aborted' });
+          resolve(outcome({ close: true }));
+        },
+      );
+    });
+    creq.on('error', (err) => {
+      const reason = `upstream ${target.host}:${target.port} failed: ${describeUpstreamError(err)}`;
+      answer(sink, req, { status: 502, reason: scrubber.scrubText(reason), kind: 'upstream_error' });
+      enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: '502' });
+      resolve(outcome({ close: true }));
+    });
+    creq.end();
+  });
+}
+
+function describeUpstreamError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { code?: string };
+  const code = e?.code ?? '';
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME/.test(code)) return `certificate not trusted (${code}: ${e.message})`;
+  return code ? `${code}: ${e.message}` : messageOf(err);
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

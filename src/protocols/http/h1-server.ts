@@ -1,0 +1,303 @@
+/**
+ * The HTTP/1.1 ingress adapter: binds the strict parser to a socket (plain,
+ * TLS-terminated, or a proxy tunnel), runs one exchange at a time
+ * (pipelined requests wait their turn), writes responses with the gateway's
+ * own framing, and closes the connection whenever the byte stream can no
+ * longer be trusted.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Http1RequestParser, HttpParseError, type ParseEvent, type RequestHead, type HeaderField } from './h1-parser.js';
+import { exchange } from './exchange.js';
+import type { FieldList } from './headers.js';
+import type { BodyLength, ConnectionInfo, EngineCore, IncomingRequest, ResponseSink } from './types.js';
+
+export interface Http1Options {
+  /** Bytes already read from the socket (after a CONNECT, a peeked ClientHello that was not TLS…). */
+  initial?: Buffer | undefined;
+  /** Called for CONNECT (proxy listener only); the handler owns the socket from then on. */
+  onConnect?: ((head: RequestHead, socket: Duplex, rest: Buffer) => void) | undefined;
+  /** Idle time allowed between requests (default 60 s). */
+  keepAliveMs?: number | undefined;
+  /** Time allowed for a request head once it has started (default 30 s). */
+  headersTimeoutMs?: number | undefined;
+}
+
+/** Reads a socket chunk by chunk without ever losing bytes (paused mode). */
+class SocketReader {
+  private ended = false;
+  private waiter: (() => void) | null = null;
+
+  constructor(private readonly socket: Duplex) {
+    const wake = () => {
+      const w = this.waiter;
+      this.waiter = null;
+      w?.();
+    };
+    socket.on('readable', wake);
+    const end = () => {
+      this.ended = true;
+      wake();
+    };
+    socket.on('end', end);
+    socket.on('close', end);
+    socket.on('error', end);
+  }
+
+  async read(): Promise<Buffer | null> {
+    for (;;) {
+      const chunk = this.socket.read() as Buffer | null;
+      if (chunk !== null) return chunk;
+      if (this.ended || this.socket.destroyed) return null;
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+      });
+    }
+  }
+
+  detach(): void {
+    this.socket.removeAllListeners('readable');
+  }
+}
+
+export function serveHttp1(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts: Http1Options = {}): void {
+  core.sockets.add(socket);
+  socket.on('close', () => core.sockets.delete(socket));
+  socket.on('error', () => undefined);
+  run(core, socket, conn, opts).catch((err: unknown) => {
+    core.log(`http: connection from ${conn.peer.id} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    socket.destroy();
+  });
+}
+
+async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts: Http1Options): Promise<void> {
+  const parser = new Http1RequestParser();
+  const reader = new SocketReader(socket);
+  const keepAliveMs = opts.keepAliveMs ?? 60_000;
+  const headersTimeoutMs = opts.headersTimeoutMs ?? 30_000;
+  if (opts.initial?.length) parser.feed(opts.initial);
+  const setIdle = (ms: number) => (socket as Duplex & { setTimeout?: (ms: number, cb?: () => void) => void }).setTimeout?.(ms);
+  socket.on('timeout', () => socket.destroy());
+
+  /** Next parser event, reading more bytes as needed; null when the agent closed. */
+  const nextEvent = async (): Promise<ParseEvent | null> => {
+    for (;;) {
+      const ev = parser.next();
+      if (ev) return ev;
+      const chunk = await reader.read();
+      if (chunk === null) return null;
+      parser.feed(chunk);
+    }
+  };
+
+  for (;;) {
+    // ── wait for a request head ──
+    setIdle(keepAliveMs);
+    const headTimer = setTimeout(() => {
+      if (parser.midMessage) writeLocal(socket, 408, 'request head not received in time');
+    }, headersTimeoutMs);
+    let ev: ParseEvent | null;
+    try {
+      ev = await nextEvent();
+    } finally {
+      clearTimeout(headTimer);
+    }
+    if (ev === null) {
+      socket.end();
+      return;
+    }
+    if (ev.type === 'error') {
+      core.log(`http: malformed request from ${conn.peer.id}: ${ev.reason}`);
+      writeLocal(socket, ev.status, ev.reason);
+      return;
+    }
+    if (ev.type !== 'head') throw new Error(`parser produced ${ev.type} before a head`);
+    setIdle(0);
+    const head = ev.head;
+
+    if (head.method === 'CONNECT') {
+      if (!opts.onConnect) {
+        writeLocal(socket, 405, 'CONNECT is only accepted by the proxy listener');
+        return;
+      }
+      reader.detach();
+      opts.onConnect(head, socket, parser.takeBuffered());
+      return;
+    }
+
+    // ── one exchange ──
+    const abort = new AbortController();
+    const onGone = () => abort.abort();
+    socket.once('close', onGone);
+    let continued = false;
+    let trailersSeen = false;
+    const body: AsyncIterator<Buffer> = {
+      next: async () => {
+        if (trailersSeen) return { done: true, value: undefined };
+        if (head.expectContinue && !continued && !sink.started) {
+          continued = true;
+          socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+        }
+        const e = await nextEvent();
+        if (e === null) throw new HttpParseError(400, 'connection closed in the middle of the request body');
+        if (e.type === 'body') return { done: false, value: e.data };
+        if (e.type === 'end') {
+          trailersSeen = true;
+          return { done: true, value: undefined };
+        }
+        if (e.type === 'error') throw new HttpParseError(e.status, e.reason);
+        throw new Error('unexpected parser event in a body');
+      },
+    };
+    const hasBody = head.framing.kind !== 'none';
+    if (!hasBody) {
+      // Consume the zero-length body's `end` now so the next head can follow.
+      const end = parser.next();
+      if (end?.type !== 'end') throw new Error('bodyless request without end event');
+      trailersSeen = true;
+    }
+    const sink = new H1Sink(socket, head, () => {
+      reader.detach();
+      return parser.takeBuffered();
+    });
+    const req: IncomingRequest = {
+      protocol: 'h1',
+      method: head.method,
+      target: head.target,
+      authority: hostOf(head.headers),
+      headers: head.headers,
+      contentLength: head.framing.kind === 'length' ? head.framing.length : hasBody ? null : 0,
+      hasBody,
+      body,
+      headBytes: head.headBytes,
+      upgrade: head.upgrade,
+      acceptsTrailers: /(?:^|,)\s*trailers\s*(?:,|$)/i.test(head.headers.filter((h) => h.name.toLowerCase() === 'te').map((h) => h.value).join(',')),
+      signal: abort.signal,
+    };
+    const result = await exchange(core, conn, req, sink);
+    socket.removeListener('close', onGone);
+    if (result.upgraded) return;
+    if (result.close || sink.mustClose || !head.keepAlive || !result.bodyDone || socket.destroyed) {
+      socket.end();
+      return;
+    }
+  }
+}
+
+function hostOf(headers: readonly HeaderField[]): string | null {
+  const h = headers.find((f) => f.name.toLowerCase() === 'host');
+  return h ? h.value : null;
+}
+
+/** A response the gateway writes itself before closing (parse errors, timeouts). */
+function writeLocal(socket: Duplex, status: number, reason: string): void {
+  const body = `clawpatrol: ${reason}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\nx-clawpatrol: bad_request\r\n\r\n${body}`,
+  );
+  // The agent may keep its side open; the stream is no longer trusted either way.
+  setTimeout(() => socket.destroy(), 2000).unref();
+}
+
+const CRLF = '\r\n';
+
+class H1Sink implements ResponseSink {
+  started = false;
+  bytesOut = 0;
+  /** The connection cannot carry another response (close-delimited body, framing unknown). */
+  mustClose = false;
+  private chunked = false;
+  private ended = false;
+
+  constructor(
+    private readonly socket: Duplex,
+    private readonly request: RequestHead,
+    private readonly release: () => Buffer,
+  ) {}
+
+  head(status: number, fields: FieldList, length: BodyLength): void {
+    this.started = true;
+    let out = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
+    for (const [name, value] of fields) {
+      // Values come from Node's own parsers or from us; refuse anything that could split the head.
+      if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) continue;
+      out += `${name}: ${value}${CRLF}`;
+    }
+    if (typeof length === 'number') {
+      out += `content-length: ${length}${CRLF}`;
+    } else if (length === null) {
+      if (this.request.version === '1.1') {
+        this.chunked = true;
+        out += `transfer-encoding: chunked${CRLF}`;
+      } else {
+        this.mustClose = true;
+      }
+    }
+    if (this.mustClose || !this.request.keepAlive) out += `connection: close${CRLF}`;
+    else if (this.request.version === '1.0') out += `connection: keep-alive${CRLF}`;
+    out += CRLF;
+    this.bytesOut += Buffer.byteLength(out);
+    this.socket.write(out);
+  }
+
+  write(chunk: Buffer): Promise<void> {
+    if (chunk.length === 0 || this.ended) return Promise.resolve();
+    let ok: boolean;
+    if (this.chunked) {
+      const size = `${chunk.length.toString(16)}${CRLF}`;
+      this.bytesOut += size.length + chunk.length + 2;
+      this.socket.cork();
+      this.socket.write(size);
+      this.socket.write(chunk);
+      ok = this.socket.write(CRLF);
+      this.socket.uncork();
+    } else {
+      this.bytesOut += chunk.length;
+      ok = this.socket.write(chunk);
+    }
+    if (ok) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onDrain = () => {
+        this.socket.removeListener('close', onClose);
+        resolve();
+      };
+      const onClose = () => {
+        this.socket.removeListener('drain', onDrain);
+        reject(new Error('agent closed the connection'));
+      };
+      this.socket.once('drain', onDrain);
+      this.socket.once('close', onClose);
+    });
+  }
+
+  end(trailers: FieldList = []): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (!this.chunked) return;
+    let out = `0${CRLF}`;
+    for (const [name, value] of trailers) {
+      if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) continue;
+      out += `${name}: ${value}${CRLF}`;
+    }
+    out += CRLF;
+    this.bytesOut += out.length;
+    this.socket.write(out);
+  }
+
+  abort(): void {
+    this.ended = true;
+    this.mustClose = true;
+    this.socket.destroy();
+  }
+
+  takeOver = (status: number, fields: FieldList): { socket: Duplex; head: Buffer } => {
+    this.started = true;
+    let out = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
+    for (const [name, value] of fields) if (!/[\r\n\0]/.test(name + value)) out += `${name}: ${value}${CRLF}`;
+    out += CRLF;
+    this.bytesOut += Buffer.byteLength(out);
+    this.socket.write(out);
+    return { socket: this.socket, head: this.release() };
+  };
+}

@@ -1,0 +1,132 @@
+/**
+ * Header hygiene between the agent and the upstream, in both directions.
+ * Fields are `[name, value]` pairs so repeated fields and their order survive.
+ */
+import type { Scrubber } from '../../vault/scrub.js';
+import type { HeaderField } from './h1-parser.js';
+
+export type FieldList = Array<[string, string]>;
+
+/** Connection-specific fields (RFC 9110 §7.6.1, RFC 9113 §8.2.2): never forwarded as is. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+]);
+
+function connectionTokens(fields: Iterable<{ name: string; value: string }>): Set<string> {
+  const out = new Set<string>();
+  for (const f of fields) {
+    if (f.name.toLowerCase() !== 'connection') continue;
+    for (const t of f.value.split(',')) {
+      const tok = t.trim().toLowerCase();
+      if (tok) out.add(tok);
+    }
+  }
+  return out;
+}
+
+export interface UpstreamHeaderOptions {
+  /** Keep `Upgrade: websocket` / `Connection: Upgrade` (WebSocket handshake). */
+  websocket: boolean;
+  /** Keep `te: trailers` (gRPC over HTTP/2 needs it). */
+  keepTeTrailers: boolean;
+}
+
+/**
+ * What the agent sent, minus what must not travel upstream: hop-by-hop
+ * fields (and those `Connection` names), `Expect` (the gateway answers it),
+ * framing (`Content-Length` is set from the body the gateway sends) and
+ * `Host` (set from the decided host). For WebSockets, `Sec-WebSocket-Extensions`
+ * is dropped so no compression is negotiated and every frame stays readable.
+ * Returned as a lower-case header map for the HTTP clients and the injector.
+ */
+export function upstreamRequestHeaders(fields: readonly HeaderField[], opts: UpstreamHeaderOptions): Record<string, string | string[]> {
+  const listed = connectionTokens(fields);
+  const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
+  for (const { name, value } of fields) {
+    const key = name.toLowerCase();
+    if (key === 'host' || key === 'content-length' || key === 'expect') continue;
+    if (key === 'te') {
+      if (opts.keepTeTrailers && value.trim().toLowerCase() === 'trailers') out[key] = 'trailers';
+      continue;
+    }
+    if (HOP_BY_HOP.has(key) || (listed.has(key) && !(opts.websocket && key === 'upgrade'))) continue;
+    if (opts.websocket && key === 'sec-websocket-extensions') continue;
+    const prev = out[key];
+    if (prev === undefined) out[key] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[key] = [prev, value];
+  }
+  if (opts.websocket) {
+    out['connection'] = 'Upgrade';
+    out['upgrade'] = 'websocket';
+  }
+  return out;
+}
+
+/** Response fields that hand the agent credentials or move it off the gateway. */
+const CREDENTIAL_BEARING = new Set(['set-cookie', 'set-cookie2', 'alt-svc', 'authentication-info', 'proxy-authentication-info']);
+
+/**
+ * `WWW-Authenticate` may stay only as a plain Basic realm challenge: other
+ * schemes carry tokens, nonces or error details about the injected secret,
+ * and a field listing several challenges cannot be filtered reliably.
+ */
+const BASIC_REALM = /^Basic[ \t]+realm[ \t]*=[ \t]*"[^"\\]*"(?:[ \t]*,[ \t]*charset[ \t]*=[ \t]*"?utf-8"?)?$/i;
+
+export interface ResponseHeaderOptions {
+  /** A 101 to a WebSocket upgrade: keep Upgrade/Connection. */
+  websocket?: boolean;
+  /** Secrets to remove from values. */
+  scrubber: Scrubber;
+}
+
+/** Response fields safe to hand to the agent: hop-by-hop and credential-bearing ones removed, secrets scrubbed. */
+export function sanitiseResponseHeaders(fields: Iterable<[string, string]>, opts: ResponseHeaderOptions): FieldList {
+  const list = [...fields];
+  const listed = connectionTokens(list.map(([name, value]) => ({ name, value })));
+  const out: FieldList = [];
+  for (const [name, value] of list) {
+    const key = name.toLowerCase();
+    if (opts.websocket && (key === 'upgrade' || key === 'connection')) {
+      out.push([name, value]);
+      continue;
+    }
+    if (HOP_BY_HOP.has(key) || listed.has(key) || CREDENTIAL_BEARING.has(key)) continue;
+    if (key === 'www-authenticate' && !BASIC_REALM.test(value.trim())) continue;
+    if (opts.websocket && key === 'sec-websocket-extensions') continue;
+    out.push([name, opts.scrubber.scrubText(value)]);
+  }
+  return out;
+}
+
+/** Node's `rawHeaders` / `rawTrailers` (flat name, value, …) as pairs. */
+export function pairs(raw: readonly string[]): FieldList {
+  const out: FieldList = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
+  return out;
+}
+
+/** Trailers from an upstream: only end-to-end fields, scrubbed; never framing or routing fields. */
+export function sanitiseTrailers(fields: Iterable<[string, string]>, scrubber: Scrubber): FieldList {
+  const out: FieldList = [];
+  for (const [name, value] of fields) {
+    const key = name.toLowerCase();
+    if (HOP_BY_HOP.has(key) || CREDENTIAL_BEARING.has(key) || key === 'content-length' || key === 'host' || key.startsWith(':')) continue;
+    out.push([name, scrubber.scrubText(value)]);
+  }
+  return out;
+}
+
+export function fieldValue(fields: readonly HeaderField[], name: string): string | undefined {
+  const matches = fields.filter((f) => f.name.toLowerCase() === name);
+  return matches.length === 0 ? undefined : matches.map((f) => f.value).join(', ');
+}

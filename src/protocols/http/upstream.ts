@@ -1,0 +1,228 @@
+/**
+ * Connections from the gateway to upstream servers: keep-alive pools for
+ * HTTP/1.1 (node:http / node:https agents) and HTTP/2 sessions (node:http2),
+ * TLS verified against the system roots plus the endpoint's `ca_cert`, and an
+ * mTLS client certificate when the resolved credential is an `mtls_credential`.
+ *
+ * Pools are separated by TLS configuration: a connection authenticated with
+ * one client certificate, or trusting one endpoint CA, is never reused for a
+ * request that needs another.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import http2 from 'node:http2';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { isIP, type LookupFunction } from 'node:net';
+
+export interface UpstreamTls {
+  /** Pool key: equal keys share connections. */
+  key: string;
+  context: tls.SecureContext;
+}
+
+export interface UpstreamTarget {
+  /** Host name or IP literal: what is dialed, sent as SNI and checked in the certificate. */
+  host: string;
+  port: number;
+  /** null = plain TCP. */
+  tls: UpstreamTls | null;
+}
+
+export interface UpstreamPoolOptions {
+  /** DNS override for upstream connections (split horizon, tests). */
+  lookup?: LookupFunction | undefined;
+  /** Give up on a connection attempt after this long (default 10 s). */
+  connectTimeoutMs?: number | undefined;
+}
+
+/** OS trust store bundles, first readable wins (SSL_CERT_FILE overrides). */
+const SYSTEM_BUNDLES = [
+  '/etc/ssl/certs/ca-certificates.crt', // Debian, Ubuntu, Alpine
+  '/etc/pki/tls/certs/ca-bundle.crt', // RHEL, Fedora
+  '/etc/ssl/cert.pem', // macOS, BSD
+];
+
+let systemRootsCache: string[] | null = null;
+
+/**
+ * Node's bundled Mozilla roots plus the operating system's bundle, so
+ * certificates an operator added with `update-ca-certificates` are trusted.
+ * Node 20 has no API for the OS store (`tls.getCACertificates` is 22+).
+ */
+export function systemRoots(): string[] {
+  if (systemRootsCache) return systemRootsCache;
+  const roots = new Set(tls.rootCertificates);
+  const files = process.env['SSL_CERT_FILE'] ? [process.env['SSL_CERT_FILE'], ...SYSTEM_BUNDLES] : SYSTEM_BUNDLES;
+  for (const file of files) {
+    try {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)) roots.add(m[0] + '\n');
+      break;
+    } catch {
+      // not this distribution's layout
+    }
+  }
+  systemRootsCache = [...roots];
+  return systemRootsCache;
+}
+
+export interface ClientCertificate {
+  cert: string;
+  key: string;
+  ca?: string;
+}
+
+export class UpstreamPool {
+  private readonly plainAgent: http.Agent;
+  private readonly tlsAgents = new Map<string, https.Agent>();
+  private readonly tlsContexts = new Map<string, UpstreamTls>();
+  private readonly h2Live = new Map<string, http2.ClientHttp2Session>();
+  private readonly h2Pending = new Map<string, Promise<http2.ClientHttp2Session | null>>();
+  /** Origins that did not negotiate h2: ask them with HTTP/1.1 from now on. */
+  private readonly h1Only = new Set<string>();
+  private readonly connectTimeoutMs: number;
+  private closed = false;
+
+  constructor(private readonly opts: UpstreamPoolOptions = {}) {
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    this.plainAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' });
+  }
+
+  /**
+   * The TLS configuration for an endpoint: system roots + `ca_cert` (+ the
+   * credential's `ca` slot), and a client certificate for mTLS.
+   */
+  tlsFor(caCert: string | undefined, client: ClientCertificate | undefined): UpstreamTls {
+    const h = createHash('sha256');
+    h.update(caCert ?? '').update('\0').update(client?.cert ?? '').update('\0').update(client?.key ?? '').update('\0').update(client?.ca ?? '');
+    const key = h.digest('hex').slice(0, 32);
+    let entry = this.tlsContexts.get(key);
+    if (!entry) {
+      const ca = [...systemRoots()];
+      if (caCert) ca.push(caCert);
+      if (client?.ca) ca.push(client.ca);
+      const context = tls.createSecureContext(client ? { ca, cert: client.cert, key: client.key } : { ca });
+      entry = { key, context };
+      this.tlsContexts.set(key, entry);
+    }
+    return entry;
+  }
+
+  /** An HTTP/1.1 request on a pooled connection. The caller sets every header, Host included. */
+  h1Request(target: UpstreamTarget, opts: { method: string; path: string; headers: http.OutgoingHttpHeaders; pooled?: boolean }): http.ClientRequest {
+    const base: https.RequestOptions = {
+      host: target.host,
+      port: target.port,
+      method: opts.method,
+      path: opts.path,
+      headers: opts.headers,
+      setHost: false,
+    };
+    if (this.opts.lookup) base.lookup = this.opts.lookup;
+    let req: http.ClientRequest;
+    if (target.tls) {
+      const agent = opts.pooled === false ? false : this.agentFor(target.tls);
+      // One agent per TLS configuration: its sockets were all made with this context.
+      const options = { ...base, agent, secureContext: target.tls.context } as https.RequestOptions;
+      if (isIP(target.host) === 0) options.servername = target.host;
+      req = https.request(options);
+    } else {
+      req = http.request({ ...base, agent: opts.pooled === false ? false : this.plainAgent });
+    }
+    this.connectDeadline(req);
+    return req;
+  }
+
+  /**
+   * A pooled HTTP/2 session to this origin, or null when the origin does not
+   * speak h2 (remembered, so it is asked only once).
+   */
+  h2Session(target: UpstreamTarget): Promise<http2.ClientHttp2Session | null> {
+    if (!target.tls) return Promise.resolve(null);
+    const key = `${target.host}:${target.port}|${target.tls.key}`;
+    if (this.h1Only.has(key) || this.closed) return Promise.resolve(null);
+    const live = this.h2Live.get(key);
+    if (live && !live.closed && !live.destroyed) return Promise.resolve(live);
+    let pending = this.h2Pending.get(key);
+    if (!pending) {
+      pending = this.connectH2(target, key).finally(() => this.h2Pending.delete(key));
+      this.h2Pending.set(key, pending);
+    }
+    return pending;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.plainAgent.destroy();
+    for (const a of this.tlsAgents.values()) a.destroy();
+    this.tlsAgents.clear();
+    for (const s of this.h2Live.values()) s.destroy();
+    this.h2Live.clear();
+    for (const p of this.h2Pending.values()) p.then((s) => s?.destroy(), () => undefined);
+  }
+
+  private agentFor(t: UpstreamTls): https.Agent {
+    let agent = this.tlsAgents.get(t.key);
+    if (!agent) {
+      agent = new https.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo', secureContext: t.context });
+      this.tlsAgents.set(t.key, agent);
+    }
+    return agent;
+  }
+
+  private connectDeadline(req: http.ClientRequest): void {
+    req.once('socket', (socket) => {
+      if (!socket.connecting) return;
+      const timer = setTimeout(() => req.destroy(new Error(`connection to upstream timed out after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
+      const clear = () => clearTimeout(timer);
+      socket.once(socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect', clear);
+      socket.once('close', clear);
+    });
+  }
+
+  private async connectH2(target: UpstreamTarget, key: string): Promise<http2.ClientHttp2Session | null> {
+    const options: tls.ConnectionOptions = {
+      host: target.host,
+      port: target.port,
+      secureContext: target.tls!.context,
+      ALPNProtocols: ['h2', 'http/1.1'],
+    };
+    if (isIP(target.host) === 0) options.servername = target.host;
+    if (this.opts.lookup) options.lookup = this.opts.lookup;
+    const socket = tls.connect(options);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => socket.destroy(new Error(`connection to upstream timed out after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    if (socket.alpnProtocol !== 'h2') {
+      this.h1Only.add(key);
+      socket.destroy();
+      return null;
+    }
+    const authority = `https://${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+    const session = http2.connect(authority, { createConnection: () => socket });
+    const forget = () => {
+      if (this.h2Live.get(key) === session) this.h2Live.delete(key);
+    };
+    session.on('close', forget);
+    session.on('goaway', forget);
+    session.on('error', forget);
+    // Idle sessions must not keep the process alive.
+    session.unref();
+    if (this.closed) {
+      session.destroy();
+      return null;
+    }
+    this.h2Live.set(key, session);
+    return session;
+  }
+}
