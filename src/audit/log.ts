@@ -26,7 +26,7 @@ export interface AuditLogOptions {
   /** HMAC key for the head and checkpoints (the vault's `subkey('audit')`); null → unkeyed chain. */
   key?: Buffer | null;
   retention?: RetentionPolicy;
-  /** Records per write transaction (default 2000). */
+  /** Records per write transaction (default 256: a few milliseconds of work, so other connections are not stalled). */
   batchSize?: number;
   /** Longest a record waits in the queue before a write starts (default 20 ms). */
   flushDelayMs?: number;
@@ -54,7 +54,9 @@ export class AuditClosedError extends Error {
 const RETRY_DELAY_MS = 500;
 
 export class AuditLog implements AuditSink {
+  /** Records not yet written are queue[head…]; the written prefix is dropped in chunks, not per batch. */
   private queue: AuditRecordInput[] = [];
+  private head = 0;
   private writing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
@@ -66,7 +68,7 @@ export class AuditLog implements AuditSink {
   private st: AuditStats = { queued: 0, written: 0, pruned: 0, failing: false, lastError: null };
 
   constructor(private readonly opts: AuditLogOptions) {
-    this.batchSize = Math.max(1, opts.batchSize ?? 2000);
+    this.batchSize = Math.max(1, opts.batchSize ?? 256);
     this.flushDelayMs = Math.max(0, opts.flushDelayMs ?? 20);
     this.now = opts.now ?? Date.now;
     this.key = opts.key ?? null;
@@ -81,7 +83,7 @@ export class AuditLog implements AuditSink {
     if (this.closed) throw new AuditClosedError('audit log is closed');
     this.queue.push(record);
     if (this.writing) return; // the running write loop picks it up
-    if (this.queue.length >= this.batchSize) this.kick(0);
+    if (this.pending >= this.batchSize) this.kick(0);
     else if (!this.timer) this.kick(this.flushDelayMs);
   }
 
@@ -91,14 +93,14 @@ export class AuditLog implements AuditSink {
    * the write, so a shutdown never hangs on a broken store.
    */
   async flush(): Promise<void> {
-    while (this.queue.length || this.writing) {
+    while (this.pending || this.writing) {
       if (this.timer) {
         clearTimeout(this.timer);
         this.timer = null;
       }
       await (this.writing ?? this.startWrite());
       if (this.st.failing) {
-        throw new Error(`audit: ${this.queue.length} records could not be written: ${this.st.lastError ?? 'unknown error'}`);
+        throw new Error(`audit: ${this.pending} records could not be written: ${this.st.lastError ?? 'unknown error'}`);
       }
     }
   }
@@ -116,8 +118,12 @@ export class AuditLog implements AuditSink {
     }
   }
 
+  private get pending(): number {
+    return this.queue.length - this.head;
+  }
+
   stats(): AuditStats {
-    return { ...this.st, queued: this.queue.length };
+    return { ...this.st, queued: this.pending };
   }
 
   /** Apply retention now; returns records pruned. */
@@ -161,14 +167,14 @@ export class AuditLog implements AuditSink {
     this.writing = this.writeLoop().finally(() => {
       this.writing = null;
       // Records appended after the loop's last check but before this callback ran.
-      if (this.queue.length && !this.timer && !this.closed && !this.st.failing) this.kick(this.flushDelayMs);
+      if (this.pending && !this.timer && !this.closed && !this.st.failing) this.kick(this.flushDelayMs);
     });
     return this.writing;
   }
 
   private async writeLoop(): Promise<void> {
-    while (this.queue.length) {
-      const batch = this.queue.slice(0, this.batchSize);
+    while (this.pending) {
+      const batch = this.queue.slice(this.head, this.head + this.batchSize);
       try {
         const now = this.now();
         await this.opts.store.audit.append((head) => linkBatch(head, batch, this.key, now));
@@ -179,12 +185,19 @@ export class AuditLog implements AuditSink {
         return;
       }
       // Only now drop them: the batch is committed.
-      this.queue.splice(0, batch.length);
+      this.head += batch.length;
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+      } else if (this.head >= 4096 && this.head * 2 >= this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
       this.st.written += batch.length;
       this.st.failing = false;
       this.st.lastError = null;
       // Let the data path run between batches.
-      if (this.queue.length) await new Promise((r) => setImmediate(r));
+      if (this.pending) await new Promise((r) => setImmediate(r));
     }
   }
 

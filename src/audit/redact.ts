@@ -43,8 +43,10 @@ export function redactFacts(action: Pick<Action, 'facts'>, secrets: Scrubber | r
   const facts = action.facts;
   let out: Facts = { ...facts };
   if (facts.http) {
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(facts.http.headers ?? {})) headers[k] = sensitive.has(k.toLowerCase()) ? REDACTED : v;
+    // fromEntries defines own properties: a header named `__proto__` stays a header.
+    const headers = Object.fromEntries(
+      Object.entries(facts.http.headers ?? {}).map(([k, v]) => [k, sensitive.has(k.toLowerCase()) ? REDACTED : v]),
+    ) as Record<string, string>;
     out = { ...out, http: { ...facts.http, headers } };
   }
   return scrubber.scrubDeep(out);

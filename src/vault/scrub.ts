@@ -273,7 +273,10 @@ export class Scrubber {
     if (Array.isArray(value)) return value.map((v) => this.deep(v, level + 1));
     if (Buffer.isBuffer(value)) return this.scrubBuffer(value);
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[this.scrubText(k)] = this.deep(v, level + 1);
+    for (const [k, v] of Object.entries(value)) {
+      // defineProperty, not assignment: a `__proto__` key from a parsed body must stay data.
+      Object.defineProperty(out, this.scrubText(k), { value: this.deep(v, level + 1), enumerable: true, writable: true, configurable: true });
+    }
     return out;
   }
 }

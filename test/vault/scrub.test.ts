@@ -115,6 +115,13 @@ describe('scrubber: forms in one chunk', () => {
     expect(s.scrubText('a token-1234 b xx-token-1234-yy c other-secret')).toBe(`a ${'*'.repeat(10)} b ${'*'.repeat(16)} c ${'*'.repeat(12)}`);
   });
 
+  it('keeps a __proto__ key from a parsed body as data', () => {
+    const parsed = JSON.parse(`{"__proto__":{"polluted":"${CANARY}"},"x":1}`) as Record<string, unknown>;
+    const clean = scrubber.scrubDeep(parsed);
+    expect(Object.getPrototypeOf(clean)).toBe(Object.prototype);
+    expect(JSON.stringify(clean)).toBe(`{"__proto__":{"polluted":"${'*'.repeat(Buffer.byteLength(CANARY))}"},"x":1}`);
+  });
+
   it('scrubs strings deep inside facts, keys included', () => {
     const facts = { http: { headers: { 'x-echo': CANARY }, body_json: { list: [1, `Bearer ${CANARY}`], [CANARY]: null } } };
     const clean = scrubber.scrubDeep(facts);

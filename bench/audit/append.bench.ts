@@ -1,0 +1,210 @@
+/**
+ * Audit log cost, side by side with baselines in one run, on a fresh SQLite
+ * state dir per case.
+ *
+ *   node --import tsx bench/audit/append.bench.ts [--records 100000]
+ *
+ * 1. Data-path cost of append() — what a protocol engine pays per action:
+ *      AuditLog.append()         queue only (the write happens later, batched)
+ *      baseline: array.push      the floor for "remember this record"
+ *      baseline: blocking insert one autocommit INSERT per record on the caller's turn
+ * 2. Throughput to durable (append N, then flush()):
+ *      AuditLog                  canonical JSON + SHA-256 chain + batched transactions
+ *      baseline: batched INSERT  same batches, JSON.stringify, no chain
+ *      baseline: autocommit      one INSERT transaction per record, no chain
+ * 3. Event-loop delay (what every other connection of the gateway feels),
+ *    with and without the audit log:
+ *      steady   5,000 records/s for 3 s (a busy gateway)
+ *      burst    all N records in bursts of 500 per tick (an overload)
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import Database from 'better-sqlite3';
+import { openStore } from '../../src/store/index.js';
+import { AuditLog } from '../../src/audit/index.js';
+import type { AuditRecordInput } from '../../src/gateway/contracts.js';
+
+const argRecords = process.argv.indexOf('--records');
+const N = argRecords > 0 ? Number(process.argv[argRecords + 1]) : 100_000;
+const key = randomBytes(32);
+
+function rec(i: number): AuditRecordInput {
+  return {
+    time: new Date(Date.UTC(2030, 0, 1) + i).toISOString(),
+    peer: `wg:peer-${i % 50}`,
+    profile: 'default',
+    endpoint: 'https.github',
+    family: 'http',
+    host: 'api.github.com',
+    facts: {
+      http: {
+        method: i % 4 ? 'GET' : 'POST',
+        path: `/repos/acme/app/issues/${i}`,
+        raw_path: `/repos/acme/app/issues/${i}?per_page=50`,
+        host: 'api.github.com',
+        query: { per_page: ['50'] },
+        headers: { authorization: '***', accept: 'application/vnd.github+json', 'user-agent': 'agent/1.0', 'content-type': 'application/json' },
+        body: i % 4 ? '' : '{"title":"bug","body":"steps to reproduce…"}',
+        body_json: i % 4 ? {} : { title: 'bug', body: 'steps to reproduce…' },
+      },
+    },
+    rule: i % 4 ? '' : 'github-writes',
+    verdict: i % 4 ? 'allow' : 'approve',
+    outcome: 'allow',
+    reason: i % 4 ? '' : 'approved by maintainer',
+    mode: 'enforce',
+    failClosed: false,
+    credential: 'bearer_token.github',
+    approvals: [],
+    latencyMs: 1.234,
+    bytesIn: 512,
+    bytesOut: 4096,
+    status: '200',
+  };
+}
+
+const records = Array.from({ length: N }, (_, i) => rec(i + 1));
+const root = mkdtempSync(join(tmpdir(), 'clawpatrol-bench-audit-'));
+let dirs = 0;
+const freshDir = () => join(root, `s${dirs++}`);
+
+function fmtNs(ns: number): string {
+  return ns < 1000 ? `${ns.toFixed(0)} ns` : `${(ns / 1000).toFixed(2)} µs`;
+}
+function fmtRate(perSec: number): string {
+  return `${Math.round(perSec).toLocaleString('en-US')} rec/s`;
+}
+
+/** Raw SQLite table shaped like the audit table, for the baselines. */
+function rawDb(): Database.Database {
+  const dir = freshDir();
+  const db = new Database(join(dir + '.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('CREATE TABLE t (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, record TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)');
+  return db;
+}
+
+async function dataPath(): Promise<void> {
+  console.log(`\n1. data-path cost per call (${N.toLocaleString('en-US')} calls)`);
+  // array.push
+  {
+    const arr: AuditRecordInput[] = [];
+    const t = process.hrtime.bigint();
+    for (const r of records) arr.push(r);
+    const ns = Number(process.hrtime.bigint() - t) / N;
+    console.log(`   baseline array.push        ${fmtNs(ns).padStart(10)}`);
+  }
+  let appendNs = 0;
+  {
+    const store = await openStore({ stateDir: freshDir() });
+    const log = new AuditLog({ store, key, pruneIntervalMs: 0 });
+    // A warm-up round so the JIT has compiled append().
+    for (let i = 0; i < 1000; i++) log.append(records[i]!);
+    await log.flush();
+    const t = process.hrtime.bigint();
+    for (const r of records) log.append(r);
+    appendNs = Number(process.hrtime.bigint() - t) / N;
+    await log.close();
+    await store.close();
+    console.log(`   AuditLog.append()          ${fmtNs(appendNs).padStart(10)}`);
+  }
+  {
+    const db = rawDb();
+    const ins = db.prepare('INSERT INTO t (seq, ts, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?)');
+    const n = Math.min(N, 20_000);
+    const t = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) ins.run(i + 1, i, JSON.stringify(records[i]), '', '');
+    const ns = Number(process.hrtime.bigint() - t) / n;
+    db.close();
+    console.log(`   baseline blocking insert   ${fmtNs(ns).padStart(10)}   (${(ns / appendNs).toFixed(0)}× append(); measured on ${n.toLocaleString('en-US')})`);
+  }
+}
+
+async function throughput(): Promise<void> {
+  console.log(`\n2. throughput to durable (${N.toLocaleString('en-US')} records, append then flush)`);
+  let chained = 0;
+  {
+    const store = await openStore({ stateDir: freshDir() });
+    const log = new AuditLog({ store, key, pruneIntervalMs: 0 });
+    const t = performance.now();
+    for (const r of records) log.append(r);
+    await log.flush();
+    chained = N / ((performance.now() - t) / 1000);
+    await log.close();
+    await store.close();
+    console.log(`   AuditLog (chained)         ${fmtRate(chained).padStart(16)}`);
+  }
+  {
+    const db = rawDb();
+    const ins = db.prepare('INSERT INTO t (seq, ts, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?)');
+    const batch = db.transaction((from: number, to: number) => {
+      for (let i = from; i < to; i++) ins.run(i + 1, i, JSON.stringify(records[i]), '', '');
+    });
+    const t = performance.now();
+    for (let i = 0; i < N; i += 2000) batch(i, Math.min(N, i + 2000));
+    const rate = N / ((performance.now() - t) / 1000);
+    db.close();
+    console.log(`   baseline batched INSERT    ${fmtRate(rate).padStart(16)}   (chain costs ${(rate / chained).toFixed(2)}×)`);
+  }
+  {
+    const db = rawDb();
+    const ins = db.prepare('INSERT INTO t (seq, ts, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?)');
+    const n = Math.min(N, 20_000);
+    const t = performance.now();
+    for (let i = 0; i < n; i++) ins.run(i + 1, i, JSON.stringify(records[i]), '', '');
+    const rate = n / ((performance.now() - t) / 1000);
+    db.close();
+    console.log(`   baseline autocommit        ${fmtRate(rate).padStart(16)}   (AuditLog is ${(chained / rate).toFixed(1)}× faster)`);
+  }
+}
+
+async function loopDelay(): Promise<void> {
+  const ms = (v: number) => (v / 1e6).toFixed(2);
+  const run = async (withAudit: boolean, produce: (emit: (r: AuditRecordInput) => void) => Promise<void>) => {
+    const store = await openStore({ stateDir: freshDir() });
+    const log = new AuditLog({ store, key, pruneIntervalMs: 0 });
+    const sink: AuditRecordInput[] = [];
+    const h = monitorEventLoopDelay({ resolution: 1 });
+    h.enable();
+    await produce(withAudit ? (r) => log.append(r) : (r) => sink.push(r));
+    await log.flush();
+    h.disable();
+    await log.close();
+    await store.close();
+    return `p50 ${ms(h.percentile(50))} ms  p99 ${ms(h.percentile(99))} ms  max ${ms(h.max)} ms`;
+  };
+  const steady = async (emit: (r: AuditRecordInput) => void) => {
+    // 5 records every millisecond for 3 s
+    const start = performance.now();
+    let sent = 0;
+    while (performance.now() - start < 3000) {
+      const due = Math.floor((performance.now() - start) * 5);
+      for (; sent < due; sent++) emit(records[sent % N]!);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  };
+  const burst = async (emit: (r: AuditRecordInput) => void) => {
+    for (let i = 0; i < N; i += 500) {
+      for (let j = i; j < Math.min(N, i + 500); j++) emit(records[j]!);
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  console.log('\n3. event-loop delay');
+  console.log(`   steady 5,000 rec/s, 3 s    baseline     ${await run(false, steady)}`);
+  console.log(`                              with audit   ${await run(true, steady)}`);
+  console.log(`   burst ${N.toLocaleString('en-US')} × 500/tick  baseline     ${await run(false, burst)}`);
+  console.log(`                              with audit   ${await run(true, burst)}`);
+}
+
+console.log(`clawpatrol audit benchmark — node ${process.version}, ${N.toLocaleString('en-US')} records`);
+try {
+  await dataPath();
+  await throughput();
+  await loopDelay();
+} finally {
+  rmSync(root, { recursive: true, force: true });
+}
