@@ -189,7 +189,10 @@ export function clamp(text: string, max: number): Excerpt {
 export function summarize(view: ActionView, max = 120): string {
   let line: string;
   if (view.sql) {
-    line = `${view.sql.verb.toUpperCase() || 'SQL'} ${oneLine(view.sql.statement.text)}`;
+    const statement = oneLine(view.sql.statement.text);
+    const verb = view.sql.verb.toUpperCase() || 'SQL';
+    // Name the verb when the statement does not start with it (a DELETE hidden in a CTE).
+    line = statement.toUpperCase().startsWith(verb) ? statement : `[${verb}] ${statement}`;
   } else if (view.k8s) {
     const target = [view.k8s.namespace, view.k8s.resource, view.k8s.name].filter(Boolean).join('/');
     line = `${view.k8s.verb} ${target}${view.k8s.command.length ? ` -- ${view.k8s.command.join(' ')}` : ''}`;

@@ -96,7 +96,7 @@ describe('approval queue API', () => {
       channel: 'queue',
       rule: 'risky-writes',
       reason: 'writes to production need approval',
-      summary: 'DELETE DELETE FROM users WHERE id = 1',
+      summary: 'DELETE FROM users WHERE id = 1',
       requiredApprovals: 1,
       approvals: [],
       onTimeout: 'deny',
@@ -164,6 +164,17 @@ describe('approval queue API', () => {
     expect(out.verdict).toBe('allow');
     expect(out.stages[0]).toMatchObject({ decidedBy: 'timeout', failMode: true });
     expect(s.service.queue.list()).toEqual([]);
+  });
+
+  it('the summary names a verb hidden inside the statement', async () => {
+    const s = await setup();
+    const action = sqlAction('WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d');
+    action.facts.sql!.verb = 'delete';
+    const run = s.service.runner.run(action, oncall);
+    const [entry] = await pending(s);
+    expect(entry!.summary).toBe('[DELETE] WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d');
+    s.service.queue.decide(entry!.id, 'deny', { via: 'cli', user: 'x' });
+    await run;
   });
 
   it('the agent hanging up removes the entry', async () => {
@@ -247,7 +258,7 @@ describe('clawpatrol approvals (built CLI; run `npm run build` first)', () => {
     const lines = list.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^ID\s+AGE\s+EXPIRES\s+APPROVER\s+VOTES\s+RULE\s+ACTION$/);
     expect(lines[1]).toContain(entry!.id);
-    expect(lines[1]).toMatch(/human_approver\.oncall\s+-\s+risky-writes\s+DELETE DELETE FROM users WHERE id = 9$/);
+    expect(lines[1]).toMatch(/human_approver\.oncall\s+-\s+risky-writes\s+DELETE FROM users WHERE id = 9$/);
     expect(lines[1]).toMatch(/\d+m\d\ds→deny/);
 
     const json = await cli(['list', '--json', '--gateway', s.control.url]);
@@ -256,7 +267,7 @@ describe('clawpatrol approvals (built CLI; run `npm run build` first)', () => {
     const approve = await cli(['approve', entry!.id.slice(0, 6), '--as', 'alice', '--reason', 'looks right', '--gateway', s.control.url]);
     expect(approve.stderr).toBe('');
     expect(approve.code).toBe(0);
-    expect(approve.stdout).toBe(`Approved ${entry!.id}: DELETE DELETE FROM users WHERE id = 9\n`);
+    expect(approve.stdout).toBe(`Approved ${entry!.id}: DELETE FROM users WHERE id = 9\n`);
     const out: ApprovalOutcome = await run;
     expect(out.stages[0]).toMatchObject({ verdict: 'allow', decidedBy: 'cli:alice', reason: 'cli:alice: looks right' });
 
@@ -281,7 +292,7 @@ describe('clawpatrol approvals (built CLI; run `npm run build` first)', () => {
       });
       expect(deny.stderr).toBe('');
       expect(deny.code).toBe(0);
-      expect(deny.stdout).toBe(`Denied ${entry!.id}: TRUNCATE TRUNCATE payments\n`);
+      expect(deny.stdout).toBe(`Denied ${entry!.id}: TRUNCATE payments\n`);
       const out = await run;
       expect(out.reason).toBe('approval denied by human_approver.oncall (cli:bob): use the staging copy');
     } finally {
