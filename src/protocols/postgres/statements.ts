@@ -1,0 +1,241 @@
+/**
+ * What a session remembers about SQL it let through, and how a frontend
+ * message becomes an Action.
+ *
+ * PostgreSQL keeps SQL-level (`PREPARE p AS …`) and protocol-level (Parse
+ * with a name) prepared statements in one namespace, so one map serves both;
+ * `EXECUTE p` and an Execute of a portal bound from `p` therefore carry the
+ * verbs of what `p` really is. The memory errs on the side of remembering
+ * too much: a name re-prepared while it still exists upstream keeps the
+ * union of both analyses, and a name the gateway does not know makes the
+ * statement uninspectable (fail closed) rather than harmless.
+ */
+import type { Action, Peer, SqlFacts } from '../../policy/types.js';
+import { analyzeSql, mergeAnalyses, toSqlFacts, type SqlAnalysis } from './sql.js';
+import { sqlNameKey, wireNameKey } from './wire.js';
+
+export interface StatementInfo {
+  /** SQL text as the client sent it. */
+  text: string;
+  /** Analysis with SQL `EXECUTE` targets merged in. */
+  analysis: SqlAnalysis;
+  /** Batch in which a policy decision let this statement be parsed (covers its Executes in that batch). */
+  decidedBatch: number;
+}
+
+/** A message that needs a policy decision, as the decision sees it. */
+export type DecisionInput =
+  | { kind: 'Q'; sql: string; oversize?: number; maxBuffered?: number; settingsUncertain?: boolean }
+  | { kind: 'P'; name: string; sql: string; oversize?: number; maxBuffered?: number; settingsUncertain?: boolean }
+  | { kind: 'E'; portal: string }
+  | { kind: 'F' };
+
+/** Text whose tokens could change with standard_conforming_strings or a multibyte client encoding. */
+const PARSE_SENSITIVE = /[\\\u0080-\uffff]/;
+
+export interface PortalInfo {
+  /** null: bound from a statement the gateway does not know. */
+  statement: StatementInfo | null;
+  statementName: string;
+  boundBatch: number;
+}
+
+/** An analysis that says "cannot be inspected" — rules reading verb/tables/functions fail closed. */
+export function uninspected(reason: string): SqlAnalysis {
+  return {
+    inspected: false,
+    error: reason,
+    verb: '',
+    verbs: [],
+    tables: [],
+    functions: [],
+    statementCount: 0,
+    copyProgram: false,
+    prepares: [],
+    executes: [],
+    deallocates: [],
+  };
+}
+
+/** Facts of a statement-less action the engine itself names (connect, function_call). */
+function syntheticAnalysis(verb: string): SqlAnalysis {
+  return {
+    inspected: true,
+    verb,
+    verbs: [verb],
+    tables: [],
+    functions: [],
+    statementCount: 1,
+    copyProgram: false,
+    prepares: [],
+    executes: [],
+    deallocates: [],
+  };
+}
+
+export const CONNECT_ANALYSIS = syntheticAnalysis('connect');
+export const FUNCTION_CALL_ANALYSIS = syntheticAnalysis('function_call');
+
+export class StatementMemory {
+  private readonly prepared = new Map<string, StatementInfo>();
+  private readonly portals = new Map<string, PortalInfo>();
+
+  /**
+   * Analyse SQL text and merge in what every `EXECUTE name` in it runs:
+   * statements prepared earlier in the session or earlier in the same text.
+   */
+  analyze(text: string): SqlAnalysis {
+    const own = analyzeSql(text);
+    if (!own.inspected || own.executes.length === 0) return own;
+    const parts: SqlAnalysis[] = [own];
+    for (const name of own.executes) {
+      const key = sqlNameKey(name);
+      const inText = own.prepares.filter((p) => sqlNameKey(p.name) === key).map((p) => p.analysis);
+      const known = this.prepared.get(key);
+      if (known) parts.push(known.analysis);
+      parts.push(...inText);
+      if (!known && inText.length === 0) {
+        parts.push(uninspected(`EXECUTE of prepared statement "${name}" the gateway has not seen prepared`));
+      }
+    }
+    return mergeAnalyses(parts);
+  }
+
+  /** An allowed Query ran: remember its PREPAREs, forget its DEALLOCATEs. */
+  applyQuery(a: SqlAnalysis, text: string): void {
+    if (!a.inspected) return;
+    if (a.deallocates === 'all') {
+      this.prepared.clear();
+    } else {
+      for (const name of a.deallocates) this.prepared.delete(sqlNameKey(name));
+    }
+    for (const p of a.prepares) {
+      // decidedBatch -1: SQL-level statements never cover a protocol Execute.
+      this.remember(sqlNameKey(p.name), { text, analysis: p.analysis, decidedBatch: -1 }, true);
+    }
+  }
+
+  /** An allowed Parse was forwarded. */
+  parse(wireName: string, info: StatementInfo): void {
+    // The unnamed statement is replaced; a named one that still exists makes
+    // the server fail the Parse — keep both analyses, the server keeps the old.
+    this.remember(wireNameKey(wireName), info, wireName !== '');
+  }
+
+  private remember(key: string, info: StatementInfo, merge: boolean): void {
+    const old = this.prepared.get(key);
+    if (merge && old) {
+      this.prepared.set(key, {
+        text: old.text === info.text ? info.text : `${old.text}\n;\n${info.text}`,
+        analysis: mergeAnalyses([old.analysis, info.analysis]),
+        decidedBatch: info.decidedBatch,
+      });
+    } else {
+      this.prepared.set(key, info);
+    }
+  }
+
+  bind(portal: string, statementName: string, batch: number): void {
+    this.portals.set(wireNameKey(portal), {
+      statement: this.prepared.get(wireNameKey(statementName)) ?? null,
+      statementName,
+      boundBatch: batch,
+    });
+  }
+
+  portal(name: string): PortalInfo | undefined {
+    return this.portals.get(wireNameKey(name));
+  }
+
+  /** An Execute whose statement was parsed — and decided — in this same batch needs no decision of its own. */
+  covers(portalName: string, batch: number): boolean {
+    const portal = this.portal(portalName);
+    return !!portal?.statement && portal.boundBatch === batch && portal.statement.decidedBatch === batch;
+  }
+
+  /** What a decision about this message looks at: the analysis and the statement text. */
+  decisionInput(d: DecisionInput): { analysis: SqlAnalysis; text: string } {
+    switch (d.kind) {
+      case 'Q':
+      case 'P':
+        if (d.oversize !== undefined) {
+          return {
+            analysis: uninspected(`statement of ${d.oversize} bytes is over limits.body_buffer (${d.maxBuffered} bytes)`),
+            text: '',
+          };
+        }
+        if (d.settingsUncertain && PARSE_SENSITIVE.test(d.sql)) {
+          return {
+            analysis: uninspected(
+              'a backslash or non-ASCII text after an executed statement in the same pipeline: ' +
+                'its meaning depends on settings the server reports only at Sync',
+            ),
+            text: d.sql,
+          };
+        }
+        return { analysis: this.analyze(d.sql), text: d.sql };
+      case 'E': {
+        const st = this.portal(d.portal)?.statement;
+        if (st) return { analysis: st.analysis, text: st.text };
+        const name = Buffer.from(d.portal, 'latin1').toString('utf8');
+        return { analysis: uninspected(`Execute of portal "${name}" whose statement the gateway has not seen`), text: '' };
+      }
+      case 'F':
+        return { analysis: FUNCTION_CALL_ANALYSIS, text: '' };
+    }
+  }
+
+  /** Remember what an allowed Query/Parse defines. */
+  allowed(d: DecisionInput, analysis: SqlAnalysis, text: string, batch: number): void {
+    if (d.kind === 'P') this.parse(d.name, { text, analysis, decidedBatch: batch });
+    // PREPARE/DEALLOCATE inside the text (also when sent through Parse) change the session's statements.
+    if (d.kind === 'Q' || d.kind === 'P') this.applyQuery(analysis, text);
+  }
+
+  closeStatement(name: string): void {
+    this.prepared.delete(wireNameKey(name));
+  }
+
+  closePortal(name: string): void {
+    this.portals.delete(wireNameKey(name));
+  }
+
+  /** For tests and diagnostics. */
+  preparedNames(): string[] {
+    return [...this.prepared.keys()];
+  }
+}
+
+// ───────────────────────────── actions ────────────────────────────────────
+
+export interface ActionContext {
+  endpointId: string;
+  /** The endpoint host the agent dialed (for the Action's host). */
+  host: string;
+  port: number;
+  profile?: string;
+  peer?: Peer;
+  /** Startup user as the agent sent it (may be a placeholder). */
+  user: string;
+  database: string;
+}
+
+export function sqlFacts(a: SqlAnalysis, statement: string, ctx: ActionContext): SqlFacts {
+  return toSqlFacts(a, { statement, database: ctx.database, user: ctx.user });
+}
+
+export function sqlAction(ctx: ActionContext, facts: SqlFacts): Action {
+  const action: Action = {
+    family: 'sql',
+    host: ctx.host,
+    port: ctx.port,
+    endpoint: ctx.endpointId,
+    user: ctx.user,
+    database: ctx.database,
+    placeholders: [ctx.user],
+    facts: { sql: facts },
+  };
+  if (ctx.profile !== undefined) action.profile = ctx.profile;
+  if (ctx.peer) action.peer = ctx.peer;
+  return action;
+}
