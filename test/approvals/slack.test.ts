@@ -333,6 +333,27 @@ describe('Slack approval cards', () => {
     for (const out of await Promise.all(runs)) expect(out.stages[0]).toMatchObject({ verdict: 'allow', decidedBy: 'slack:U0ALICE' });
   });
 
+  it('interactive = false posts a card without buttons and waits in the queue for the CLI', async () => {
+    const s = await setup({ interactive: false });
+    const run = s.service.runner.run(sqlAction('DELETE FROM quiet'), opsOnly);
+    const call = await waitFor(() => slackApi.byMethod('chat.postMessage')[0]);
+    const blocks = call.args.blocks as Array<Record<string, any>>;
+    expect(blocks.some((b) => b.type === 'actions')).toBe(false);
+    const [entry] = s.service.queue.list();
+    expect(entry).toMatchObject({ channel: 'queue', approver: 'human_approver.ops' });
+    expect(JSON.stringify(blocks)).toContain(`decide with: clawpatrol approvals approve|deny ${entry!.id}`);
+    const res = await fetch(`${s.control.url}/api/approvals/${entry!.id}/approve`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'oncall' }),
+    });
+    expect(res.status).toBe(200);
+    expect((await run).stages[0]).toMatchObject({ verdict: 'allow', decidedBy: 'cli:oncall' });
+    const card = { ts: String(call.response?.ts) };
+    const update = await waitFor(() => updates(card)[0]);
+    expect(JSON.stringify(update.args.blocks)).toContain('Approved by cli:oncall');
+  });
+
   it('the admin API can deny a Slack approval but not approve it', async () => {
     const s = await setup();
     const run = s.service.runner.run(sqlAction('DELETE FROM w'), opsOnly);
