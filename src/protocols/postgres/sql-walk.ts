@@ -65,6 +65,12 @@ const RELATION_OBJECTS = new Set([
   'OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_SEQUENCE', 'OBJECT_FOREIGN_TABLE', 'OBJECT_INDEX',
 ]);
 
+/** Functions whose text arguments are SQL they execute (dblink) or query (the XML and tsearch helpers). */
+const SQL_TEXT_FUNCTIONS = new Set([
+  'dblink', 'dblink_exec', 'dblink_send_query', 'dblink_open',
+  'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'ts_stat',
+]);
+
 const MERGE_ACTION_VERBS: Record<string, string> = { CMD_INSERT: 'insert', CMD_UPDATE: 'update', CMD_DELETE: 'delete' };
 
 const asNode = (v: unknown): Node | undefined =>
@@ -208,6 +214,21 @@ export class SqlWalker {
     }
   }
 
+  /**
+   * Functions that run SQL given as text (`dblink_exec('…', 'DROP TABLE t')`
+   * can loop back into the same database): constant arguments that parse as
+   * SQL are walked like the statement itself. Connection strings and cursor
+   * names do not parse and are ignored.
+   */
+  private sqlTextArguments(call: Node, ctx: Ctx): void {
+    const name = stringList(call.funcname).at(-1)?.toLowerCase();
+    if (name === undefined || !SQL_TEXT_FUNCTIONS.has(name)) return;
+    for (const arg of asList(call.args)) {
+      const sql = constantString(arg);
+      if (sql !== null) this.walkText(sql, ctx.mode, ctx.nest + 1);
+    }
+  }
+
   private addVerb(verb: string, ctx: Ctx): void {
     if (ctx.mode === 'now') this.acc.nowVerbs.add(verb);
     else if (ctx.mode === 'later') this.acc.laterVerbs.add(verb);
@@ -279,6 +300,7 @@ export class SqlWalker {
         return this.rangeVar(n, ctx, true);
       case 'FuncCall':
         this.addFunction(n.funcname);
+        this.sqlTextArguments(n, ctx);
         return this.fields(n, ctx);
       case 'SelectStmt':
         return this.select(n, ctx, false);
@@ -396,6 +418,8 @@ export class SqlWalker {
     this.addVerb('insert', ctx);
     const inner = this.withScope(n.withClause, ctx);
     this.rangeVar(asNode(n.relation), inner, false);
+    // ON CONFLICT … DO UPDATE updates the conflicting rows.
+    if (asNode(n.onConflictClause)?.action === 'ONCONFLICT_UPDATE') this.addVerb('update', inner);
     const source = asNode(asNode(n.selectStmt)?.SelectStmt);
     if (source !== undefined) this.select(source, inner, true);
     else this.visit(n.selectStmt, inner);
