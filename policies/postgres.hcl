@@ -46,10 +46,11 @@ rule "app-db-banned-functions" {
 
 # Reads: every statement of the message is a read (writes hidden in CTEs,
 # EXPLAIN ANALYZE or DO bodies show up in sql.verbs and fall through).
+# `connect` is the session start the Postgres engine decides before login.
 rule "app-db-reads" {
   endpoint  = postgres.app-db
   priority  = 10
-  condition = "sets.contains(['select', 'show', 'explain', 'begin', 'commit', 'rollback'], sql.verbs)"
+  condition = "sets.contains(['connect', 'select', 'show', 'explain', 'begin', 'commit', 'rollback'], sql.verbs)"
   verdict   = "allow"
 }
 
@@ -63,8 +64,8 @@ rule "app-db-writes" {
   reason     = "writes to the application database need a DBA's approval"
 }
 
-# Everything else (DDL, GRANT, COPY, SET ROLE, writes with the read-only
-# credential, …) is denied.
+# Everything else (DDL, GRANT, COPY, SET — including SET ROLE and startup
+# `options` —, writes with the read-only credential, …) is denied.
 rule "app-db-default-deny" {
   endpoint = postgres.app-db
   priority = -100

@@ -74,35 +74,15 @@ function isModuleMissing(err: unknown): boolean {
 
 // ───────────────────────────── SQL analysis ─────────────────────────────────
 
-interface SqlAnalysisLike {
-  inspected: boolean;
-  error?: string;
-  verb: string;
-  verbs: string[];
-  tables: string[];
-  functions: string[];
-}
+type SqlModule = typeof import('../protocols/postgres/sql.js');
+let sqlModule: Promise<SqlModule> | undefined;
 
-interface SqlModule {
-  initSqlParser(): Promise<void>;
-  analyzeSql(text: string): SqlAnalysisLike;
-  toSqlFacts(a: SqlAnalysisLike, ctx: { statement: string; database: string; user: string }): SqlFacts;
-}
-
-/** The Postgres engine's SQL analysis (libpg-query). Specifier kept in a variable: loaded only when a SQL fixture needs it. */
-const SQL_MODULE = '../protocols/postgres/sql.js';
-let sqlModule: Promise<SqlModule | undefined> | undefined;
-
-function loadSqlModule(): Promise<SqlModule | undefined> {
+/** The Postgres engine's SQL analysis (libpg-query), loaded the first time a SQL fixture needs it. */
+function loadSqlModule(): Promise<SqlModule> {
   sqlModule ??= (async () => {
-    try {
-      const m = (await import(SQL_MODULE)) as SqlModule;
-      await m.initSqlParser();
-      return m;
-    } catch (err) {
-      if (isModuleMissing(err)) return undefined;
-      throw err;
-    }
+    const m = await import('../protocols/postgres/sql.js');
+    await m.initSqlParser();
+    return m;
   })();
   return sqlModule;
 }
@@ -419,6 +399,7 @@ export async function actionsFromFixture(f: Fixture, policy: CompiledPolicy): Pr
     const actions = list.map((x) => {
       const merged: Action = { ...base, ...x, facts: { ...x.facts } };
       if (content && !merged.facts.content) merged.facts.content = content;
+      livePlaceholders(merged, policy);
       return merged;
     });
     return { ok: true, actions };
@@ -426,7 +407,6 @@ export async function actionsFromFixture(f: Fixture, policy: CompiledPolicy): Pr
 
   if (a.sql !== undefined) {
     const sql = await loadSqlModule();
-    if (!sql) return { ok: false, error: 'SQL fixture: the SQL parser (src/protocols/postgres/sql.ts) is not part of this build' };
     const database = a.sql.database ?? a.database ?? '';
     const user = a.sql.user ?? a.user ?? '';
     const analysis = sql.analyzeSql(a.sql.statement);
@@ -436,8 +416,8 @@ export async function actionsFromFixture(f: Fixture, policy: CompiledPolicy): Pr
     const action: Action = { ...base, family: 'sql', facts: { sql: facts } };
     if (action.database === undefined && database) action.database = database;
     if (action.user === undefined && user) action.user = user;
-    if (action.placeholders === undefined && action.user !== undefined) action.placeholders = [action.user];
     if (content) action.facts.content = content;
+    livePlaceholders(action, policy);
     return { ok: true, actions: [action] };
   }
 
@@ -450,11 +430,24 @@ export async function actionsFromFixture(f: Fixture, policy: CompiledPolicy): Pr
   }
   if (content) facts.content = content;
   const action: Action = { ...base, family, facts };
-  if (action.placeholders === undefined && facts.http) {
-    const found = placeholdersFromHeaders(facts.http.headers, placeholderHeaders(policy.model));
-    if (found.length > 0) action.placeholders = found;
-  }
+  livePlaceholders(action, policy);
   return { ok: true, actions: [action] };
+}
+
+/**
+ * Placeholders the live engines would have read, when the fixture gives
+ * none: the auth-bearing headers (HTTPS), the startup user (SQL).
+ */
+function livePlaceholders(action: Action, policy: CompiledPolicy): void {
+  if (action.placeholders !== undefined) return;
+  if (action.family === 'sql') {
+    if (action.user !== undefined) action.placeholders = [action.user];
+    return;
+  }
+  const headers = action.facts.http?.headers;
+  if (!headers) return;
+  const found = placeholdersFromHeaders(headers, placeholderHeaders(policy.model));
+  if (found.length > 0) action.placeholders = found;
 }
 
 /** The first Action of a fixture (convenience for engine tests); throws when the fixture cannot be replayed. */

@@ -145,6 +145,50 @@ describe('clawpatrol test', () => {
     expect(r.stdout.trim().split('\n').pop()).toBe('0 passed, 5 failed');
   });
 
+  it('SQL fixtures go through the real parser; stated facts that disagree with it fail the fixture', () => {
+    const dir = writePolicyDir({
+      'policy.hcl': `${HEADER}
+endpoint "postgres" "db" { host = "db.internal:5432" }
+rule "no-deletes" {
+  endpoint  = postgres.db
+  condition = "'delete' in sql.verbs"
+  verdict   = "deny"
+}
+`,
+      'fx/cte.json': JSON.stringify({
+        action: { host: 'db.internal', port: 5432, sql: { statement: 'WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d', verbs: ['select'] } },
+        match: { verdict: 'deny' },
+      }),
+      'fx/hidden.json': JSON.stringify({
+        action: { host: 'db.internal', port: 5432, sql: { statement: 'WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d', verb: 'DELETE', tables: ['t'] } },
+        match: { verdict: 'deny', rule: 'no-deletes' },
+      }),
+      'fx/garbage.json': JSON.stringify({
+        action: { host: 'db.internal', port: 5432, sql: { statement: 'SELECT 1 /* unterminated' } },
+        match: { verdict: 'deny', rule: 'no-deletes', failClosed: true },
+      }),
+    });
+    const r = run('test', join(dir, 'policy.hcl'), join(dir, 'fx'));
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain(
+      `FAIL  ${join(dir, 'fx/cte.json')}\n      bad fixture: the fixture's SQL facts disagree with the parser:\n        sql.verbs: the fixture says ["select"], the parser says ["delete", "select"]\n`,
+    );
+    expect(r.stdout).toContain(`ok    ${join(dir, 'fx/garbage.json')}\n`);
+    expect(r.stdout).toContain(`ok    ${join(dir, 'fx/hidden.json')}\n`);
+  });
+
+  it('raw fixtures need a protocol parser for the endpoint', () => {
+    const dir = writePolicyDir({
+      'policy.hcl': `${HEADER}endpoint "clickhouse_http" "ch" { hosts = ["ch.internal:8123"] }\n`,
+      'fx/raw.json': JSON.stringify({ action: { host: 'ch.internal', port: 8123, raw: Buffer.from('GET / HTTP/1.1\r\n\r\n').toString('base64') }, match: { verdict: 'allow' } }),
+      'fx/nowhere.json': JSON.stringify({ action: { host: 'elsewhere', raw: 'AAAA' }, match: { verdict: 'allow' } }),
+    });
+    const r = run('test', join(dir, 'policy.hcl'), join(dir, 'fx'));
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain('bad fixture: raw fixture: clickhouse_http endpoints have no raw fixture parser yet');
+    expect(r.stdout).toContain('bad fixture: raw fixture: no endpoint for host "elsewhere", so no protocol parser to replay it');
+  });
+
   it('an invalid policy or a missing path exits 2', () => {
     const dir = writePolicyDir({ 'policy.hcl': `${HEADER}rule "r" {}\n`, 'fx/a.json': fixture('GET', { verdict: 'allow' }) });
     const r = run('test', join(dir, 'policy.hcl'), join(dir, 'fx'));
