@@ -395,3 +395,70 @@ describe('StatementMemory', () => {
     expect(m.decisionInput({ kind: 'E', portal: '' }).analysis.verbs).toContain('delete');
   });
 });
+
+describe('PostgresSession with a policy that never reads the statement text', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    await initSqlParser();
+    h = await makeHarness(
+      `
+schema_version = 1
+gateway {
+  limits {
+    body_buffer = "1KiB"
+  }
+}
+endpoint "postgres" "db" {
+  host = "db.test:5432"
+}
+credential "postgres_credential" "db" {
+  endpoint = postgres.db
+  user     = "loader"
+}
+rule "bulk-loader" {
+  endpoint  = postgres.db
+  condition = "sql.user == 'loader'"
+  verdict   = "allow"
+}
+`,
+      { 'postgres_credential.db': { password: 'loader-secret' } },
+    );
+  });
+  afterAll(() => h.cleanup());
+
+  it('streams an oversized Query to the server without buffering it, after the decision', async () => {
+    const up: Buffer[] = [];
+    let session!: PostgresSession;
+    session = new PostgresSession(
+      {
+        endpointId: 'postgres.db',
+        host: 'db.test',
+        port: 5432,
+        peer: { id: 'p' },
+        user: 'loader',
+        database: 'app',
+        maxBuffered: 1024,
+        statementNeeded: () => h.policy.needsFact('postgres.db', 'sql.statement'),
+        credentialId: 'postgres_credential.db',
+        scrubber: null,
+      },
+      {
+        toAgent: () => {},
+        toUpstream: (d) => up.push(Buffer.from(d)),
+        decide: (a) => void h.enforcer.enforce(a).then((e) => session.decided(e)),
+        close: () => {},
+      },
+    );
+    const big = serialize.query("INSERT INTO t VALUES " + Array.from({ length: 2000 }, (_, i) => `(${i})`).join(','));
+    expect(h.policy.needsFact('postgres.db', 'sql.statement')).toBe(false);
+    // Arrives in pieces; the decision is made on the first piece, the rest is streamed as it comes.
+    session.fromAgent(big.subarray(0, 2000));
+    await settle();
+    expect(h.actions).toHaveLength(1);
+    expect(h.actions[0]!.facts.sql).toMatchObject({ inspected: false });
+    session.fromAgent(big.subarray(2000, 9000));
+    session.fromAgent(big.subarray(9000));
+    await settle();
+    expect(Buffer.concat(up).equals(big)).toBe(true);
+  });
+});

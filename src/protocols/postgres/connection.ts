@@ -59,6 +59,11 @@ export interface PostgresEngineDeps {
   /** Answer SSLRequest with TLS when set; 'N' otherwise. */
   ca?: LeafProvider | null;
   cancels?: CancelRegistry;
+  /**
+   * Every secret the vault may inject (`SecretResolver.allValues`): redacted
+   * from what the agent receives besides the session's own password.
+   */
+  scrubValues?: () => string[];
   /** Upstream TCP/TLS connect timeout (default 10 s). */
   connectTimeoutMs?: number;
   /** The agent must finish its startup packets within this time (default 30 s). */
@@ -274,7 +279,8 @@ async function serveSession(
   const login = connectEnf.material ? postgresLogin(connectEnf.material, plan.user) : { user: plan.user, password: null };
   const database = plan.database ?? endpoint.database ?? connectEnf.material?.credential.database ?? login.user;
   actx.database = database;
-  const scrubber: Scrubber | null = login.password ? scrubberFor([login.password]) : null;
+  const toScrub = [...(ctx.scrubValues?.() ?? []), ...(login.password ? [login.password] : [])];
+  const scrubber: Scrubber | null = toScrub.length > 0 ? scrubberFor(toScrub) : null;
 
   // ── startup `options` only when a rule allows the SET statements they amount to ──
   const extra = [...plan.forward];

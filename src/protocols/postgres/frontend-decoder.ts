@@ -417,8 +417,8 @@ export class FrontendDecoder {
     }
     const frameLen = len + 1;
     if (bodyLen > this.maxBuffered && STREAMABLE.has(code)) {
-      const headLen = Math.min(bodyLen, LARGE_HEAD_BYTES);
-      if (this.buf.length < 5 + headLen) return null;
+      const headLen = largeHeadLength(code, this.buf.subarray(5, 5 + Math.min(bodyLen, LARGE_HEAD_BYTES)), bodyLen);
+      if (headLen === null) return null;
       const head = largeHead(code, this.buf.subarray(5, 5 + headLen));
       const prefix = this.take(Math.min(this.buf.length, frameLen));
       this.streaming = frameLen - prefix.length;
@@ -429,6 +429,24 @@ export class FrontendDecoder {
     const raw = this.take(frameLen);
     return { kind: 'message', message: decodeTypedBody(code, raw.subarray(5), raw) };
   }
+}
+
+/**
+ * Bytes of a large message's body needed before `large-start` (its leading
+ * names), or null to wait for more. A name that does not end within
+ * LARGE_HEAD_BYTES is rejected by `largeHead`.
+ */
+function largeHeadLength(code: TypedCode, avail: Buffer, bodyLen: number): number | null {
+  const cap = Math.min(bodyLen, LARGE_HEAD_BYTES);
+  const nulls = code === 'P' ? 1 : code === 'B' ? 2 : 0;
+  if (code === 'F') return avail.length >= 4 ? 4 : null;
+  let pos = 0;
+  for (let i = 0; i < nulls; i++) {
+    const end = avail.indexOf(0, pos);
+    if (end < 0) return avail.length >= cap ? cap : null;
+    pos = end + 1;
+  }
+  return pos;
 }
 
 /** Names at the start of a large message; a name that does not fit in the head is rejected. */

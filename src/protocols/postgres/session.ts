@@ -476,6 +476,7 @@ export class PostgresSession {
       code,
       message,
       detail: d.rule ? `clawpatrol rule "${d.rule}" on ${d.endpoint ?? this.cfg.endpointId}` : `clawpatrol policy on ${this.cfg.endpointId}`,
+      ...(p.analysis.inspected ? {} : { hint: `the gateway could not inspect this statement: ${p.analysis.error ?? 'unknown reason'}` }),
     });
     // A denial is final: its audit record is complete now.
     enf.finish({ bytesIn: p.bytesIn, bytesOut: reply.length, status: code });

@@ -24,7 +24,7 @@ export interface BackendMsg {
 export class RawClient {
   readonly received: Buffer[] = [];
   readonly messages: BackendMsg[] = [];
-  private readonly parser = new Parser();
+  private parser = new Parser();
   private waiters: Array<() => void> = [];
   closed = false;
 
@@ -82,6 +82,14 @@ export class RawClient {
   async readyCount(n: number, since = 0, timeoutMs = 10_000): Promise<BackendMsg[]> {
     await this.until((ms) => ms.slice(since).filter((m) => m.name === 'readyForQuery').length >= n, timeoutMs);
     return this.messages.slice(since);
+  }
+
+  /** Forget the parse so far and re-read the stream from `offset` (after a one-byte SSL/GSS answer). */
+  reparseFrom(offset: number): void {
+    this.parser = new Parser();
+    this.messages.length = 0;
+    const rest = this.allBytes().subarray(offset);
+    if (rest.length) this.parser.parse(rest, (m) => this.messages.push(m as unknown as BackendMsg));
   }
 
   allBytes(): Buffer {

@@ -1,0 +1,198 @@
+/**
+ * The agent side of the startup phase, against the real listener and a real
+ * PostgreSQL 15: encryption requests, protocol negotiation, refused
+ * parameters, connections handed over by a transport (dialed host instead of
+ * a known endpoint), and `raw` fixtures replayed through the same decoder.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:net';
+import { serialize } from 'pg-protocol';
+import { RawClient } from './support/raw-client.js';
+import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
+import { handlePostgresConnection } from '../../src/protocols/postgres/connection.js';
+import { parsePostgresRaw } from '../../src/protocols/postgres/raw-fixture.js';
+import { actionsFromFixture, type Fixture } from '../../src/policy/fixtures.js';
+
+function startupWithVersion(minor: number, params: Record<string, string>): Buffer {
+  const body = Buffer.concat([...Object.entries(params).map(([k, v]) => Buffer.from(`${k}\0${v}\0`)), Buffer.from([0])]);
+  const out = Buffer.alloc(8 + body.length);
+  out.writeInt32BE(8 + body.length, 0);
+  out.writeInt32BE((3 << 16) | minor, 4);
+  body.copy(out, 8);
+  return out;
+}
+const GSSENC = Buffer.from([0, 0, 0, 8, 4, 0xd2, 0x16, 0x30]);
+
+describe('startup phase', () => {
+  let f: GatewayFixture;
+  beforeAll(async () => {
+    f = await startGatewayFixture(`
+rule "deny-drop" {
+  endpoint  = postgres.db
+  condition = "sql.verb == 'drop'"
+  verdict   = "deny"
+  reason    = "no drop"
+}
+rule "no-connect-for-ph-md5-to-template1" {
+  endpoint  = postgres.db
+  condition = "sql.verb == 'connect' && sql.database == 'template1'"
+  verdict   = "deny"
+  reason    = "template1 is off limits"
+}
+`);
+  });
+  afterAll(() => f?.stop());
+
+  it('answers GSSENCRequest with N and carries on', async () => {
+    const c = await RawClient.connect(f.port);
+    c.send(GSSENC);
+    await c.until(() => c.allBytes().length >= 1);
+    expect(c.allBytes().toString('latin1')).toBe('N');
+    c.reparseFrom(1);
+    c.send(serialize.startup({ user: 'PH_scram', database: 'postgres' }));
+    await c.until((ms) => ms.some((m) => m.name === 'readyForQuery'));
+    expect(c.messages.map((m) => m.name)).toContain('backendKeyData');
+    c.close();
+  });
+
+  it('refuses bytes smuggled behind an SSLRequest (they would count as encrypted)', async () => {
+    const c = await RawClient.connect(f.port);
+    c.send(serialize.requestSsl(), serialize.query('DROP TABLE accounts'));
+    await c.until(() => c.closed);
+    expect(c.messages.map((m) => [m.name, m.code])).toEqual([['error', '08P01']]);
+    expect(f.count('accounts')).toBe(100);
+  });
+
+  it('negotiates protocol 3.2 and _pq_ options down to 3.0', async () => {
+    const c = await RawClient.connect(f.port);
+    c.send(startupWithVersion(2, { user: 'PH_scram', database: 'postgres', '_pq_.compression': 'on' }));
+    await c.until((ms) => ms.some((m) => m.name === 'readyForQuery'));
+    const raw = c.allBytes();
+    expect(String.fromCharCode(raw[0]!)).toBe('v');
+    expect(raw.readInt32BE(5)).toBe(0); // newest minor version supported
+    expect(raw.includes(Buffer.from('_pq_.compression\0'))).toBe(true);
+    c.close();
+  });
+
+  it('refuses replication connections and a missing user', async () => {
+    for (const params of [{ user: 'PH_scram', database: 'postgres', replication: 'database' }, { database: 'postgres' }]) {
+      const c = await RawClient.connect(f.port);
+      c.send(serialize.startup(params as Record<string, string>));
+      await c.until(() => c.closed);
+      expect(c.messages[0]).toMatchObject({ name: 'error' });
+      c.close();
+    }
+  });
+
+  it('the session start is decided (verb connect, with database and user)', async () => {
+    const c = await RawClient.connect(f.port);
+    c.send(serialize.startup({ user: 'PH_scram', database: 'template1' }));
+    await c.until(() => c.closed);
+    expect(c.messages[0]).toMatchObject({ name: 'error', code: '42501', message: 'template1 is off limits' });
+    const last = f.h.audit[f.h.audit.length - 1]!;
+    expect(last).toMatchObject({ outcome: 'deny', rule: 'no-connect-for-ph-md5-to-template1' });
+    expect(last.facts).toMatchObject({ sql: { verb: 'connect', database: 'template1', user: 'PH_scram' } });
+  });
+
+  it('a connection handed over by a transport finds its endpoint by the dialed address', async () => {
+    let server: Server | undefined;
+    try {
+      server = createServer((socket) => {
+        void handlePostgresConnection(socket, {
+          enforcer: f.h.enforcer,
+          policy: () => f.h.policy,
+          cancels: f.cancels,
+          peer: { id: 'wg:device-1', address: '10.55.0.9' },
+          profile: 'default',
+          dialedHost: '127.0.0.1',
+          dialedIp: '127.0.0.1',
+          dialedPort: f.pg.port,
+        });
+      });
+      await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
+      const port = (server.address() as { port: number }).port;
+      const c = await RawClient.connect(port, { user: 'PH_md5', database: 'postgres' });
+      const since = c.messages.length;
+      c.send(serialize.query('SELECT current_user'));
+      const got = await c.readyCount(1, since);
+      expect(got.find((m) => m.name === 'dataRow')?.fields).toEqual(['app_md5']);
+      expect(f.h.audit[f.h.audit.length - 1]).toMatchObject({ peer: 'wg:device-1', endpoint: 'postgres.db' });
+      c.close();
+      // An address no endpoint claims: told so, in the protocol.
+      const other = createServer((socket) => {
+        void handlePostgresConnection(socket, {
+          enforcer: f.h.enforcer,
+          policy: () => f.h.policy,
+          peer: { id: 'wg:device-1' },
+          profile: 'default',
+          dialedHost: 'unknown.example',
+          dialedPort: 5432,
+        });
+      });
+      await new Promise<void>((r) => other.listen(0, '127.0.0.1', () => r()));
+      const c2 = await RawClient.connect((other.address() as { port: number }).port, { user: 'x', database: 'y' });
+      await c2.until(() => c2.closed);
+      expect(c2.messages[0]).toMatchObject({ name: 'error', code: '28000' });
+      expect(c2.messages[0]!.message).toMatch(/no postgres endpoint for unknown\.example/);
+      other.close();
+    } finally {
+      server?.close();
+    }
+  });
+});
+
+describe('raw fixtures', () => {
+  let f: GatewayFixture;
+  beforeAll(async () => {
+    f = await startGatewayFixture(`
+rule "deny-delete" {
+  endpoint  = postgres.db
+  condition = "sql.verb == 'delete'"
+  verdict   = "deny"
+  reason    = "no delete"
+}
+`);
+  });
+  afterAll(() => f?.stop());
+
+  it('replays startup + pipelined frames into the actions the live gateway decides', () => {
+    const bytes = Buffer.concat([
+      serialize.startup({ user: 'PH_scram', database: 'app' }),
+      serialize.parse({ name: 's', text: 'SELECT 1' }),
+      serialize.bind({ statement: 's' }),
+      serialize.execute({}),
+      serialize.sync(),
+      serialize.bind({ statement: 's' }),
+      serialize.execute({}),
+      serialize.sync(),
+      serialize.query('PREPARE d AS DELETE FROM t; EXECUTE d'),
+    ]);
+    const actions = parsePostgresRaw(bytes, { endpoint: f.h.policy.model.endpoints.get('postgres.db')!, host: '127.0.0.1', policy: f.h.policy });
+    expect(actions.map((a) => [a.facts.sql!.verb, a.facts.sql!.statement])).toEqual([
+      ['connect', ''],
+      ['select', 'SELECT 1'], // the Parse (covers the first Execute)
+      ['select', 'SELECT 1'], // the Execute of a later batch
+      ['delete', 'PREPARE d AS DELETE FROM t; EXECUTE d'],
+    ]);
+    expect(actions[0]).toMatchObject({ user: 'PH_scram', database: 'app', placeholders: ['PH_scram'], endpoint: 'postgres.db' });
+  });
+
+  it('rejects malformed frames', () => {
+    expect(() => parsePostgresRaw(Buffer.from([0x51, 0, 0, 0, 6, 0x41, 0x42]), { endpoint: null, host: 'h', policy: f.h.policy })).toThrow(/missing its NUL/);
+  });
+
+  it('goes through clawpatrol test fixtures (registerRawParser)', async () => {
+    const fixture = {
+      file: 'x.json',
+      action: {
+        host: '127.0.0.1',
+        endpoint: 'postgres.db',
+        raw: Buffer.concat([serialize.startup({ user: 'PH_scram', database: 'postgres' }), serialize.query('DELETE FROM accounts')]).toString('base64'),
+      },
+      match: { verdict: 'deny', rule: 'deny-delete' },
+    } as unknown as Fixture;
+    const prepared = await actionsFromFixture(fixture, f.h.policy);
+    expect(prepared.ok).toBe(true);
+    if (prepared.ok) expect(prepared.actions.map((a) => f.h.policy.decide(a).verdict)).toEqual(['allow', 'deny']);
+  });
+});
