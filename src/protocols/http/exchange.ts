@@ -79,6 +79,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     ...extra,
   });
   const refuse = (a: LocalAnswer): ExchangeOutcome => {
+    sink.closeAfter();
     answer(sink, req, a);
     return outcome({ close: true });
   };
@@ -153,6 +154,8 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     return outcome({ close: true });
   }
   if (!enf.allowed) {
+    // An unread body cannot be skipped safely: the connection ends with this answer.
+    if (req.hasBody && !body.done) sink.closeAfter();
     answer(sink, req, { status: 403, reason: enf.reason, rule: enf.decision.rule || undefined, kind: 'denied' });
     enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: '403' });
     return outcome();
@@ -170,6 +173,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     }
   } catch (err) {
     const reason = err instanceof InjectionError ? err.message : 'the credential could not be injected';
+    sink.closeAfter();
     answer(sink, req, { status: 502, reason: scrubber.scrubText(reason), kind: 'upstream_error' });
     enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: '502' });
     return outcome({ close: true });
@@ -204,6 +208,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
       response = await sendH1(core, target, req.method, path, headers, req.hasBody ? bodyChunks() : null);
     }
   } catch (err) {
+    sink.closeAfter();
     if (err instanceof HttpParseError || err instanceof ClientBodyError) {
       answer(sink, req, { status: 400, reason: `request body: ${messageOf(err)}`, kind: 'bad_request' });
       done('400');
@@ -443,6 +448,7 @@ function forwardWebSocket(
       // The upstream refused the upgrade: relay its answer as a normal response.
       const fields = sanitiseResponseHeaders(pairs(res.rawHeaders), { scrubber });
       const cl = fields.find(([n]) => n.toLowerCase() === 'content-length');
+      sink.closeAfter();
       sink.head(res.statusCode ?? 502, fields.filter(([n]) => n.toLowerCase() !== 'content-length'), cl ? Number(cl[1]) : null);
       pump(res, scrubber, sink).then(
         () => {
@@ -459,6 +465,7 @@ function forwardWebSocket(
     });
     creq.on('error', (err) => {
       const reason = `upstream ${target.host}:${target.port} failed: ${describeUpstreamError(err)}`;
+      sink.closeAfter();
       answer(sink, req, { status: 502, reason: scrubber.scrubText(reason), kind: 'upstream_error' });
       enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: '502' });
       resolve(outcome({ close: true }));

@@ -291,6 +291,10 @@ class H1Sink implements ResponseSink {
     this.socket.destroy();
   }
 
+  closeAfter(): void {
+    this.mustClose = true;
+  }
+
   takeOver = (status: number, fields: FieldList): { socket: Duplex; head: Buffer } => {
     this.started = true;
     let out = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;

@@ -144,6 +144,10 @@ class H2Sink implements ResponseSink {
     if (!this.stream.destroyed && !this.stream.writableEnded && !this.endedByHead) this.stream.end();
   }
 
+  closeAfter(): void {
+    // Streams are independent: nothing to close but this stream, which ends with its response.
+  }
+
   abort(): void {
     if (!this.stream.destroyed) this.stream.close(this.started ? NGHTTP2_INTERNAL_ERROR : NGHTTP2_CANCEL);
   }

@@ -78,7 +78,8 @@ export function answer(sink: ResponseSink, request: { protocol: 'h1' | 'h2'; met
     return;
   }
   sink.head(a.status, fields, body.length);
-  void sink.write(body);
+  // A small body; if the agent is already gone there is nobody to tell.
+  sink.write(body).catch(() => undefined);
   sink.end();
 }
 

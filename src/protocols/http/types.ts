@@ -101,6 +101,8 @@ export interface ResponseSink {
   end(trailers?: FieldList): void;
   /** Cut the response off (the upstream failed mid-way). */
   abort(): void;
+  /** The connection will close after this response: say so in it (HTTP/1.1 `Connection: close`). */
+  closeAfter(): void;
   /** HTTP/1.1 only: send a 101 and hand over the socket with the bytes read past the request. */
   takeOver?: (status: number, fields: FieldList) => { socket: Duplex; head: Buffer };
 }

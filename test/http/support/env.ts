@@ -24,12 +24,16 @@ export interface Env {
   pki: TestPki;
   api: Upstream;
   h2: Upstream;
+  /** Plain HTTP upstream (for plain ingress and absolute-form proxy requests). */
+  plain: Upstream;
+  /** Requires a client certificate (mTLS credential). */
+  mtls: Upstream;
   gw: TestGateway;
   gatewayCaPath: string;
   close(): Promise<void>;
 }
 
-export function policyText(opts: { unknownHost?: 'passthrough' | 'deny'; bodyBuffer?: string } = {}): string {
+export function policyText(opts: { unknownHost?: 'passthrough' | 'deny'; bodyBuffer?: string; apiPort?: number } = {}): string {
   return `
 schema_version = 1
 
@@ -66,8 +70,22 @@ endpoint "https" "untrusted" {
   hosts = ["untrusted.test"]
 }
 
+endpoint "https" "mtls" {
+  hosts   = ["mtls.test"]
+  ca_cert = "<<file:upstream-ca.pem>>"
+}
+
+endpoint "https" "sidecar" {
+  hosts   = ["sidecar.test:${opts.apiPort ?? 443}"]
+  ca_cert = "<<file:upstream-ca.pem>>"
+}
+
 credential "bearer_token" "api" {
-  endpoints = [https.api, https.h2, https.untrusted]
+  endpoints = [https.api, https.h2, https.untrusted, https.sidecar]
+}
+
+credential "mtls_credential" "mtls" {
+  endpoint = https.mtls
 }
 
 credential "anthropic_manual_key" "claude" {
@@ -75,7 +93,7 @@ credential "anthropic_manual_key" "claude" {
 }
 
 profile "agent" {
-  credentials = [bearer_token.api, anthropic_manual_key.claude]
+  credentials = [bearer_token.api, anthropic_manual_key.claude, mtls_credential.mtls]
 }
 
 rule "no-admin" {
@@ -117,18 +135,33 @@ rule "no-grpc-delete" {
 
 export async function startEnv(opts: { unknownHost?: 'passthrough' | 'deny'; bodyBuffer?: string; frameHook?: WebSocketFrameHook } = {}): Promise<Env> {
   const dir = mkdtempSync(join(tmpdir(), 'clawpatrol-http-'));
-  const pki = makeTestPki(dir, ['api.test', 'plain.test', 'ws.test', 'h2.test', 'anthropic.test', 'grpc.test', 'unknown.test'], [UPSTREAM_IP]);
+  const pki = makeTestPki(
+    dir,
+    ['api.test', 'plain.test', 'ws.test', 'h2.test', 'anthropic.test', 'grpc.test', 'unknown.test', 'untrusted.test', 'mtls.test', 'sidecar.test'],
+    [UPSTREAM_IP],
+  );
   const api = await startH1Upstream({ host: UPSTREAM_IP, cert: pki.serverCertPem, key: pki.serverKeyPem });
   const h2 = await startH2Upstream({ host: UPSTREAM_IP, cert: pki.serverCertPem, key: pki.serverKeyPem });
+  const plain = await startH1Upstream({ host: UPSTREAM_IP });
+  const mtls = await startH1Upstream({ host: UPSTREAM_IP, cert: pki.serverCertPem, key: pki.serverKeyPem, requestCert: { ca: pki.caPem } });
+  writeFileSync(join(dir, 'client.pem'), pki.clientCertPem);
+  writeFileSync(join(dir, 'client.key'), pki.clientKeyPem);
   const gw = await startTestGateway({
     dir: join(dir, 'gw'),
-    policy: policyText(opts),
-    env: { CLAWPATROL_SECRET_API: CANARY, CLAWPATROL_SECRET_CLAUDE: ANTHROPIC_CANARY },
+    policy: policyText({ ...opts, apiPort: api.port }),
+    env: {
+      CLAWPATROL_SECRET_API: CANARY,
+      CLAWPATROL_SECRET_CLAUDE: ANTHROPIC_CANARY,
+      CLAWPATROL_SECRET_MTLS_CERT: `@${join(dir, 'client.pem')}`,
+      CLAWPATROL_SECRET_MTLS_KEY: `@${join(dir, 'client.key')}`,
+    },
     files: { 'upstream-ca.pem': pki.caPem },
     ...(opts.frameHook ? { frameHook: opts.frameHook } : {}),
   });
   await gw.tlsIngress(api.port);
   await gw.tlsIngress(h2.port);
+  await gw.tlsIngress(mtls.port);
+  await gw.plainIngress(plain.port);
   const gatewayCaPath = join(dir, 'gateway-ca.pem');
   writeFileSync(gatewayCaPath, gw.ca.caCertPem);
   return {
@@ -136,14 +169,15 @@ export async function startEnv(opts: { unknownHost?: 'passthrough' | 'deny'; bod
     pki,
     api,
     h2,
+    plain,
+    mtls,
     gw,
     gatewayCaPath,
     async close() {
       api.releaseSse();
       h2.releaseSse();
       await gw.close();
-      await api.close();
-      await h2.close();
+      await Promise.all([api.close(), h2.close(), plain.close(), mtls.close()]);
       rmSync(dir, { recursive: true, force: true });
     },
   };

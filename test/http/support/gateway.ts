@@ -47,6 +47,15 @@ export class MemoryAudit implements AuditSink {
     while (this.records.length < n && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     return this.records;
   }
+  /** Wait for a record matching `pred` (the audit write follows the response). */
+  async waitForRecord(pred: (r: AuditRecordInput) => boolean, ms = 3000): Promise<AuditRecordInput | undefined> {
+    const until = Date.now() + ms;
+    for (;;) {
+      const hit = this.records.find(pred);
+      if (hit || Date.now() > until) return hit;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
 }
 
 /** Approvals for tests: the test decides each pending request by hand. */
@@ -143,7 +152,8 @@ export async function startTestGateway(opts: {
     logs,
     proxyPort: proxy.address.port,
     tlsIngress: (port, ctx = {}) =>
-      listen(port, (s) => engine.handleTlsConnection(s, { peer, profile: 'agent', dialedPort: port, ...ctx })),
+      // Like the tunnel transport: it knows the original destination (the upstream's address).
+      listen(port, (s) => engine.handleTlsConnection(s, { peer, profile: 'agent', dialedIp: UPSTREAM_IP, dialedPort: port, ...ctx })),
     plainIngress: (port, ctx = {}) =>
       listen(port, (s) => engine.handlePlainHttpConnection(s, { peer, profile: 'agent', dialedPort: port, ...ctx })),
     async close() {

@@ -125,18 +125,23 @@ function control(): { up: { sse: Promise<void> }; release: () => void } {
   return { up: { sse }, release };
 }
 
-/** HTTPS/1.1 upstream with a WebSocket echo at /ws (sends the injected token first, to test scrubbing). */
-export async function startH1Upstream(opts: { host: string; port?: number; cert: string; key: string; requestCert?: { ca: string } }): Promise<Upstream> {
+/**
+ * HTTPS/1.1 upstream (plain HTTP without `cert`) with a WebSocket echo at /ws
+ * that first sends the token it received, to test scrubbing.
+ */
+export async function startH1Upstream(opts: { host: string; port?: number; cert?: string; key?: string; requestCert?: { ca: string } }): Promise<Upstream> {
   const seen: SeenRequest[] = [];
   const { up, release } = control();
-  const server = https.createServer(
-    {
-      cert: opts.cert,
-      key: opts.key,
-      ...(opts.requestCert ? { requestCert: true, rejectUnauthorized: true, ca: opts.requestCert.ca } : {}),
-    },
-    makeHandler(seen, up),
-  );
+  const server: http.Server = opts.cert
+    ? https.createServer(
+        {
+          cert: opts.cert,
+          key: opts.key,
+          ...(opts.requestCert ? { requestCert: true, rejectUnauthorized: true, ca: opts.requestCert.ca } : {}),
+        },
+        makeHandler(seen, up),
+      )
+    : http.createServer(makeHandler(seen, up));
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: true });
   server.on('upgrade', (req, socket, head) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.alloc(0), httpVersion: req.httpVersion });

@@ -1,0 +1,133 @@
+/**
+ * threats.md class 13 — bodies: content encodings, chunked, multipart, JSON
+ * as octet-stream, bodies on GET/DELETE, limits. Sent with undici through the
+ * real TLS ingress; the original bytes are what the upstream receives.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import zlib from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { Agent, request } from 'undici';
+import { startEnv, type Env } from './support/env.js';
+import { GATEWAY_IP, lookupTo } from './support/gateway.js';
+
+let env: Env;
+let agent: Agent;
+beforeAll(async () => {
+  env = await startEnv({ bodyBuffer: '64KiB' });
+  agent = new Agent({ connect: { ca: env.gw.ca.caCertPem, lookup: lookupTo(GATEWAY_IP) } });
+});
+afterAll(async () => {
+  await agent?.close();
+  await env?.close();
+});
+
+async function send(
+  method: string,
+  path: string,
+  body: Buffer | string | AsyncIterable<Buffer> | undefined,
+  headers: Record<string, string> = {},
+  host = 'api.test',
+): Promise<{ status: number; text: string }> {
+  const port = host === 'h2.test' ? env.h2.port : env.api.port;
+  const res = await request(`https://${host}:${port}${path}`, { method: method as 'POST', body, headers, dispatcher: agent });
+  return { status: res.statusCode, text: await res.body.text() };
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+
+describe('content encodings are decoded for the rules, forwarded as sent', () => {
+  it.each([
+    ['gzip', (b: Buffer) => zlib.gzipSync(b)],
+    ['deflate', (b: Buffer) => zlib.deflateSync(b)],
+    ['br', (b: Buffer) => zlib.brotliCompressSync(b)],
+    ['gzip, br', (b: Buffer) => zlib.brotliCompressSync(zlib.gzipSync(b))],
+  ] as const)('%s: a hidden big transfer is denied, a small one passes byte for byte', async (enc, compress) => {
+    const big = await send('POST', '/v1/transfers', compress(json({ amount: 5000 })), { 'content-encoding': enc, 'content-type': 'application/json' });
+    expect(big.status).toBe(403);
+    expect(big.text).toContain('transfers over 1000 are not allowed');
+    const smallBytes = compress(json({ amount: 5 }));
+    const small = await send('POST', '/v1/transfers', smallBytes, { 'content-encoding': enc, 'content-type': 'application/json' });
+    expect(small.status).toBe(200);
+    expect(JSON.parse(small.text).bodySha256).toBe(sha(smallBytes));
+  });
+
+  it('a gzip bomb past the decode cap fails closed for the rule that reads the body', async () => {
+    const bomb = zlib.gzipSync(Buffer.concat([Buffer.from('{"amount":1,"pad":"'), Buffer.alloc(8 * 1024 * 1024, 0x61), Buffer.from('"}')]));
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    const r = await send('POST', '/v1/transfers', bomb, { 'content-encoding': 'gzip' });
+    expect(r.status).toBe(403);
+    expect(r.text).toMatch(/no-big-transfers|could not be evaluated|fail closed/);
+  });
+
+  it('an unknown content coding is unknown to the rules: fail closed', async () => {
+    const r = await send('POST', '/v1/transfers', json({ amount: 5 }), { 'content-encoding': 'zstd' });
+    expect(r.status).toBe(403);
+  });
+});
+
+describe('framing and types', () => {
+  it('chunked JSON is inspected like any other', async () => {
+    async function* chunks() {
+      yield Buffer.from('{"amo');
+      yield Buffer.from('unt": 50');
+      yield Buffer.from('00}');
+    }
+    const r = await send('POST', '/v1/transfers', chunks());
+    expect(r.status).toBe(403);
+  });
+
+  it('JSON sent as application/octet-stream is still JSON to the rules', async () => {
+    const r = await send('PUT', '/v1/transfers', json({ amount: 99999 }), { 'content-type': 'application/octet-stream' });
+    expect(r.status).toBe(403);
+  });
+
+  it('duplicate JSON keys are ambiguous: fail closed', async () => {
+    const r = await send('POST', '/v1/transfers', '{"amount":1,"amount":5000}', { 'content-type': 'application/json' });
+    expect(r.status).toBe(403);
+    expect(r.text).toContain('no-big-transfers');
+  });
+
+  it('multipart bodies are visible as text', async () => {
+    const body = '--b\r\nContent-Disposition: form-data; name="mode"\r\n\r\npurge\r\n--b--\r\n';
+    const r = await send('DELETE', '/v1/things', body, { 'content-type': 'multipart/form-data; boundary=b' });
+    expect(r.status).toBe(403);
+  });
+});
+
+describe('bodies on every method', () => {
+  it('GET and DELETE bodies are read and decided on', async () => {
+    expect((await send('GET', '/v1/things', 'please purge')).status).toBe(403);
+    expect((await send('DELETE', '/v1/things', 'please purge')).status).toBe(403);
+    const ok = await send('DELETE', '/v1/things', 'just one');
+    expect(ok.status).toBe(200);
+    expect(env.api.seen.at(-1)!.body.toString()).toBe('just one');
+  });
+});
+
+describe('limits', () => {
+  it('over limits.body_buffer: rules that read the body fail closed', async () => {
+    const big = json({ amount: 5, pad: 'x'.repeat(100 * 1024) });
+    const r = await send('POST', '/v1/transfers', big, { 'content-type': 'application/json' });
+    expect(r.status).toBe(403);
+    expect(r.text).toContain('no-big-transfers');
+  });
+
+  it('over the limit where no rule matches: forwarded whole (buffered prefix + stream)', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024, 0x42);
+    const r = await send('POST', '/v1/upload', big);
+    expect(r.status).toBe(200);
+    const echoed = JSON.parse(r.text);
+    expect(echoed.bodyLength).toBe(big.length);
+    expect(echoed.bodySha256).toBe(sha(big));
+  });
+
+  it('an endpoint whose rules never read the body streams it without buffering', async () => {
+    const big = Buffer.alloc(2 * 1024 * 1024, 0x43);
+    const r = await send('POST', '/v1/upload', big, {}, 'h2.test');
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.text).bodySha256).toBe(sha(big));
+    const rec = await env.gw.audit.waitForRecord((x) => x.endpoint === 'https.h2' && x.bytesIn > 2 * 1024 * 1024);
+    expect((rec!.facts as { http: { body_truncated?: boolean } }).http.body_truncated).toBe(true);
+  });
+});

@@ -1,0 +1,128 @@
+/**
+ * threats.md class 14 — upgrades and streams: SSE is streamed (the first
+ * event reaches the agent while the upstream is still writing), WebSocket
+ * upgrades are decided, frames relayed through the hook, secrets scrubbed,
+ * compression never negotiated.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import https from 'node:https';
+import http2 from 'node:http2';
+import WebSocket from 'ws';
+import { CANARY, PLACEHOLDER, startEnv, type Env } from './support/env.js';
+import { GATEWAY_IP, lookupTo } from './support/gateway.js';
+import type { WsFrame } from '../../src/protocols/http/websocket.js';
+
+let env: Env;
+const frames: Array<{ direction: string; text: string }> = [];
+beforeAll(async () => {
+  env = await startEnv({
+    frameHook: (frame: WsFrame & { direction: string }) => {
+      const text = frame.payload.toString('utf8');
+      frames.push({ direction: frame.direction, text });
+      if (frame.direction === 'agent-to-upstream' && text.includes('rm -rf')) return { close: 'destructive command refused' };
+      return undefined;
+    },
+  });
+});
+afterAll(async () => {
+  await env?.close();
+});
+
+describe('SSE', () => {
+  it('HTTP/1.1: the first event arrives before the upstream finishes', async () => {
+    const events: string[] = [];
+    const res = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
+      https
+        .get(
+          {
+            host: 'api.test',
+            port: env.api.port,
+            path: '/sse',
+            ca: env.gw.ca.caCertPem,
+            lookup: lookupTo(GATEWAY_IP),
+            headers: { accept: 'text/event-stream', authorization: `Bearer ${PLACEHOLDER}` },
+          },
+          resolve,
+        )
+        .on('error', reject);
+    });
+    expect(res.headers['content-type']).toBe('text/event-stream');
+    res.setEncoding('utf8');
+    const first = await new Promise<string>((resolve) => res.once('data', resolve));
+    events.push(first);
+    expect(first).toContain('data: first');
+    // Only now let the upstream write the second event and finish.
+    env.api.releaseSse();
+    for await (const chunk of res) events.push(chunk as string);
+    expect(events.join('')).toContain('data: second');
+  });
+
+  it('HTTP/2: the first event arrives before the upstream finishes', async () => {
+    const session = http2.connect(`https://h2.test:${env.h2.port}`, { ca: env.gw.ca.caCertPem, lookup: lookupTo(GATEWAY_IP) } as http2.SecureClientSessionOptions);
+    const stream = session.request({ ':path': '/sse', accept: 'text/event-stream' });
+    stream.setEncoding('utf8');
+    const first = await new Promise<string>((resolve) => stream.once('data', resolve));
+    expect(first).toContain('data: first');
+    env.h2.releaseSse();
+    let rest = '';
+    for await (const c of stream) rest += c as string;
+    expect(rest).toContain('data: second');
+    session.close();
+  });
+});
+
+function openWs(path: string, extra: WebSocket.ClientOptions = {}): WebSocket {
+  return new WebSocket(`wss://ws.test:${env.api.port}${path}`, {
+    ca: env.gw.ca.caCertPem,
+    lookup: lookupTo(GATEWAY_IP),
+    headers: { authorization: `Bearer ${PLACEHOLDER}` },
+    ...extra,
+  } as WebSocket.ClientOptions);
+}
+
+describe('WebSocket', () => {
+  it('the upgrade is decided and injected; frames flow both ways; the echoed secret is scrubbed; no compression', async () => {
+    const ws = openWs('/ws');
+    const got: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      ws.on('open', () => ws.send('ping from agent'));
+      ws.on('message', (d) => {
+        got.push(String(d));
+        if (got.length === 2) resolve();
+      });
+      ws.on('error', reject);
+    });
+    expect(ws.extensions).toBe('');
+    ws.close();
+    expect(got[0]).toMatch(/^hello, your token is \*+$/);
+    expect(got.join('')).not.toContain(CANARY);
+    expect(got[1]).toBe('echo: ping from agent');
+    const upgrade = env.api.seen.filter((s) => s.url === '/ws').at(-1)!;
+    expect(upgrade.headers['authorization']).toBe(`Bearer ${CANARY}`);
+    expect(upgrade.headers['sec-websocket-extensions']).toBeUndefined();
+    expect(frames.some((f) => f.direction === 'agent-to-upstream' && f.text === 'ping from agent')).toBe(true);
+    expect(frames.some((f) => f.direction === 'upstream-to-agent' && f.text === 'echo: ping from agent')).toBe(true);
+    const rec = await env.gw.audit.waitForRecord((r) => r.status === '101');
+    expect(rec).toMatchObject({ outcome: 'allow', endpoint: 'https.api' });
+  });
+
+  it('the frame hook can end a session with 1008', async () => {
+    const ws = openWs('/ws');
+    const closed = await new Promise<{ code: number; reason: string }>((resolve) => {
+      ws.on('open', () => ws.send('please rm -rf /'));
+      ws.on('close', (code, reason) => resolve({ code, reason: String(reason) }));
+    });
+    expect(closed).toEqual({ code: 1008, reason: 'destructive command refused' });
+  });
+
+  it('an upgrade the policy denies gets a 403 and never reaches the upstream', async () => {
+    const before = env.api.seen.length;
+    const ws = openWs('/admin/ws');
+    const status = await new Promise<number>((resolve) => {
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('error', () => undefined);
+    });
+    expect(status).toBe(403);
+    expect(env.api.seen.length).toBe(before);
+  });
+});
