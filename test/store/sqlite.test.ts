@@ -90,8 +90,4 @@ describe('sqlite store: state directory', () => {
     expect((db.prepare('SELECT COUNT(*) AS n FROM schema_migrations').get() as { n: number }).n).toBe(MIGRATIONS.length);
     db.close();
   });
-
-  it('postgres without an implementation fails with a clear message', async () => {
-    await expect(openStore({ postgres: 'postgres://x@127.0.0.1/db' })).rejects.toThrow(/store/);
-  });
 });
