@@ -13,6 +13,7 @@ import * as testCommand from './test.js';
 import * as approvalsCommand from './approvals.js';
 import * as secretCommand from './secret.js';
 import * as auditCommand from './audit.js';
+import * as gatewayCommand from './gateway.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -47,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
     approvalsCommand,
     secretCommand,
     auditCommand,
+    gatewayCommand,
   ];
   for (const c of commands) c.register(program);
   try {

@@ -1,0 +1,202 @@
+/**
+ * The composition root: `clawpatrol gateway <config>` builds every service
+ * once and wires them into the single Action → Decision path.
+ *
+ *   policy watcher ─┐
+ *   store → vault ──┼─► enforcer ─► engines (HTTPS, Postgres) ◄─ ingress (proxy, listen, WireGuard)
+ *   approvals ──────┤
+ *   audit ──────────┘
+ *
+ * Only what the file declares is started: a policy without `wireguard {}`
+ * runs without root. `gateway {}` values are read once; a reload that changes
+ * them is reported as needing a restart by the watcher.
+ */
+import type { PolicyModel, Endpoint, GatewayConfig } from '../policy/types.js';
+import { PolicyWatcher, type CompiledPolicy } from '../policy/index.js';
+import { openStoreFor, stateDirFor, type Store } from '../store/index.js';
+import { openVault, openGatewayCa, type Vault, type GatewayCa } from '../vault/index.js';
+import { AuditLog, AUDIT_KEY_PURPOSE, createFactsRedactor } from '../audit/index.js';
+import { createApprovalService, type ApprovalService } from '../approvals/index.js';
+import { createHttpEngine, type HttpEngine } from '../protocols/http/index.js';
+import { createEnforcer } from './enforcer.js';
+import type { Enforcer } from './contracts.js';
+import { ensureAdminToken, startControlServer, type ControlServer } from './control-server.js';
+
+export interface GatewayOptions {
+  configPath: string;
+  env?: NodeJS.ProcessEnv;
+  log?: (line: string) => void;
+  /** Test seams for services that cannot exist here (Slack, Anthropic) and upstream DNS. */
+  slackApiUrl?: string;
+  anthropicBaseUrl?: string;
+  httpLookup?: import('node:net').LookupFunction;
+}
+
+/** One listening ingress, for the startup banner and tests. */
+export interface Ingress {
+  kind: 'control' | 'proxy' | 'endpoint';
+  endpointId?: string;
+  address: string;
+}
+
+export interface RunningGateway {
+  controlUrl: string;
+  ingress: Ingress[];
+  policy(): CompiledPolicy;
+  stateDir: string;
+  ca: GatewayCa;
+  vault: Vault;
+  store: Store;
+  audit: AuditLog;
+  approvals: ApprovalService;
+  enforcer: Enforcer;
+  close(): Promise<void>;
+}
+
+export class GatewayConfigError extends Error {
+  override name = 'GatewayConfigError';
+}
+
+/** A gateway needs at least one way in; `validate` only warns, `gateway` refuses. */
+export function assertHasIngress(model: PolicyModel): void {
+  const listening = [...model.endpoints.values()].some((e) => e.listen);
+  if (!model.gateway.wireguard && !model.gateway.proxy && !listening) {
+    throw new GatewayConfigError(
+      'the gateway has no way in: add a `wireguard {}` or `proxy { listen = "127.0.0.1:3128" }` block to `gateway {}`, ' +
+        'or `listen = "127.0.0.1:15432"` to an endpoint',
+    );
+  }
+}
+
+export async function startGateway(opts: GatewayOptions): Promise<RunningGateway> {
+  const env = opts.env ?? process.env;
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const closeAll = async (): Promise<void> => {
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        log(`gateway: shutdown step failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  };
+
+  try {
+    const watcher = await PolicyWatcher.start(opts.configPath, { log });
+    cleanups.push(() => watcher.close());
+    watcher.on('reload', () => log(`policy: reloaded ${opts.configPath}`));
+    watcher.on('restart-needed', (message: string) => log(`policy: ${message}`));
+    // The watcher already logs diagnostics of a rejected edit; nothing more to do here.
+    watcher.on('invalid', () => {});
+
+    const initial = watcher.current().model;
+    assertHasIngress(initial);
+    const gateway: GatewayConfig = initial.gateway;
+    const currentModel = (): PolicyModel => watcher.current().model;
+
+    const stateDir = stateDirFor(gateway, env);
+    const store = await openStoreFor(gateway, env);
+    cleanups.push(() => store.close());
+    const vault = await openVault({ store, stateDir, model: currentModel, env, key: 'create' });
+    cleanups.push(() => vault.close());
+    const ca = await openGatewayCa(vault);
+
+    const audit = new AuditLog({
+      store,
+      key: vault.subkey(AUDIT_KEY_PURPOSE),
+      ...(gateway.actionsKeep ? { retention: gateway.actionsKeep } : {}),
+      onError: (err) => log(`audit: write failed (records kept in memory, retrying): ${err.message}`),
+    });
+    // Registered before the engines' cleanups so it runs after them: drains every record.
+    cleanups.push(() => audit.close());
+
+    const approvals = createApprovalService({
+      policy: currentModel,
+      secrets: vault,
+      log,
+      ...(opts.slackApiUrl ? { slackApiUrl: opts.slackApiUrl } : {}),
+      ...(opts.anthropicBaseUrl ? { anthropicBaseUrl: opts.anthropicBaseUrl } : {}),
+    });
+    cleanups.push(() => approvals.close());
+
+    const enforcer = createEnforcer({
+      policy: () => watcher.current(),
+      secrets: vault,
+      approvals: approvals.runner,
+      audit,
+      redactFacts: createFactsRedactor({ model: currentModel, secrets: vault }),
+    });
+
+    const adminToken = ensureAdminToken(stateDir);
+    const control: ControlServer = await startControlServer({
+      listen: gateway.dashboardListen,
+      adminToken,
+      routes: [approvals.route],
+      log,
+    });
+    cleanups.push(() => control.close());
+    const ingress: Ingress[] = [{ kind: 'control', address: control.url }];
+
+    const http: HttpEngine = createHttpEngine({
+      enforcer,
+      policy: () => watcher.current(),
+      secrets: vault,
+      ca,
+      log,
+      ...(opts.httpLookup ? { lookup: opts.httpLookup } : {}),
+    });
+    cleanups.push(() => http.close());
+
+    if (gateway.proxy) {
+      const proxy = await http.startHttpProxy({ listen: gateway.proxy.listen });
+      ingress.push({ kind: 'proxy', address: formatAddress(proxy.address) });
+    }
+    for (const endpoint of initial.endpoints.values()) {
+      if (!endpoint.listen) continue;
+      ingress.push(await startEndpointIngress(endpoint, { http }));
+    }
+
+    for (const i of ingress) {
+      log(`gateway: ${i.kind}${i.endpointId ? ` ${i.endpointId}` : ''} listening on ${i.address}`);
+    }
+    log(`gateway: CA fingerprint (SHA-256) ${ca.fingerprintSha256}`);
+
+    return {
+      controlUrl: control.url,
+      ingress,
+      policy: () => watcher.current(),
+      stateDir,
+      ca,
+      vault,
+      store,
+      audit,
+      approvals,
+      enforcer,
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+async function startEndpointIngress(endpoint: Endpoint, engines: { http: HttpEngine }): Promise<Ingress> {
+  const listen = endpoint.listen!;
+  switch (endpoint.family) {
+    case 'http': {
+      const l = await engines.http.startEndpointListener({ endpointId: endpoint.id, listen });
+      return { kind: 'endpoint', endpointId: endpoint.id, address: formatAddress(l.address) };
+    }
+    default:
+      throw new GatewayConfigError(
+        `${endpoint.pos.file}:${endpoint.pos.line}:${endpoint.pos.col}: endpoint ${endpoint.id} has listen = "${listen}", ` +
+          `but ${endpoint.type} endpoints cannot be served on a local listener yet`,
+      );
+  }
+}
+
+function formatAddress(a: import('node:net').AddressInfo | string): string {
+  if (typeof a === 'string') return a;
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
