@@ -34,6 +34,8 @@ interface Source {
 }
 
 interface Ctx {
+  /** Where facts go (a PREPARE body collects into its own). */
+  acc: Collected;
   mode: Mode;
   /** CTE names visible here (a bare name in FROM that matches one is not a table). */
   ctes: ReadonlySet<string>;
@@ -43,13 +45,6 @@ interface Ctx {
   source: Source | null;
 }
 
-/** Raised when a tree is nested deeper than we are willing to walk; the message is then not inspected. */
-export class InspectionLimit extends Error {
-  override name = 'InspectionLimit';
-}
-
-/** Parse-tree depth limit (PostgreSQL's own grammar stops near 10k nested parentheses). */
-const MAX_DEPTH = 4000;
 /** SQL-in-strings recursion limit: DO → EXECUTE 'DO …' → … Deeper texts are left uninspected. */
 const MAX_NEST = 4;
 
@@ -154,22 +149,39 @@ function defElemValue(options: unknown, name: string): unknown {
   return undefined;
 }
 
+/** One unit of pending work: a value of the tree and the context it is walked in. */
+type Item = readonly [value: unknown, ctx: Ctx];
+
+/**
+ * The walk is iterative (an explicit stack, children pushed in reverse so
+ * they are visited in document order): parse trees as deep as PostgreSQL's
+ * grammar accepts — thousands of `UNION ALL` arms or `+` terms — would
+ * overflow the JavaScript stack of a recursive walk.
+ */
 export class SqlWalker {
-  private depth = 0;
+  private readonly stack: Item[] = [];
+  private readonly prepared: Array<{ name: string | undefined; body: Collected; parent: Collected; mode: Mode }> = [];
 
-  constructor(
-    private readonly parser: SqlParserApi,
-    private acc: Collected,
-  ) {}
+  constructor(private readonly parser: SqlParserApi) {}
 
-  /** Walk an already parsed message (top level, `now`). */
-  walkParseResult(result: unknown, text: string): number {
+  /** Walk an already parsed message (top level, `now`) into `acc`; returns its statement count. */
+  walkParseResult(result: unknown, text: string, acc: Collected): number {
     const stmts = asList(asNode(result)?.stmts);
-    this.walkStatements(stmts, text, 'now', 0);
+    this.schedule(this.statements(stmts, text, acc, 'now', 0));
+    while (this.stack.length > 0) {
+      const [value, ctx] = this.stack.pop()!;
+      this.visit(value, ctx);
+    }
+    this.finishPrepares();
     return stmts.length;
   }
 
-  private walkStatements(stmts: unknown[], text: string, mode: Mode, nest: number): void {
+  private schedule(items: Item[]): void {
+    for (let i = items.length - 1; i >= 0; i--) this.stack.push(items[i]!);
+  }
+
+  private statements(stmts: unknown[], text: string, acc: Collected, mode: Mode, nest: number): Item[] {
+    const items: Item[] = [];
     for (const raw of stmts) {
       const r = asNode(raw);
       if (r === undefined) continue;
@@ -178,40 +190,68 @@ export class SqlWalker {
         start: typeof r.stmt_location === 'number' ? r.stmt_location : 0,
         length: typeof r.stmt_len === 'number' ? r.stmt_len : 0,
       };
-      this.visit(r.stmt, { mode, ctes: NO_CTES, nest, source });
+      items.push([r.stmt, { acc, mode, ctes: NO_CTES, nest, source }]);
     }
+    return items;
   }
 
   /** SQL found inside a string (function body, DO body statement, EXECUTE '…'). Unparseable → ignored. */
-  private walkText(text: string, mode: Mode, nest: number): void {
+  private walkText(text: string, ctx: Ctx, mode: Mode, nest: number): void {
     if (nest > MAX_NEST) return;
     const parsed = this.parser.parse(text);
     if (!parsed.ok) return;
-    this.walkStatements(asList(asNode(parsed.value)?.stmts), text, mode, nest);
+    this.schedule(this.statements(asList(asNode(parsed.value)?.stmts), text, ctx.acc, mode, nest));
   }
 
   /**
    * A PL/pgSQL expression: PostgreSQL evaluates it as `SELECT <expr>`. The
    * wrapper SELECT only counts as a read when the expression has a FROM.
    */
-  private walkExpression(text: string, mode: Mode, nest: number, dynamic: boolean): void {
+  private walkExpression(text: string, ctx: Ctx, mode: Mode, nest: number, dynamic: boolean): void {
     if (nest > MAX_NEST) return;
     const parsed = this.parser.parse(`SELECT ${text}`);
     if (!parsed.ok) return;
     const stmts = asList(asNode(parsed.value)?.stmts);
     const first = asNode(asNode(asNode(stmts[0])?.stmt)?.SelectStmt);
     if (stmts.length !== 1 || first === undefined) {
-      this.walkStatements(stmts, text, mode, nest);
+      this.schedule(this.statements(stmts, text, ctx.acc, mode, nest));
       return;
     }
-    const ctx: Ctx = { mode, ctes: NO_CTES, nest, source: null };
-    if (first.fromClause !== undefined) this.addVerb('select', ctx);
-    this.fields(first, ctx);
+    const inner: Ctx = { acc: ctx.acc, mode, ctes: NO_CTES, nest, source: null };
+    if (first.fromClause !== undefined) this.addVerb('select', inner);
     if (dynamic) {
       const target = asNode(asNode(asList(first.targetList)[0])?.ResTarget);
       const sql = constantString(target?.val);
-      if (sql !== null) this.walkText(sql, mode, nest + 1);
+      if (sql !== null) this.walkText(sql, inner, mode, nest + 1);
     }
+    this.fields(first, inner);
+  }
+
+  private addVerb(verb: string, ctx: Ctx): void {
+    if (ctx.mode === 'now') ctx.acc.nowVerbs.add(verb);
+    else if (ctx.mode === 'later') ctx.acc.laterVerbs.add(verb);
+  }
+
+  private addRelation(parts: string[], ctx: Ctx): void {
+    for (const form of qualifiedForms(parts)) ctx.acc.tables.add(form);
+  }
+
+  private addFunction(funcname: unknown, ctx: Ctx): void {
+    const parts = stringList(funcname).map((p) => p.toLowerCase());
+    if (parts.length === 0) return;
+    for (const form of qualifiedForms(parts)) ctx.acc.functions.add(form);
+  }
+
+  /** A RangeVar. `cteResolvable`: a bare name may mean a CTE (FROM items, not DML targets). */
+  private rangeVar(rv: Node | undefined, ctx: Ctx, cteResolvable: boolean): void {
+    if (rv === undefined) return;
+    const relname = asString(rv.relname);
+    if (relname === undefined) return;
+    const schema = asString(rv.schemaname);
+    const catalog = asString(rv.catalogname);
+    if (cteResolvable && schema === undefined && catalog === undefined && ctx.ctes.has(relname)) return;
+    const parts = [catalog, schema, relname].filter((p): p is string => p !== undefined);
+    this.addRelation(parts, ctx);
   }
 
   /**
@@ -225,47 +265,20 @@ export class SqlWalker {
     if (name === undefined || !SQL_TEXT_FUNCTIONS.has(name)) return;
     for (const arg of asList(call.args)) {
       const sql = constantString(arg);
-      if (sql !== null) this.walkText(sql, ctx.mode, ctx.nest + 1);
+      if (sql !== null) this.walkText(sql, ctx, ctx.mode, ctx.nest + 1);
     }
-  }
-
-  private addVerb(verb: string, ctx: Ctx): void {
-    if (ctx.mode === 'now') this.acc.nowVerbs.add(verb);
-    else if (ctx.mode === 'later') this.acc.laterVerbs.add(verb);
-  }
-
-  private addRelation(parts: string[]): void {
-    for (const form of qualifiedForms(parts)) this.acc.tables.add(form);
-  }
-
-  private addFunction(funcname: unknown): void {
-    const parts = stringList(funcname).map((p) => p.toLowerCase());
-    if (parts.length === 0) return;
-    for (const form of qualifiedForms(parts)) this.acc.functions.add(form);
-  }
-
-  /** A RangeVar. `cteResolvable`: a bare name may mean a CTE (FROM items, not DML targets). */
-  private rangeVar(rv: Node | undefined, ctx: Ctx, cteResolvable: boolean): void {
-    if (rv === undefined) return;
-    const relname = asString(rv.relname);
-    if (relname === undefined) return;
-    const schema = asString(rv.schemaname);
-    const catalog = asString(rv.catalogname);
-    if (cteResolvable && schema === undefined && catalog === undefined && ctx.ctes.has(relname)) return;
-    const parts = [catalog, schema, relname].filter((p): p is string => p !== undefined);
-    this.addRelation(parts);
   }
 
   private visit(value: unknown, ctx: Ctx): void {
     if (value === null || typeof value !== 'object') return;
     if (Array.isArray(value)) {
-      for (const v of value) this.visit(v, ctx);
+      this.schedule(value.map((v): Item => [v, ctx]));
       return;
     }
     const o = value as Node;
     const tag = wrappedTag(o);
     if (tag !== undefined) {
-      this.node(tag, asNode(o[tag]) ?? {}, ctx);
+      if (!LEAVES.has(tag)) this.dispatch(tag, asNode(o[tag]) ?? {}, ctx);
       return;
     }
     // Typed fields hold some nodes unwrapped; a RangeVar is recognisable by its relname.
@@ -276,22 +289,15 @@ export class SqlWalker {
     this.fields(o, ctx);
   }
 
+  /** Schedule every object-valued field of `o` (except `skip`) in `ctx`. */
   private fields(o: Node, ctx: Ctx, skip?: ReadonlySet<string>): void {
+    const items: Item[] = [];
     for (const key in o) {
       if (skip?.has(key)) continue;
       const v = o[key];
-      if (v !== null && typeof v === 'object') this.visit(v, ctx);
+      if (v !== null && typeof v === 'object') items.push([v, ctx]);
     }
-  }
-
-  private node(tag: string, n: Node, ctx: Ctx): void {
-    if (LEAVES.has(tag)) return;
-    if (++this.depth > MAX_DEPTH) throw new InspectionLimit('statement is nested too deeply to inspect');
-    try {
-      this.dispatch(tag, n, ctx);
-    } finally {
-      this.depth--;
-    }
+    this.schedule(items);
   }
 
   private dispatch(tag: string, n: Node, ctx: Ctx): void {
@@ -299,9 +305,9 @@ export class SqlWalker {
       case 'RangeVar':
         return this.rangeVar(n, ctx, true);
       case 'FuncCall':
-        this.addFunction(n.funcname);
-        this.sqlTextArguments(n, ctx);
-        return this.fields(n, ctx);
+        this.addFunction(n.funcname, ctx);
+        this.fields(n, ctx);
+        return this.sqlTextArguments(n, ctx);
       case 'SelectStmt':
         return this.select(n, ctx, false);
       case 'InsertStmt':
@@ -313,51 +319,48 @@ export class SqlWalker {
         return this.merge(n, ctx);
       case 'ExplainStmt':
         this.addVerb('explain', ctx);
-        return this.visit(n.query, { ...ctx, mode: within(ctx.mode, explainExecutes(n.options) ? 'now' : 'plan') });
+        return this.schedule([[n.query, { ...ctx, mode: within(ctx.mode, explainExecutes(n.options) ? 'now' : 'plan') }]]);
       case 'PrepareStmt':
         return this.prepare(n, ctx);
       case 'ExecuteStmt':
         this.addVerb('execute', ctx);
-        if (ctx.mode === 'now' && typeof n.name === 'string') this.acc.executes.add(n.name);
+        if (ctx.mode === 'now' && typeof n.name === 'string') ctx.acc.executes.add(n.name);
         return this.fields(n, ctx);
       case 'DeallocateStmt':
         this.addVerb('deallocate', ctx);
-        if (ctx.mode === 'now') this.deallocate(n);
+        if (ctx.mode === 'now') deallocate(n, ctx.acc);
         return;
       case 'CopyStmt':
         this.addVerb('copy', ctx);
-        if (n.is_program === true) this.acc.copyProgram = true;
+        if (n.is_program === true) ctx.acc.copyProgram = true;
         return this.fields(n, ctx);
       case 'CreateTableAsStmt':
         this.addVerb('create', ctx);
         this.rangeVar(asNode(asNode(n.into)?.rel), ctx, false);
-        return this.visit(n.query, ctx);
+        return this.schedule([[n.query, ctx]]);
       case 'ViewStmt':
         this.addVerb('create', ctx);
         this.rangeVar(asNode(n.view), ctx, false);
-        return this.fields(n, { ...ctx, mode: within(ctx.mode, 'later') }, new Set(['view']));
+        return this.fields(n, { ...ctx, mode: within(ctx.mode, 'later') }, VIEW_HANDLED);
       case 'RuleStmt':
         this.addVerb('create', ctx);
         this.rangeVar(asNode(n.relation), ctx, false);
-        return this.fields(n, { ...ctx, mode: within(ctx.mode, 'later') }, new Set(['relation']));
+        return this.fields(n, { ...ctx, mode: within(ctx.mode, 'later') }, DML_HANDLED);
       case 'CreateFunctionStmt':
         return this.createFunction(n, ctx);
       case 'DoStmt':
         this.addVerb('do', ctx);
-        if ((asString(asNode(asNode(defElemValue(n.args, 'language'))?.String)?.sval) ?? 'plpgsql').toLowerCase() === 'plpgsql') {
-          this.plpgsqlBody(ctx, within(ctx.mode, 'now'));
-        }
+        if (languageOf(n.args, 'plpgsql') === 'plpgsql') this.plpgsqlBody(ctx, within(ctx.mode, 'now'));
         return;
       case 'CreateTrigStmt':
       case 'CreateEventTrigStmt':
         // The trigger function runs on every matching event from now on.
         this.addVerb('create', ctx);
-        this.addFunction(n.funcname);
-        return this.fields(n, ctx, new Set(['funcname']));
+        this.addFunction(n.funcname, ctx);
+        return this.fields(n, ctx, FUNCNAME_HANDLED);
       case 'CallStmt':
         this.addVerb('call', ctx);
-        this.dispatch('FuncCall', asNode(n.funccall) ?? {}, ctx);
-        return;
+        return this.schedule([[{ FuncCall: asNode(n.funccall) ?? {} }, ctx]]);
       case 'AlterDefaultPrivilegesStmt': {
         this.addVerb('alter', ctx);
         const action = asNode(n.action);
@@ -367,119 +370,123 @@ export class SqlWalker {
       case 'DropStmt':
         this.addVerb('drop', ctx);
         if (RELATION_OBJECTS.has(String(n.removeType))) {
-          for (const object of asList(n.objects)) this.addRelation(stringList(asNode(asNode(object)?.List)?.items));
+          for (const object of asList(n.objects)) this.addRelation(stringList(asNode(asNode(object)?.List)?.items), ctx);
         }
         return this.fields(n, ctx);
       case 'CommentStmt':
       case 'SecLabelStmt':
         this.addVerb(tag === 'CommentStmt' ? 'comment' : 'security_label', ctx);
-        this.objectRelation(n);
-        return;
+        return this.objectRelation(n, ctx);
     }
     const verb = statementVerb(tag, n);
     if (verb !== null) this.addVerb(verb, ctx);
     this.fields(n, ctx);
   }
 
-  /** Push a WITH clause's names into scope, walking each CTE body with the names it can see. */
-  private withScope(withClause: unknown, ctx: Ctx): Ctx {
+  /**
+   * Push a WITH clause's names into scope: returns the CTE bodies to walk
+   * (each with the names it can see) and the context for the rest of the
+   * statement.
+   */
+  private withScope(withClause: unknown, ctx: Ctx): { bodies: Item[]; inner: Ctx } {
     const clause = asNode(withClause);
-    if (clause === undefined) return ctx;
+    if (clause === undefined) return { bodies: [], inner: ctx };
     const ctes = asList(clause.ctes).map((c) => asNode(asNode(c)?.CommonTableExpr) ?? {});
     const names = ctes.map((c) => asString(c.ctename) ?? '');
     const all = new Set([...ctx.ctes, ...names]);
     const recursive = clause.recursive === true;
-    ctes.forEach((cte, i) => {
+    const bodies = ctes.map((cte, i): Item => {
       // Without RECURSIVE a CTE sees only the CTEs before it; a later name means a real table.
       const visible = recursive ? all : new Set([...ctx.ctes, ...names.slice(0, i)]);
-      this.visit(cte.ctequery, { ...ctx, ctes: visible });
+      return [cte.ctequery, { ...ctx, ctes: visible }];
     });
-    return { ...ctx, ctes: all };
+    return { bodies, inner: { ...ctx, ctes: all } };
   }
 
   private select(n: Node, ctx: Ctx, insertSource: boolean): void {
     // `INSERT … VALUES (…)` reads nothing; its VALUES list is not a SELECT.
     const pureValues = n.valuesLists !== undefined && n.fromClause === undefined && n.targetList === undefined;
     if (!(insertSource && pureValues)) this.addVerb('select', ctx);
-    const inner = this.withScope(n.withClause, ctx);
+    const { bodies, inner } = this.withScope(n.withClause, ctx);
     const into = asNode(n.intoClause);
     if (into !== undefined) {
       this.addVerb('create', ctx); // SELECT … INTO creates a table
       this.rangeVar(asNode(into.rel), ctx, false);
     }
+    // Set-operation arms are unwrapped SelectStmts; re-wrap them for the generic walk.
+    const arms: Item[] = [];
     for (const arm of [n.larg, n.rarg]) {
-      const armNode = asNode(arm);
-      if (armNode !== undefined) this.select(armNode, inner, false);
+      if (asNode(arm) !== undefined) arms.push([{ SelectStmt: arm }, inner]);
     }
     this.fields(n, inner, SELECT_HANDLED);
+    this.schedule([...bodies, ...arms]);
   }
 
   private insert(n: Node, ctx: Ctx): void {
     this.addVerb('insert', ctx);
-    const inner = this.withScope(n.withClause, ctx);
+    const { bodies, inner } = this.withScope(n.withClause, ctx);
     this.rangeVar(asNode(n.relation), inner, false);
     // ON CONFLICT … DO UPDATE updates the conflicting rows.
     if (asNode(n.onConflictClause)?.action === 'ONCONFLICT_UPDATE') this.addVerb('update', inner);
+    this.fields(n, inner, INSERT_HANDLED);
     const source = asNode(asNode(n.selectStmt)?.SelectStmt);
     if (source !== undefined) this.select(source, inner, true);
-    else this.visit(n.selectStmt, inner);
-    this.fields(n, inner, INSERT_HANDLED);
+    else this.schedule([[n.selectStmt, inner]]);
+    this.schedule(bodies);
   }
 
   private updateOrDelete(verb: string, n: Node, ctx: Ctx): void {
     this.addVerb(verb, ctx);
-    const inner = this.withScope(n.withClause, ctx);
+    const { bodies, inner } = this.withScope(n.withClause, ctx);
     this.rangeVar(asNode(n.relation), inner, false);
     this.fields(n, inner, DML_HANDLED);
+    this.schedule(bodies);
   }
 
   private merge(n: Node, ctx: Ctx): void {
     this.addVerb('merge', ctx);
-    const inner = this.withScope(n.withClause, ctx);
+    const { bodies, inner } = this.withScope(n.withClause, ctx);
     this.rangeVar(asNode(n.relation), inner, false);
     for (const clause of asList(n.mergeWhenClauses)) {
       const action = MERGE_ACTION_VERBS[String(asNode(asNode(clause)?.MergeWhenClause)?.commandType)];
       if (action !== undefined) this.addVerb(action, inner);
     }
     this.fields(n, inner, DML_HANDLED);
+    this.schedule(bodies);
   }
 
+  /**
+   * The body gets an analysis of its own (what EXECUTE will run), built once
+   * the walk is complete; the message itself only stores it, so the body's
+   * verbs count as `later` for the message.
+   */
   private prepare(n: Node, ctx: Ctx): void {
     this.addVerb('prepare', ctx);
-    // The body gets an analysis of its own (what EXECUTE will run); the
-    // message itself only stores it, so its verbs count as `later`.
-    const outer = this.acc;
     const body = new Collected();
-    this.acc = body;
-    try {
-      this.visit(n.query, { ...ctx, mode: 'now', ctes: NO_CTES });
-    } finally {
-      this.acc = outer;
-    }
-    if (ctx.mode === 'now' && typeof n.name === 'string') {
-      this.acc.prepares.push({ name: n.name, analysis: buildAnalysis(body, 1) });
-    }
-    if (ctx.mode !== 'plan') for (const v of [...body.nowVerbs, ...body.laterVerbs]) this.acc.laterVerbs.add(v);
-    for (const t of body.tables) this.acc.tables.add(t);
-    for (const f of body.functions) this.acc.functions.add(f);
-    this.acc.copyProgram ||= body.copyProgram;
+    this.prepared.push({ name: asString(n.name), body, parent: ctx.acc, mode: ctx.mode });
+    this.schedule([[n.query, { ...ctx, acc: body, mode: 'now', ctes: NO_CTES }]]);
   }
 
-  private deallocate(n: Node): void {
-    if (n.isall === true) this.acc.deallocates = 'all';
-    else if (this.acc.deallocates !== 'all' && typeof n.name === 'string') this.acc.deallocates.add(n.name);
+  private finishPrepares(): void {
+    for (const { name, body, parent, mode } of this.prepared) {
+      if (mode === 'now' && name !== undefined) parent.prepares.push({ name, analysis: buildAnalysis(body, 1) });
+      if (mode !== 'plan') for (const v of [...body.nowVerbs, ...body.laterVerbs]) parent.laterVerbs.add(v);
+      for (const t of body.tables) parent.tables.add(t);
+      for (const f of body.functions) parent.functions.add(f);
+      parent.copyProgram ||= body.copyProgram;
+    }
   }
 
   private createFunction(n: Node, ctx: Ctx): void {
     this.addVerb('create', ctx);
     const later: Ctx = { ...ctx, mode: within(ctx.mode, 'later') };
     // Parameter defaults and a SQL-standard body (BEGIN ATOMIC … END / RETURN …) are in the tree.
-    this.fields(n, later, new Set(['funcname', 'options']));
-    const language = (asString(asNode(asNode(defElemValue(n.options, 'language'))?.String)?.sval) ?? '').toLowerCase();
+    this.fields(n, later, FUNCTION_HANDLED);
+    const language = languageOf(n.options, '');
     if (language === 'sql') {
       const as = asNode(defElemValue(n.options, 'as'));
       const body = stringList(asNode(as?.List)?.items)[0] ?? asString(asNode(as?.String)?.sval);
-      if (body !== undefined) this.walkText(body, later.mode, ctx.nest + 1);
+      if (body !== undefined) this.walkText(body, ctx, later.mode, ctx.nest + 1);
     } else if (language === 'plpgsql') {
       this.plpgsqlBody(ctx, later.mode);
     }
@@ -493,24 +500,38 @@ export class SqlWalker {
     const compiled = this.parser.parsePlpgsql(statement);
     if (!compiled.ok) return; // the body stays opaque; `do`/`create` already rank it
     const nest = ctx.nest + 1;
-    for (const item of plpgsqlItems(compiled.value)) {
-      if (item.kind === 'statement') this.walkText(item.text, mode, nest);
-      else if (item.kind === 'expression') this.walkExpression(item.text, mode, nest, item.dynamic);
+    // Scheduled in reverse: each walk pushes onto the stack, and the body's first statement should come out first.
+    for (const item of plpgsqlItems(compiled.value).reverse()) {
+      if (item.kind === 'statement') this.walkText(item.text, ctx, mode, nest);
+      else if (item.kind === 'expression') this.walkExpression(item.text, ctx, mode, nest, item.dynamic);
       else if (item.kind === 'assignment') {
         const value = assignmentValue(item.text, (t) => this.parser.scan(t));
-        if (value !== null) this.walkExpression(value, mode, nest, false);
+        if (value !== null) this.walkExpression(value, ctx, mode, nest, false);
       } else this.addVerb(item.verb, { ...ctx, mode });
     }
   }
 
   /** COMMENT ON / SECURITY LABEL ON a relation or a column of one. */
-  private objectRelation(n: Node): void {
+  private objectRelation(n: Node, ctx: Ctx): void {
     const names = stringList(asNode(asNode(n.object)?.List)?.items);
-    if (RELATION_OBJECTS.has(String(n.objtype))) this.addRelation(names);
-    else if (n.objtype === 'OBJECT_COLUMN' && names.length > 1) this.addRelation(names.slice(0, -1));
+    if (RELATION_OBJECTS.has(String(n.objtype))) this.addRelation(names, ctx);
+    else if (n.objtype === 'OBJECT_COLUMN' && names.length > 1) this.addRelation(names.slice(0, -1), ctx);
   }
 }
 
-const SELECT_HANDLED = new Set(['withClause', 'intoClause', 'larg', 'rarg']);
-const INSERT_HANDLED = new Set(['withClause', 'relation', 'selectStmt']);
-const DML_HANDLED = new Set(['withClause', 'relation']);
+function deallocate(n: Node, acc: Collected): void {
+  if (n.isall === true) acc.deallocates = 'all';
+  else if (acc.deallocates !== 'all' && typeof n.name === 'string') acc.deallocates.add(n.name);
+}
+
+/** The LANGUAGE of a DO / CREATE FUNCTION, lower-case (PostgreSQL matches it case-insensitively only when unquoted; we always do). */
+function languageOf(options: unknown, fallback: string): string {
+  return (asString(asNode(asNode(defElemValue(options, 'language'))?.String)?.sval) ?? fallback).toLowerCase();
+}
+
+const SELECT_HANDLED: ReadonlySet<string> = new Set(['withClause', 'intoClause', 'larg', 'rarg']);
+const INSERT_HANDLED: ReadonlySet<string> = new Set(['withClause', 'relation', 'selectStmt']);
+const DML_HANDLED: ReadonlySet<string> = new Set(['withClause', 'relation']);
+const VIEW_HANDLED: ReadonlySet<string> = new Set(['view']);
+const FUNCNAME_HANDLED: ReadonlySet<string> = new Set(['funcname']);
+const FUNCTION_HANDLED: ReadonlySet<string> = new Set(['funcname', 'options']);

@@ -27,7 +27,7 @@ import {
   sqlParserFaults,
   sqlParserInitialised,
 } from './sql-parser.js';
-import { InspectionLimit, SqlWalker } from './sql-walk.js';
+import { SqlWalker } from './sql-walk.js';
 
 export type { SqlAnalysis } from './sql-analysis.js';
 export { mergeAnalyses } from './sql-analysis.js';
@@ -86,19 +86,14 @@ function analyzeUncached(text: string): { analysis: SqlAnalysis; cacheable: bool
     const parsed = sqlParser.parse(text);
     if (!parsed.ok) return { analysis: uninspected(parsed.error), cacheable: true };
     const collected = new Collected();
-    const count = new SqlWalker(sqlParser, collected).walkParseResult(parsed.value, text);
+    const count = new SqlWalker(sqlParser).walkParseResult(parsed.value, text, collected);
     if (count === 0) return { analysis: uninspected('empty statement (only comments or semicolons)'), cacheable: true };
     return { analysis: buildAnalysis(collected, count), cacheable: true };
   } catch (err) {
     if (err instanceof SqlParserUnavailable) return { analysis: uninspected(err.message), cacheable: false };
-    if (err instanceof SqlParserFault || err instanceof InspectionLimit) {
-      return { analysis: uninspected(err.message), cacheable: true };
-    }
-    if (err instanceof RangeError) {
-      // The JavaScript walk itself ran out of stack on a pathological tree.
-      return { analysis: uninspected('statement is nested too deeply to inspect'), cacheable: true };
-    }
-    throw err;
+    if (err instanceof SqlParserFault) return { analysis: uninspected(err.message), cacheable: true };
+    // Anything else is a bug in the walk; the statement must still fail closed, not crash the engine.
+    return { analysis: uninspected(`statement could not be inspected: ${String(err)}`), cacheable: false };
   }
 }
 
