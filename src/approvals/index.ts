@@ -1,7 +1,7 @@
 /**
  * The approvals service the gateway composes:
  *
- *   const approvals = createApprovalService({ policy: () => watcher.current().model, secrets, scrub });
+ *   const approvals = createApprovalService({ policy: () => watcher.current().model, secrets });
  *   createEnforcer({ …, approvals: approvals.runner });
  *   control.mount(approvals.route);      // /api/approvals…, /slack/interactivity
  *   …
@@ -56,7 +56,14 @@ export interface ApprovalService {
 }
 
 export function createApprovalService(options: ApprovalServiceOptions): ApprovalService {
-  const scrub = options.scrub ?? ((text: string) => scrubberFor(options.secrets.allValues()).scrubText(text));
+  // One scrubber per unit of work (a view, a card, a prompt): the vault's
+  // values are read once for it rather than once per string.
+  const scrubSession = (): ((text: string) => string) => {
+    if (options.scrub) return options.scrub;
+    const scrubber = scrubberFor(options.secrets.allValues());
+    return (text) => scrubber.scrubText(text);
+  };
+  const scrub = (text: string) => scrubSession()(text);
   const opts = { ...options, scrub };
   const queue = new ApprovalQueue(opts.now);
   const judge = createJudge({
@@ -71,7 +78,7 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
     policy: opts.policy,
     secrets: opts.secrets,
     queue,
-    scrub: opts.scrub,
+    scrubSession,
     ...(opts.slackApiUrl !== undefined ? { slackApiUrl: opts.slackApiUrl } : {}),
     ...(opts.now ? { now: opts.now } : {}),
     ...(opts.log ? { log: opts.log } : {}),
@@ -81,7 +88,7 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
     drivers: { llm: judge, slack, queue: createQueueStage(queue) },
     view: (action, decision) =>
       buildActionView(action, decision, {
-        scrub: opts.scrub,
+        scrub: scrubSession(),
         sensitiveHeaders: credentialHeaders(opts.policy()),
         ...(opts.viewLimits ? { limits: opts.viewLimits } : {}),
       }),

@@ -166,9 +166,11 @@ export class ApprovalQueue {
     if (!USER_PATTERN.test(decider.user)) return { ok: false, status: 400, error: 'invalid user name' };
     const view = entry.view;
     if (decider.via === 'slack') {
-      if (view.channel !== 'slack') return { ok: false, status: 403, error: 'this approval is not decided in Slack' };
+      if (view.channel !== 'slack') {
+        return { ok: false, status: 403, error: 'This approval is decided with `clawpatrol approvals` or the dashboard, not in Slack.' };
+      }
       if (entry.allowedSlackUsers.length > 0 && !entry.allowedSlackUsers.includes(decider.user)) {
-        return { ok: false, status: 403, error: 'you are not one of the approvers of this request' };
+        return { ok: false, status: 403, error: 'You are not one of the approvers of this request.' };
       }
     } else if (view.channel === 'slack' && verdict === 'allow') {
       return {

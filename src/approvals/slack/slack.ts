@@ -39,7 +39,8 @@ export interface SlackApprovalsOptions {
   policy: () => PolicyModel;
   secrets: SecretResolver;
   queue: ApprovalQueue;
-  scrub: (text: string) => string;
+  /** A vault scrubber for one card (called once per card). */
+  scrubSession: () => (text: string) => string;
   /** Slack Web API base (tests point it at a fake). */
   slackApiUrl?: string;
   now?: () => number;
@@ -296,7 +297,7 @@ export class SlackApprovals implements StageDriver {
       return;
     }
     const result = this.opts.queue.decide(id, verdict, { via: 'slack', user });
-    if (!result.ok) await refuse(result.status === 403 ? 'You are not one of the approvers of this request.' : result.error);
+    if (!result.ok) await refuse(result.error);
   }
 
   private async update(slack: SlackApp, at: Binding, card: Card): Promise<void> {
@@ -310,7 +311,7 @@ export class SlackApprovals implements StageDriver {
 
   /** Every string of the card through the vault scrubber (the view already is; this covers our own text too). */
   private clean(card: Card): Card {
-    return deepMapStrings(card, this.opts.scrub) as Card;
+    return deepMapStrings(card, this.opts.scrubSession()) as Card;
   }
 }
 
