@@ -5,6 +5,7 @@
  * with file:line:col; nothing is silently ignored.
  */
 import { readFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -280,7 +281,7 @@ class Builder {
         this.r.error(
           src.pos,
           'Unsupported block type',
-          `"${type}" is not a block type${near || `; supported: ${TOP_LEVEL_BLOCKS.join(', ')}`}`,
+          `"${type}" is not a block type${near}; supported block types: ${TOP_LEVEL_BLOCKS.join(', ')}`,
         );
         continue;
       }
@@ -722,8 +723,16 @@ class Builder {
         return this.r.error(v.pos, 'Cannot read file', `"ca_cert" refers to ${p}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
       }
     }
-    if (!/-----BEGIN CERTIFICATE-----[\s\S]+-----END CERTIFICATE-----/.test(pem)) {
+    const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    if (blocks.length === 0) {
       return this.r.error(v.pos, 'Invalid certificate', `"ca_cert" must be PEM text (-----BEGIN CERTIFICATE----- …) or <<file:path>>`);
+    }
+    for (const [i, block] of blocks.entries()) {
+      try {
+        new X509Certificate(block);
+      } catch (err) {
+        return this.r.error(v.pos, 'Invalid certificate', `"ca_cert": certificate ${i + 1} does not parse (${(err as Error).message})`);
+      }
     }
     return pem;
   }

@@ -334,3 +334,10 @@ describe('SQL credentials without placeholders', () => {
     expectErrors(ds, [{ line: 18, col: 66, summary: 'Ambiguous profile credentials', hint: 'postgres_credential.rw and postgres_credential.rw2 both reach postgres.db' }]);
   });
 });
+
+describe('certificates', () => {
+  it('a ca_cert that is PEM-shaped but not a certificate', async () => {
+    const ds = await diagnose(`${V}endpoint "https" "x" {\n  hosts   = ["x.example.com"]\n  ca_cert = "-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----"\n}\n`);
+    expectErrors(ds, [{ line: 4, col: 13, summary: 'Invalid certificate', hint: 'certificate 1 does not parse' }]);
+  });
+});

@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { loadPolicy } from '../../src/policy/index.js';
 import type { HumanApprover, LlmApprover } from '../../src/policy/types.js';
 import { compile, HEADER, writePolicyDir, tempDir } from './helpers.js';
@@ -290,5 +291,150 @@ rule "r" {
   it('rule positions and condition positions are recorded', async () => {
     const p = await compile(`${HEADER}endpoint "https" "x" { hosts = ["x.example.com"] }\n\nrule "r" {\n  endpoint  = https.x\n  condition = "true"\n  verdict   = "deny"\n}\n`);
     expect(p.model.rules[0]).toMatchObject({ pos: { line: 4, col: 1 }, conditionPos: { line: 6, col: 15 } });
+  });
+});
+
+/** A real self-signed CA certificate (openssl), PEM. */
+function testCaPem(): string {
+  const dir = tempDir();
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'ca.pem'), '-subj', '/CN=test-ca', '-days', '1'], { stdio: 'ignore' });
+  return readFileSync(join(dir, 'ca.pem'), 'utf8');
+}
+
+describe('Claw Patrol compatibility', () => {
+  it('a Claw Patrol policy using only supported types loads unchanged', async () => {
+    const dir = writePolicyDir({
+      'clawpatrol.hcl': `schema_version = 1
+
+gateway {
+  dashboard_listen = "127.0.0.1:8080"
+  public_url       = "https://clawpatrol.example.com"
+  state_dir        = "/var/lib/clawpatrol"
+  limits {
+    body_buffer = "1MiB"
+  }
+  wireguard {
+    subnet_cidr = "10.55.0.0/24"
+    listen_port = 51820
+    endpoint    = "gw.example.com:51820"
+  }
+}
+
+defaults {
+  unknown_host     = "passthrough"
+  llm_fail_mode    = "closed"
+  llm_cache_ttl    = 300
+  human_timeout    = 600
+  human_on_timeout = "deny"
+}
+
+endpoint "https" "github" {
+  description = "GitHub API"
+  hosts       = ["api.github.com", "*.githubusercontent.com"]
+}
+
+endpoint "postgres" "pg" {
+  description = "primary"
+  host        = "pg.internal:5432"
+  sslmode     = "require"
+  database    = "app"
+}
+
+endpoint "kubernetes" "prod" {
+  description  = "prod cluster"
+  server       = "https://k8s.prod.example.com:6443"
+  cluster_name = "prod"
+  region       = "us-east-1"
+  ca_cert      = <<-EOT
+${testCaPem().trim().split('\n').map((l) => `    ${l}`).join('\n')}
+  EOT
+}
+
+credential "bearer_token" "orb-test" {
+  endpoint = https.github
+}
+
+credential "bearer_token" "orb-prod" {
+  endpoint = https.github
+}
+
+credential "postgres_credential" "pg-ro" {
+  endpoint = postgres.pg
+  user     = "readonly"
+  database = "app"
+}
+
+credential "bearer_token" "k8s" {
+  endpoint = kubernetes.prod
+}
+
+credential "anthropic_manual_key" "judge" {}
+
+credential "slack_tokens" "slack" {}
+
+policy "k8s" {
+  text = "Allow read-only diagnostics."
+}
+
+approver "llm_approver" "judge" {
+  model      = "claude-sonnet-4-5"
+  credential = anthropic_manual_key.judge
+  policy     = policy.k8s
+}
+
+approver "human_approver" "ops" {
+  channel     = "#ops"
+  credential  = slack_tokens.slack
+  timeout     = 900
+  interactive = true
+  on_timeout  = "deny"
+}
+
+rule "github-writes" {
+  endpoints = [https.github]
+  priority  = 10
+  condition = <<-EOT
+    http.method in ["POST", "PUT", "PATCH", "DELETE"]
+  EOT
+  approve   = [llm_approver.judge, human_approver.ops]
+  reason    = "writes need approval"
+}
+
+rule "pg-no-ddl" {
+  endpoint  = postgres.pg
+  condition = "sql.verb in ['drop', 'alter', 'truncate']"
+  verdict   = "deny"
+}
+
+rule "k8s-exec" {
+  endpoint  = kubernetes.prod
+  condition = "k8s.resource == 'pods/exec'"
+  approve   = [builtin.dashboard]
+}
+
+profile "dev" {
+  credentials = [
+    { credential = bearer_token.orb-test, placeholder = "PH_orb_test" },
+    { credential = bearer_token.orb-prod, placeholder = "PH_orb_prod" },
+    postgres_credential.pg-ro,
+    bearer_token.k8s,
+  ]
+}
+`,
+    });
+    const r = await loadPolicy(dir);
+    if (!r.ok) throw new Error(r.diagnostics.map((d) => `${d.pos.line}:${d.pos.col} ${d.summary} ${d.hint}`).join('\n'));
+    expect(r.warnings).toEqual([]);
+    const p = r.policy;
+    expect(new X509Certificate(p.model.endpoints.get('kubernetes.prod')!.caCert!).subject).toBe('CN=test-ca');
+    expect(p.model.rules.map((x) => x.name)).toEqual(['github-writes', 'pg-no-ddl', 'k8s-exec']);
+    const d = p.decide({
+      family: 'http',
+      host: 'api.github.com',
+      profile: 'dev',
+      placeholders: ['PH_orb_prod'],
+      facts: { http: { method: 'delete', path: '/x', raw_path: '/x', host: 'api.github.com', query: {}, headers: {}, body: '', body_json: {} } },
+    });
+    expect(d).toMatchObject({ verdict: 'approve', credential: 'bearer_token.orb-prod', approve: ['llm_approver.judge', 'human_approver.ops'] });
   });
 });
