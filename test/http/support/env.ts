@@ -97,7 +97,7 @@ profile "agent" {
 }
 
 rule "no-admin" {
-  endpoints = [https.api, https.h2]
+  endpoints = [https.api, https.h2, https.sidecar]
   condition = "http.path.startsWith('/admin')"
   verdict   = "deny"
   reason    = "agents may not use the admin API"
@@ -122,6 +122,13 @@ rule "no-delete-with-body-flag" {
   condition = "http.method in ['GET', 'DELETE'] && http.path == '/v1/things' && http.body.contains('purge')"
   verdict   = "deny"
   reason    = "purge is not allowed"
+}
+
+rule "no-forbidden-model" {
+  endpoint  = https.anthropic
+  condition = "has(http.body_json.model) && http.body_json.model == 'claude-forbidden'"
+  verdict   = "deny"
+  reason    = "that model is not allowed"
 }
 
 rule "no-grpc-delete" {
