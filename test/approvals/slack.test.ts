@@ -391,6 +391,9 @@ describe('Slack Socket Mode (credential with an app-level token)', () => {
 
   it('connects over WebSocket, posts the card, and a click delivered over the socket approves', async () => {
     const s = await socketSetup({ approvers: ['U0ALICE'] });
+    // An unauthenticated request opens no connection to Slack.
+    expect((await click(s, { user: 'U0X', id: 'x', ts: '1.2', secret: 'guess' })).status).toBe(401);
+    expect(slackApi.byMethod('apps.connections.open')).toHaveLength(0);
     const run = s.service.runner.run(sqlAction('DELETE FROM sock'), opsOnly);
     const card = await postedCard();
     expect(slackApi.byMethod('apps.connections.open')[0]!.token).toBe('xapp-1-socket-token');

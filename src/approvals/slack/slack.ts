@@ -194,23 +194,25 @@ export class SlackApprovals implements StageDriver {
     // Bolt's helper only rejects old timestamps; a future one is a replay set up in advance.
     if (Math.abs(nowMs / 1000 - ts) > SLACK_MAX_SKEW_SEC) return null;
     for (const credentialId of this.slackCredentials()) {
-      let slack: SlackApp;
-      try {
-        slack = this.appFor(credentialId);
-      } catch {
-        continue;
-      }
-      if (slack.mode !== 'http' || !slack.signingSecret) continue;
+      // Read the secret directly: an unauthenticated request must not build apps or open sockets.
+      const material = this.opts.secrets.resolve(credentialId);
+      if ('missing' in material) continue;
+      const signingSecret = material.slots.signing_secret;
+      if (!signingSecret || material.slots.app) continue; // Socket Mode credentials take no HTTP clicks
       try {
         verifySlackRequest({
-          signingSecret: slack.signingSecret,
+          signingSecret,
           body: raw,
           headers: { 'x-slack-signature': sigHeader, 'x-slack-request-timestamp': ts },
           nowMilliseconds: nowMs,
         });
-        return slack;
       } catch {
-        /* not signed with this credential's secret; try the next */
+        continue; // not signed with this credential's secret; try the next
+      }
+      try {
+        return this.appFor(credentialId);
+      } catch {
+        return null;
       }
     }
     return null;
