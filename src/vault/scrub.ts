@@ -92,6 +92,15 @@ function jsonHtmlSafe(inner: string): string {
   return inner.replace(/[<>&\u2028\u2029]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
 }
 
+/**
+ * Values longer than this (PEM keys and certificates) get only the forms an
+ * echo of them plausibly takes — raw and JSON-escaped (and, as for every PEM,
+ * each body line on its own, so a partial echo is caught) — instead of every
+ * encoding: the encoded forms of a 2 KB key would cost tens of MB of automaton.
+ */
+const LONG_VALUE_BYTES = 256;
+const PEM_LINE_MIN = 16;
+
 /** Every byte form of one secret the scrubber looks for (deduplicated). */
 export function secretForms(value: string): Buffer[] {
   const bytes = Buffer.from(value, 'utf8');
@@ -99,21 +108,31 @@ export function secretForms(value: string): Buffer[] {
   const text = new Set<string>();
   const jsonInner = JSON.stringify(value).slice(1, -1);
   for (const j of [jsonInner, jsonInner.replace(/\//g, '\\/'), jsonAsciiOnly(jsonInner), jsonHtmlSafe(jsonInner)]) text.add(j);
-  text.add(jsonEscapeAll(value, false));
-  text.add(jsonEscapeAll(value, true));
-  for (const core of base64Cores(bytes)) {
-    text.add(core);
-    text.add(toUrlAlphabet(core));
-    text.add(core.replace(/\//g, '\\/'));
+  if (/-----BEGIN [A-Z0-9 ]+-----/.test(value)) {
+    // Each base64 line of a PEM on its own: an upstream may echo part of a certificate or key.
+    for (const line of value.split(/\r?\n/)) {
+      if (line.length < PEM_LINE_MIN || line.startsWith('-----')) continue;
+      text.add(line);
+      text.add(line.replace(/\//g, '\\/'));
+    }
   }
-  for (const core of base64Cores(Buffer.from(bytes.toString('base64')))) text.add(core);
-  text.add(bytes.toString('hex'));
-  text.add(bytes.toString('hex').toUpperCase());
-  const uri = encodeURIComponent(value);
-  const strict = strictUriEncode(value);
-  for (const u of [uri, strict, uri.replace(/%20/g, '+'), strict.replace(/%20/g, '+'), percentAll(bytes, true)]) {
-    text.add(u);
-    text.add(lowerPercentHex(u));
+  if (bytes.length <= LONG_VALUE_BYTES) {
+    text.add(jsonEscapeAll(value, false));
+    text.add(jsonEscapeAll(value, true));
+    for (const core of base64Cores(bytes)) {
+      text.add(core);
+      text.add(toUrlAlphabet(core));
+      text.add(core.replace(/\//g, '\\/'));
+    }
+    for (const core of base64Cores(Buffer.from(bytes.toString('base64')))) text.add(core);
+    text.add(bytes.toString('hex'));
+    text.add(bytes.toString('hex').toUpperCase());
+    const uri = encodeURIComponent(value);
+    const strict = strictUriEncode(value);
+    for (const u of [uri, strict, uri.replace(/%20/g, '+'), strict.replace(/%20/g, '+'), percentAll(bytes, true)]) {
+      text.add(u);
+      text.add(lowerPercentHex(u));
+    }
   }
   const forms = new Map<string, Buffer>();
   forms.set(bytes.toString('latin1'), bytes);
@@ -130,8 +149,8 @@ interface Automaton {
   /** Byte → class (0 = a byte no pattern contains). */
   classes: Uint16Array;
   classCount: number;
-  /** Dense transitions: next = delta[state * classCount + class]. */
-  delta: Uint32Array;
+  /** Dense transitions: next = delta[state * classCount + class] (16-bit when the states fit). */
+  delta: Uint32Array | Uint16Array;
   /** Length of the longest pattern ending in this state, 0 if none. */
   out: Uint32Array;
   /** Length of the state's string: how many trailing bytes may still become a match. */
@@ -167,7 +186,7 @@ function compile(patterns: Buffer[]): Automaton {
   }
 
   const n = children.length;
-  const delta = new Uint32Array(n * classCount);
+  const delta = n <= 0xffff ? new Uint16Array(n * classCount) : new Uint32Array(n * classCount);
   const out = new Uint32Array(n);
   const fail = new Uint32Array(n);
   // Breadth-first: a state's failure target is always shallower, hence complete, when we reach it.

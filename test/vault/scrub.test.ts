@@ -110,6 +110,19 @@ describe('scrubber: forms in one chunk', () => {
     expect(MIN_SECRET_BYTES).toBe(4);
   });
 
+  it('PEM keys: removed raw, JSON-escaped, and line by line when only part of it is echoed', async () => {
+    const { generateKeyPairSync } = await import('node:crypto');
+    const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString().trim();
+    const s = new Scrubber([pem]);
+    const lines = pem.split('\n');
+    const body = lines.slice(1, -1);
+    for (const text of [`key: ${pem}`, JSON.stringify({ key: pem }), JSON.stringify({ key: pem }).replace(/\//g, '\\/'), `partial: ${body[1]}`]) {
+      const clean = s.scrubText(text);
+      for (const line of body) if (line.length >= 16) expect(clean).not.toContain(line);
+      expect(clean.length).toBe(text.length);
+    }
+  });
+
   it('handles several secrets, one inside another', () => {
     const s = new Scrubber(['token-1234', 'xx-token-1234-yy', 'other-secret']);
     expect(s.scrubText('a token-1234 b xx-token-1234-yy c other-secret')).toBe(`a ${'*'.repeat(10)} b ${'*'.repeat(16)} c ${'*'.repeat(12)}`);
