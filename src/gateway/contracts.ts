@@ -32,7 +32,10 @@ export interface ApprovalStage {
   approver: string;
   verdict: 'allow' | 'deny';
   reason: string;
-  /** `llm:<model>`, `slack:<user id>`, `cli:<user>`, `dashboard:<user>`, `timeout`, `error`. */
+  /**
+   * `llm:<model>`, `slack:<user id>`, `cli:<user>`, `dashboard:<user>`, `timeout`, `error`, or
+   * `withdrawn` (the agent stopped waiting). A quorum lists every approver: `slack:U1,slack:U2`.
+   */
   decidedBy: string;
   /** True when the verdict came from a fail mode (timeout, error) rather than a decision. */
   failMode?: boolean;
