@@ -1,0 +1,338 @@
+/**
+ * The control-API routes of the WireGuard transport, mounted by the
+ * gateway's control server:
+ *
+ *   unauthenticated (each checks its own credential)
+ *     GET    /api/enrol/ca                 the gateway CA (the client pins its fingerprint)
+ *     POST   /api/enrol/token              {token, publicKey, name}         → JoinResult
+ *     POST   /api/enrol/device             {publicKey, name}                → {deviceCode, userCode, …}
+ *     POST   /api/enrol/device/poll        {deviceCode}                     → {status[, join]}
+ *     GET    /api/enrol/self               device token                     → DeviceStatus
+ *     DELETE /api/enrol/self               device token                     → the device leaves
+ *   admin (the gateway's admin token)
+ *     GET    /api/devices                                                   → {devices, pending}
+ *     POST   /api/devices/tokens           {profile, ttlSec?, name?}        → {token, expiresAt}
+ *     POST   /api/devices/approve          {userCode, profile, name?}       → {device}
+ *     POST   /api/devices/deny             {userCode}
+ *     POST   /api/devices/<id>/revoke                                       → {revoked, connectionsClosed}
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import type { ControlRoute } from '../gateway/contracts.js';
+import { sendJson } from '../gateway/control-server.js';
+import { EnrolError, type Enrolment, formatUserCode, sha256Hex } from './enrolment.js';
+import { isWgKey } from './keys.js';
+import { PeerError, type PeerRecord, type PeerRegistry } from './peers.js';
+import type { Directory, RunPlaceholder } from './types.js';
+
+export interface DeviceInfo {
+  id: string;
+  name: string;
+  profile: string;
+  address4: string;
+  address6: string | null;
+  publicKey: string;
+  enrolledBy: PeerRecord['enrolledBy'];
+  createdAt: string;
+  /** ISO time of the last WireGuard handshake the gateway saw, or null. */
+  lastHandshake: string | null;
+  /** Where the device's packets come from (`ip:port`), when it has talked. */
+  endpoint: string | null;
+  rxBytes: number;
+  txBytes: number;
+  /** Tunnel connections open now. */
+  connections: number;
+}
+
+export interface JoinResult {
+  device: DeviceInfo;
+  /** Secret the device presents for `status` / `leave` (`Authorization: Bearer`); stored only hashed here. */
+  deviceToken: string;
+  wireguard: {
+    gatewayPublicKey: string;
+    /** `host:port` from `wireguard.endpoint`, or null: the client uses the gateway URL's host and `listenPort`. */
+    endpoint: string | null;
+    listenPort: number;
+    address4: string;
+    address6: string | null;
+    /** The tunnel DNS servers (the gateway's tunnel addresses). */
+    dns: string[];
+    mtu: number;
+    persistentKeepalive: number;
+  };
+  caFingerprint: string;
+  placeholders: RunPlaceholder[];
+}
+
+export interface DeviceStatus {
+  device: DeviceInfo;
+  caFingerprint: string;
+  placeholders: RunPlaceholder[];
+}
+
+export interface EnrolRouteDeps {
+  enrolment: Enrolment;
+  peers: PeerRegistry;
+  directory: Directory;
+  ca: { certPem: string; fingerprintSha256: string };
+  addPeer(input: { name: string; profile: string; publicKey: string; tokenHash: string | null; enrolledBy: PeerRecord['enrolledBy'] }): Promise<PeerRecord>;
+  removePeer(id: string, kind: 'revoked' | 'left'): Promise<{ revoked: boolean; connectionsClosed: number }>;
+  joinResult(peer: PeerRecord, deviceToken: string): Promise<JoinResult>;
+  deviceInfo(peer: PeerRecord): Promise<DeviceInfo>;
+  devices(): Promise<DeviceInfo[]>;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._ -]{0,62}$/;
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function jsonBody(ctx: { body: () => Promise<Buffer> }): Promise<Record<string, unknown>> {
+  const raw = (await ctx.body()).toString('utf8');
+  let parsed: unknown;
+  try {
+    parsed = raw ? JSON.parse(raw) : {};
+  } catch {
+    throw new HttpError(400, 'request body is not JSON');
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new HttpError(400, 'request body must be a JSON object');
+  return parsed as Record<string, unknown>;
+}
+
+function str(body: Record<string, unknown>, key: string, required: true): string;
+function str(body: Record<string, unknown>, key: string, required?: false): string | undefined;
+function str(body: Record<string, unknown>, key: string, required = false): string | undefined {
+  const v = body[key];
+  if (v === undefined || v === null || v === '') {
+    if (required) throw new HttpError(400, `missing "${key}"`);
+    return undefined;
+  }
+  if (typeof v !== 'string' || v.length > 512) throw new HttpError(400, `"${key}" must be a string`);
+  return v;
+}
+
+function deviceName(body: Record<string, unknown>, fallback: string): string {
+  const name = str(body, 'name') ?? fallback;
+  if (!NAME.test(name)) throw new HttpError(400, 'device name: 1–63 letters, digits, ".", "_", "-" or spaces');
+  return name;
+}
+
+function publicKey(body: Record<string, unknown>): string {
+  const key = str(body, 'publicKey', true);
+  if (!isWgKey(key)) throw new HttpError(400, '"publicKey" must be a WireGuard public key (base64 of 32 bytes)');
+  return key;
+}
+
+function checkProfile(deps: EnrolRouteDeps, profile: string): void {
+  const known = deps.directory.profiles();
+  if (!known.includes(profile)) {
+    throw new HttpError(400, `no profile "${profile}" in the policy${known.length ? ` (profiles: ${known.join(', ')})` : ''}`);
+  }
+}
+
+function bearer(req: IncomingMessage): string | null {
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization?.trim() ?? '');
+  return m?.[1] ?? null;
+}
+
+function newDeviceToken(): { token: string; hash: string } {
+  const token = `cpt_${randomBytes(32).toString('base64url')}`;
+  return { token, hash: sha256Hex(token) };
+}
+
+export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
+  const selfPeer = (req: IncomingMessage): PeerRecord => {
+    const token = bearer(req);
+    const peer = token ? deps.peers.byTokenHash(sha256Hex(token)) : undefined;
+    if (!peer) throw new HttpError(401, 'unknown device token: this device is not enrolled (revoked, or it left)');
+    return peer;
+  };
+
+  const handlers: Array<{
+    method: string;
+    path: RegExp;
+    admin: boolean;
+    run(req: IncomingMessage, m: RegExpExecArray, ctx: { body: () => Promise<Buffer> }): Promise<[number, unknown]>;
+  }> = [
+    {
+      method: 'GET',
+      path: /^\/api\/enrol\/ca$/,
+      admin: false,
+      run: async () => [200, { caPem: deps.ca.certPem, fingerprint: deps.ca.fingerprintSha256 }],
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/enrol\/token$/,
+      admin: false,
+      run: async (_req, _m, ctx) => {
+        const body = await jsonBody(ctx);
+        const token = str(body, 'token', true);
+        const key = publicKey(body);
+        const name = deviceName(body, 'device');
+        if (deps.peers.byPublicKey(key)) throw new HttpError(409, 'this public key is already enrolled');
+        const record = await deps.enrolment.redeemToken(token);
+        if (!deps.directory.profiles().includes(record.profile)) {
+          throw new HttpError(409, `the token's profile "${record.profile}" is no longer in the policy; mint a new token`);
+        }
+        const device = newDeviceToken();
+        const peer = await deps.addPeer({ name: record.name ?? name, profile: record.profile, publicKey: key, tokenHash: device.hash, enrolledBy: 'token' });
+        return [200, await deps.joinResult(peer, device.token)];
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/enrol\/device$/,
+      admin: false,
+      run: async (_req, _m, ctx) => {
+        const body = await jsonBody(ctx);
+        const key = publicKey(body);
+        const name = deviceName(body, 'device');
+        if (deps.peers.byPublicKey(key)) throw new HttpError(409, 'this public key is already enrolled');
+        const started = await deps.enrolment.startDeviceCode(key, name);
+        return [200, { ...started, interval: 2 }];
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/enrol\/device\/poll$/,
+      admin: false,
+      run: async (_req, _m, ctx) => {
+        const body = await jsonBody(ctx);
+        const polled = await deps.enrolment.poll(str(body, 'deviceCode', true));
+        if (polled.status === 'pending') return [200, { status: 'pending' }];
+        if (polled.status === 'unknown') return [404, { status: 'unknown', error: 'unknown device code' }];
+        if (polled.status === 'expired') return [410, { status: 'expired', error: 'the enrolment expired before it was approved' }];
+        if (polled.status === 'denied') return [403, { status: 'denied', error: 'the enrolment was denied' }];
+        if (!('record' in polled)) return [404, { status: 'unknown', error: 'unknown device code' }];
+        const peer = deps.peers.byId(polled.record.deviceId ?? '');
+        if (!peer) return [410, { status: 'expired', error: 'the approved device was revoked before it finished joining' }];
+        const device = newDeviceToken();
+        const updated = await deps.peers.update(peer.id, { tokenHash: device.hash });
+        return [200, { status: 'approved', join: await deps.joinResult(updated, device.token) }];
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/enrol\/self$/,
+      admin: false,
+      run: async (req) => {
+        const peer = selfPeer(req);
+        const status: DeviceStatus = {
+          device: await deps.deviceInfo(peer),
+          caFingerprint: deps.ca.fingerprintSha256,
+          placeholders: deps.directory.placeholdersFor(peer.profile),
+        };
+        return [200, status];
+      },
+    },
+    {
+      method: 'DELETE',
+      path: /^\/api\/enrol\/self$/,
+      admin: false,
+      run: async (req) => {
+        const peer = selfPeer(req);
+        const r = await deps.removePeer(peer.id, 'left');
+        return [200, { left: r.revoked, id: peer.id }];
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/devices$/,
+      admin: true,
+      run: async () => {
+        const pending = (await deps.enrolment.pending()).map((p) => ({
+          userCode: formatUserCode(p.userCode),
+          name: p.name,
+          publicKey: p.publicKey,
+          createdAt: p.createdAt,
+          expiresAt: p.expiresAt,
+        }));
+        return [200, { devices: await deps.devices(), pending }];
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/devices\/tokens$/,
+      admin: true,
+      run: async (_req, _m, ctx) => {
+        const body = await jsonBody(ctx);
+        const profile = str(body, 'profile', true);
+        checkProfile(deps, profile);
+        const ttl = body.ttlSec === undefined ? undefined : Number(body.ttlSec);
+        const name = body.name === undefined ? undefined : deviceName(body, '');
+        const minted = await deps.enrolment.mintToken(profile, ttl, name);
+        return [200, { ...minted, profile, caFingerprint: deps.ca.fingerprintSha256 }];
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/devices\/approve$/,
+      admin: true,
+      run: async (_req, _m, ctx) => {
+        const body = await jsonBody(ctx);
+        const profile = str(body, 'profile', true);
+        checkProfile(deps, profile);
+        const { key, record } = await deps.enrolment.pendingByUserCode(str(body, 'userCode', true));
+        if (deps.peers.byPublicKey(record.publicKey)) throw new HttpError(409, 'this public key is already enrolled');
+        const name = body.name === undefined ? record.name : deviceName(body, record.name);
+        const peer = await deps.addPeer({ name, profile, publicKey: record.publicKey, tokenHash: null, enrolledBy: 'device-code' });
+        await deps.enrolment.markApproved(key, record, peer.id, profile);
+        return [200, { device: await deps.deviceInfo(peer) }];
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/devices\/deny$/,
+      admin: true,
+      run: async (_req, _m, ctx) => {
+        const body = await jsonBody(ctx);
+        const { key, record } = await deps.enrolment.pendingByUserCode(str(body, 'userCode', true));
+        await deps.enrolment.markDenied(key, record);
+        return [200, { denied: formatUserCode(record.userCode) }];
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/devices\/([A-Za-z0-9_]{1,40})\/revoke$/,
+      admin: true,
+      run: async (_req, m) => {
+        const id = m[1]!;
+        if (!deps.peers.byId(id)) throw new HttpError(404, `no device ${id}`);
+        return [200, await deps.removePeer(id, 'revoked')];
+      },
+    },
+  ];
+
+  return async (req: IncomingMessage, res: ServerResponse, ctx) => {
+    const path = ctx.url.pathname;
+    if (!path.startsWith('/api/enrol/') && path !== '/api/devices' && !path.startsWith('/api/devices/')) return false;
+    const matching = handlers.filter((h) => h.path.test(path));
+    if (matching.length === 0) return false;
+    const h = matching.find((x) => x.method === req.method);
+    if (!h) {
+      sendJson(res, 405, { error: `${req.method} is not allowed on ${path}` });
+      return true;
+    }
+    if (h.admin && !ctx.admin) {
+      sendJson(res, 401, { error: 'this endpoint needs the gateway admin token (Authorization: Bearer <state_dir>/admin.token)' });
+      return true;
+    }
+    try {
+      const [status, body] = await h.run(req, h.path.exec(path)!, ctx);
+      sendJson(res, status, body);
+    } catch (err) {
+      if (err instanceof HttpError || err instanceof EnrolError || err instanceof PeerError) {
+        sendJson(res, err.status, { error: err.message });
+        return true;
+      }
+      throw err;
+    }
+    return true;
+  };
+}
