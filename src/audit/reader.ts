@@ -34,7 +34,22 @@ export async function verifyStore(store: Store, key: Buffer | null): Promise<Ver
       yield r;
     }
   }
-  return verifyChain({ rows: bounded(), head, checkpoint, key });
+  const result = await verifyChain({ rows: bounded(), head, checkpoint, key });
+  if (!result.ok) return result;
+  // Records beyond the head we started from are fine if the gateway has linked them since (the head moved
+  // past them); records the head has never covered were added behind the gateway's back.
+  const covered = (await store.audit.head())?.seq ?? 0;
+  const stray = await store.audit.range({ afterSeq: Math.max(covered, upto ?? 0), limit: 1 });
+  if (stray[0]) {
+    return {
+      ok: false,
+      seq: stray[0].seq,
+      problem: 'head',
+      message: `record ${stray[0].seq} is not covered by the head (record ${covered}): it was added outside the gateway`,
+      count: result.count,
+    };
+  }
+  return result;
 }
 
 export function exportLine(row: AuditRow): string {

@@ -257,6 +257,20 @@ describe('audit log', () => {
       d.close();
     });
 
+    it('records appended behind the gateway\'s back', async () => {
+      const d = db();
+      const last = d.prepare('SELECT hash FROM audit_records WHERE seq = 100').get() as { hash: string };
+      const forged = canonicalJson({ ...record(101), seq: 101 });
+      d.prepare('INSERT INTO audit_records (seq, ts, record, prev_hash, hash) VALUES (101, 0, ?, ?, ?)').run(forged, last.hash, chainHash(last.hash, forged));
+      d.close();
+      expect(await verifyStore(store, key)).toMatchObject({
+        ok: false,
+        seq: 101,
+        problem: 'head',
+        message: 'record 101 is not covered by the head (record 100): it was added outside the gateway',
+      });
+    });
+
     it('a deleted or rolled-back head', async () => {
       const d = db();
       const head = d.prepare('SELECT seq, hash, mac FROM audit_head').get() as { seq: number; hash: string; mac: string };
