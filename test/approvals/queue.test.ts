@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import { createApprovalService, type ApprovalService, type PendingApproval } from '../../src/approvals/index.js';
 import { ensureAdminToken, startControlServer, type ControlServer } from '../../src/gateway/control-server.js';
 import type { ApprovalOutcome } from '../../src/gateway/contracts.js';
@@ -247,7 +248,19 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: 
   });
 }
 
-describe('clawpatrol approvals (built CLI; run `npm run build` first)', () => {
+/** A port nothing listens on. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// Each case spawns the CLI several times; on a busy 2-core machine that takes a while.
+describe('clawpatrol approvals (built CLI; run `npm run build` first)', { timeout: 90_000 }, () => {
   it('list shows the waiting actions; approve by id prefix decides as cli:<user>', async () => {
     const s = await setup();
     const run = s.service.runner.run(sqlAction('DELETE FROM users WHERE id = 9'), oncall);
@@ -300,7 +313,7 @@ describe('clawpatrol approvals (built CLI; run `npm run build` first)', () => {
     }
   });
 
-  it('quorum progress, unknown ids, a wrong token and an unreachable gateway', async () => {
+  it('quorum progress and a second approval by the same user', async () => {
     const s = await setup({ requireApprovers: 2 });
     const run = s.service.runner.run(sqlAction('DELETE FROM two'), oncall);
     const [entry] = await pending(s);
@@ -309,7 +322,12 @@ describe('clawpatrol approvals (built CLI; run `npm run build` first)', () => {
     const again = await cli(['approve', entry!.id, '--as', 'alice', '--gateway', s.control.url]);
     expect(again.code).toBe(1);
     expect(again.stderr).toBe(`clawpatrol approvals: cli:alice has already approved ${entry!.id}\n`);
+    await cli(['approve', entry!.id, '--as', 'bob', '--gateway', s.control.url]);
+    expect((await run).stages[0]!.decidedBy).toBe('cli:alice,cli:bob');
+  });
 
+  it('unknown ids, a wrong or missing token, an unreachable gateway, usage errors', async () => {
+    const s = await setup();
     const missing = await cli(['deny', 'ffffffffffffffff', '--gateway', s.control.url]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('no pending approval "ffffffffffffffff"');
@@ -324,15 +342,13 @@ describe('clawpatrol approvals (built CLI; run `npm run build` first)', () => {
     expect(noToken.code).toBe(1);
     expect(noToken.stderr).toContain('no admin token at');
 
-    const down = await cli(['list', '--gateway', 'http://127.0.0.1:1']);
+    const closed = await closedPort();
+    const down = await cli(['list', '--gateway', `http://127.0.0.1:${closed}`]);
     expect(down.code).toBe(1);
-    expect(down.stderr).toContain('cannot reach the gateway at http://127.0.0.1:1');
+    expect(down.stderr).toContain(`cannot reach the gateway at http://127.0.0.1:${closed}`);
 
     const usage = await cli(['approve']);
     expect(usage.code).toBe(2);
-
-    await cli(['approve', entry!.id, '--as', 'bob', '--gateway', s.control.url]);
-    expect((await run).stages[0]!.decidedBy).toBe('cli:alice,cli:bob');
   });
 
   it('agent text cannot inject terminal escapes into the listing', async () => {
