@@ -13,7 +13,7 @@ import { compilePolicy, type CompiledPolicy } from './compiled.js';
 export type { CompiledPolicy } from './compiled.js';
 export { generatedPlaceholder } from './compiled.js';
 export { formatDiagnostic, sortDiagnostics } from './diagnostics.js';
-export { PolicyWatcher } from './watcher.js';
+export { PolicyWatcher, PolicyLoadError, type WatchOptions } from './watcher.js';
 export { placeholdersFromHeaders, placeholderHeaders, profilePlaceholders } from './placeholders.js';
 export type * from './types.js';
 
