@@ -40,6 +40,25 @@ export interface PortalInfo {
   boundBatch: number;
 }
 
+/**
+ * Text without quotes, dollar quotes, comments or backslashes, with every
+ * numeric literal replaced by 0. Clients on the simple protocol inline
+ * their values (`WHERE aid = 81234`), so hot statements differ only in their
+ * numbers; the analysis — verbs, tables, functions, prepared names — cannot
+ * depend on a number's value, and without those characters a digit run
+ * bounded by non-word characters can only be a numeric literal (identifiers
+ * cannot start with a digit; `t1`, `1e5`, `1_000`, `1abc` are left alone;
+ * non-ASCII text is excluded because `é1` is an identifier to PostgreSQL but
+ * not a word to the regular expression).
+ * So both texts share one cached parse. Anything else is analysed as sent.
+ */
+const LITERAL_SHAPE_SAFE = /^[^'"$\\\-/\u0080-\uffff]*$/;
+const NUMERIC_LITERAL = /\b\d+(?:\.\d+)?\b/g;
+
+export function literalShape(text: string): string {
+  return LITERAL_SHAPE_SAFE.test(text) ? text.replace(NUMERIC_LITERAL, '0') : text;
+}
+
 /** An analysis that says "cannot be inspected" — rules reading verb/tables/functions fail closed. */
 export function uninspected(reason: string): SqlAnalysis {
   return {
@@ -85,7 +104,7 @@ export class StatementMemory {
    * statements prepared earlier in the session or earlier in the same text.
    */
   analyze(text: string): SqlAnalysis {
-    const own = analyzeSql(text);
+    const own = analyzeSql(literalShape(text));
     if (!own.inspected || own.executes.length === 0) return own;
     const parts: SqlAnalysis[] = [own];
     for (const name of own.executes) {

@@ -1,0 +1,348 @@
+/**
+ * Postgres gateway benchmark: pgbench through four paths to one real
+ * PostgreSQL 15, interleaved round by round so that machine noise hits all
+ * of them alike.
+ *
+ *   direct   pgbench → PostgreSQL
+ *   relay    pgbench → a do-nothing Node.js TCP relay → PostgreSQL (the floor for any Node proxy)
+ *   pgbouncer pgbench → pgbouncer (session pooling) → PostgreSQL
+ *   gateway  pgbench → clawpatrol's Postgres listener (20-rule policy, real enforcer,
+ *            real hash-chained audit log in SQLite) → PostgreSQL
+ *
+ * Workloads: pgbench's built-in select-only (-S) and a mixed read script
+ * (point reads on three tables, a range join, an aggregate), at 1 and 8
+ * clients, simple query protocol (every statement text differs, so the
+ * gateway parses each one: no parse-cache help).
+ *
+ *   npx tsx bench/postgres/run.ts [--seconds 5] [--rounds 3] [--scale 1] [--workload select-only|mixed] [--clients 1|8]
+ *
+ * Prints a Markdown table: TPS (median of rounds), ratio to direct and to
+ * the relay, p50/p99 transaction latency and the p50 added over direct.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, chownSync, chmodSync } from 'node:fs';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startPgCluster, freePort, type PgCluster } from '../../test/support/pg-cluster.js';
+import { loadPolicy, formatDiagnostic } from '../../src/policy/index.js';
+import { createEnforcer } from '../../src/gateway/enforcer.js';
+import { AuditLog } from '../../src/audit/index.js';
+import { redactFacts } from '../../src/audit/redact.js';
+import { openSqliteStore } from '../../src/store/sqlite.js';
+import { startPostgresListener } from '../../src/protocols/postgres/listener.js';
+import { initSqlParser } from '../../src/protocols/postgres/sql.js';
+
+const arg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const SECONDS = arg('seconds', 5);
+const ROUNDS = arg('rounds', 3);
+const SCALE = arg('scale', 1);
+const PASSWORD = 'bench-Secret-42';
+
+const MIXED = `\\set aid random(1, 100000 * :scale)
+\\set bid random(1, 1 * :scale)
+\\set tid random(1, 10 * :scale)
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+SELECT bbalance FROM pgbench_branches WHERE bid = :bid;
+SELECT tbalance FROM pgbench_tellers WHERE tid = :tid;
+SELECT a.aid, a.abalance, t.tbalance FROM pgbench_accounts a JOIN pgbench_tellers t ON t.bid = a.bid WHERE a.aid BETWEEN :aid AND :aid + 5 AND t.tid = :tid;
+SELECT count(*), max(abalance) FROM pgbench_accounts WHERE aid BETWEEN :aid AND :aid + 20;
+`;
+
+/** 20 rules of the kinds operators write; reads fall through 19 of them to the allow rule. */
+function policyHcl(pgPort: number, listenPort: number): string {
+  const denyFunctions = ['pg_read_file', 'pg_ls_dir', 'lo_export', 'lo_import', 'dblink_exec', 'set_config', 'pg_terminate_backend'];
+  const rules: string[] = [
+    `rule "banned-functions" {
+  endpoint  = postgres.bench
+  priority  = 100
+  condition = "sql.copy_program || sets.intersects(sql.functions, [${denyFunctions.map((f) => `'${f}'`).join(', ')}])"
+  verdict   = "deny"
+  reason    = "function not available"
+}`,
+    `rule "no-ddl" {
+  endpoint  = postgres.bench
+  priority  = 90
+  condition = "sets.intersects(sql.verbs, ['drop', 'truncate', 'alter', 'create', 'grant', 'revoke'])"
+  verdict   = "deny"
+}`,
+    `rule "no-do" {
+  endpoint  = postgres.bench
+  priority  = 89
+  condition = "sql.verb == 'do' || sql.verb == 'call'"
+  verdict   = "deny"
+}`,
+    `rule "history-append-only" {
+  endpoint  = postgres.bench
+  priority  = 80
+  condition = "'pgbench_history' in sql.tables && sql.verb in ['update', 'delete']"
+  verdict   = "deny"
+}`,
+  ];
+  for (let i = 0; i < 14; i++) {
+    rules.push(`rule "tenant-${i}" {
+  endpoint  = postgres.bench
+  priority  = ${70 - i}
+  condition = "'tenant_${i}.ledger' in sql.tables || sql.statement.contains('/* tenant ${i} */')"
+  verdict   = "deny"
+  reason    = "tenant ${i} is off limits"
+}`);
+  }
+  rules.push(`rule "writes-need-approval" {
+  endpoint  = postgres.bench
+  priority  = 5
+  condition = "sets.intersects(sql.verbs, ['insert', 'update', 'delete', 'merge', 'copy'])"
+  approve   = [builtin.dashboard]
+}`);
+  rules.push(`rule "reads" {
+  endpoint  = postgres.bench
+  priority  = 1
+  condition = "sets.contains(['select', 'show', 'begin', 'commit', 'rollback', 'connect', 'set'], sql.verbs)"
+  verdict   = "allow"
+}`);
+  return `schema_version = 1
+gateway {
+  limits {
+    body_buffer = "1MiB"
+  }
+}
+endpoint "postgres" "bench" {
+  host    = "127.0.0.1:${pgPort}"
+  sslmode = "disable"
+  listen  = "127.0.0.1:${listenPort}"
+}
+credential "postgres_credential" "bench" {
+  endpoint = postgres.bench
+  user     = "bench"
+}
+profile "default" {
+  credentials = [{ credential = postgres_credential.bench, placeholder = "PH_bench" }]
+}
+${rules.join('\n')}
+`;
+}
+
+function startRelay(targetPort: number): Promise<{ server: Server; port: number }> {
+  return new Promise((resolve) => {
+    const server = createServer((client: Socket) => {
+      client.setNoDelay(true);
+      const up = connect({ host: '127.0.0.1', port: targetPort });
+      up.setNoDelay(true);
+      client.pipe(up).pipe(client);
+      client.on('error', () => up.destroy());
+      up.on('error', () => client.destroy());
+    });
+    server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as { port: number }).port }));
+  });
+}
+
+async function startPgbouncer(pg: PgCluster, dir: string): Promise<{ stop(): void; port: number }> {
+  const port = await freePort();
+  writeFileSync(join(dir, 'userlist.txt'), `"bench" "${PASSWORD}"\n`);
+  writeFileSync(
+    join(dir, 'pgbouncer.ini'),
+    `[databases]
+postgres = host=127.0.0.1 port=${pg.port} dbname=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${port}
+unix_socket_dir =
+auth_type = plain
+auth_file = ${join(dir, 'userlist.txt')}
+pool_mode = session
+max_client_conn = 100
+default_pool_size = 20
+logfile = ${join(dir, 'pgbouncer.log')}
+`,
+  );
+  if (process.getuid?.() === 0) {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    for (const f of ['', 'userlist.txt', 'pgbouncer.ini']) chownSync(join(dir, f), uid, gid);
+  }
+  chmodSync(join(dir, 'userlist.txt'), 0o600);
+  const child = spawn(
+    process.getuid?.() === 0 ? 'runuser' : '/usr/sbin/pgbouncer',
+    process.getuid?.() === 0 ? ['-u', 'postgres', '--', '/usr/sbin/pgbouncer', join(dir, 'pgbouncer.ini')] : [join(dir, 'pgbouncer.ini')],
+    { stdio: 'ignore' },
+  );
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((r) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { port, stop: () => child.kill('SIGTERM') };
+}
+
+interface Run {
+  tps: number;
+  latenciesUs: number[];
+}
+
+function pgbench(port: number, user: string, workload: 'select-only' | 'mixed', clients: number, dir: string): Promise<Run> {
+  const logDir = mkdtempSync(join(dir, 'log-'));
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', user, '-n', '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(SECONDS), '-l', '--log-prefix', join(logDir, 'tx')];
+  if (workload === 'select-only') args.push('-S');
+  else args.push('-f', join(dir, 'mixed.sql'));
+  args.push('postgres');
+  return new Promise((resolve, reject) => {
+    const child = spawn('/usr/bin/pgbench', args, { env: { PATH: process.env.PATH ?? '', PGPASSWORD: PASSWORD, PGSSLMODE: 'disable' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('close', (code) => {
+      const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(out);
+      if (code !== 0 || !m) {
+        reject(new Error(`pgbench failed (${code}):\n${out}`));
+        return;
+      }
+      const latenciesUs: number[] = [];
+      for (const f of readdirSync(logDir)) {
+        for (const line of readFileSync(join(logDir, f), 'utf8').split('\n')) {
+          const parts = line.split(' ');
+          if (parts.length >= 3) latenciesUs.push(Number(parts[2]));
+        }
+      }
+      rmSync(logDir, { recursive: true, force: true });
+      resolve({ tps: Number(m[1]), latenciesUs });
+    });
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'cp-pgbench-'));
+  if (process.getuid?.() === 0) chmodSync(dir, 0o755);
+  writeFileSync(join(dir, 'mixed.sql'), MIXED);
+  const pg = await startPgCluster();
+  const cleanups: Array<() => unknown> = [() => pg.stop(), () => rmSync(dir, { recursive: true, force: true })];
+  try {
+    pg.createUser('bench', PASSWORD, 'scram-sha-256');
+    execFileSync('/usr/bin/pgbench', ['-i', '-q', '-s', String(SCALE), '-h', '127.0.0.1', '-p', String(pg.port), '-U', 'postgres', 'postgres'], {
+      stdio: 'ignore',
+      env: { PATH: process.env.PATH ?? '', PGPASSWORD: pg.superPassword },
+    });
+    pg.sql('GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO bench');
+
+    const relay = await startRelay(pg.port);
+    cleanups.push(() => relay.server.close());
+    const bouncerDir = mkdtempSync(join(dir, 'bouncer-'));
+    const bouncer = await startPgbouncer(pg, bouncerDir);
+    cleanups.push(() => bouncer.stop());
+
+    await initSqlParser();
+    const listenPort = await freePort();
+    writeFileSync(join(dir, 'policy.hcl'), policyHcl(pg.port, listenPort));
+    const loaded = await loadPolicy(join(dir, 'policy.hcl'));
+    if (!loaded.ok) throw new Error(loaded.diagnostics.map(formatDiagnostic).join('\n'));
+    const policy = loaded.policy;
+    const storeDir = mkdtempSync(join(dir, 'state-'));
+    const store = openSqliteStore(storeDir);
+    const audit = new AuditLog({ store, key: null, pruneIntervalMs: 0 });
+    cleanups.push(() => audit.close());
+    const enforcer = createEnforcer({
+      policy: () => policy,
+      secrets: {
+        resolve: (id) => ({ credential: policy.model.credentials.get(id)!, slots: { password: PASSWORD } }),
+        allValues: () => [PASSWORD],
+      },
+      approvals: { run: async () => ({ verdict: 'deny', reason: 'no approver in the benchmark', stages: [] }) },
+      audit,
+      redactFacts: (a) => redactFacts(a, [PASSWORD]),
+    });
+    const gateway = await startPostgresListener({
+      endpoint: 'postgres.bench',
+      listen: `127.0.0.1:${listenPort}`,
+      enforcer,
+      policy: () => policy,
+      profile: 'default',
+      scrubValues: () => [PASSWORD],
+    });
+    cleanups.push(() => gateway.close());
+
+    const targets = [
+      { name: 'direct', port: pg.port, user: 'bench' },
+      { name: 'node relay', port: relay.port, user: 'bench' },
+      { name: 'pgbouncer', port: bouncer.port, user: 'bench' },
+      { name: 'gateway', port: listenPort, user: 'PH_bench' },
+    ];
+    const only = (name: string): string | undefined => {
+      const i = process.argv.indexOf(`--${name}`);
+      return i >= 0 ? process.argv[i + 1] : undefined;
+    };
+    const cases = [
+      { workload: 'select-only' as const, clients: 1 },
+      { workload: 'select-only' as const, clients: 8 },
+      { workload: 'mixed' as const, clients: 1 },
+      { workload: 'mixed' as const, clients: 8 },
+    ].filter((c) => (only('workload') ?? c.workload) === c.workload && Number(only('clients') ?? c.clients) === c.clients);
+    const results = new Map<string, Run[]>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of cases) {
+        for (const t of targets) {
+          const r = await pgbench(t.port, t.user, c.workload, c.clients, dir);
+          const key = `${c.workload}|${c.clients}|${t.name}`;
+          if (!results.has(key)) results.set(key, []);
+          results.get(key)!.push(r);
+          process.stderr.write(`round ${round + 1}/${ROUNDS} ${c.workload} c=${c.clients} ${t.name}: ${r.tps.toFixed(0)} tps\n`);
+        }
+      }
+    }
+    await audit.flush();
+
+    const rows: string[] = [
+      `pgbench ${SECONDS}s × ${ROUNDS} rounds, scale ${SCALE}, simple protocol; TPS = median of rounds; latency over all transactions of all rounds.`,
+      '',
+      '| workload | clients | path | TPS | vs direct | vs node relay | p50 µs | p99 µs | added p50 µs |',
+      '|---|---:|---|---:|---:|---:|---:|---:|---:|',
+    ];
+    for (const c of cases) {
+      const stat = (name: string) => {
+        const runs = results.get(`${c.workload}|${c.clients}|${name}`)!;
+        const lat = runs.flatMap((r) => r.latenciesUs).sort((a, b) => a - b);
+        return { tps: median(runs.map((r) => r.tps)), p50: percentile(lat, 50), p99: percentile(lat, 99) };
+      };
+      const direct = stat('direct');
+      const relayS = stat('node relay');
+      for (const t of targets) {
+        const s = stat(t.name);
+        rows.push(
+          `| ${c.workload} | ${c.clients} | ${t.name} | ${s.tps.toFixed(0)} | ${(s.tps / direct.tps).toFixed(2)} | ${(s.tps / relayS.tps).toFixed(2)} | ${s.p50.toFixed(0)} | ${s.p99.toFixed(0)} | ${t.name === 'direct' ? '—' : (s.p50 - direct.p50).toFixed(0)} |`,
+        );
+      }
+    }
+    const stats = audit.stats();
+    rows.push('', `gateway audit records written: ${JSON.stringify(stats)}`);
+    process.stdout.write(rows.join('\n') + '\n');
+  } finally {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch {
+        /* keep cleaning */
+      }
+    }
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = 1;
+});
