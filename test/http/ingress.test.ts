@@ -147,3 +147,27 @@ describe('unknown hosts, deny', () => {
     expect(denyEnv.api.seen).toHaveLength(0);
   });
 });
+
+describe('a connection to one endpoint cannot carry another host', () => {
+  it('plain HTTP on an endpoint’s virtual IP with a foreign Host: 421, nothing sent anywhere', async () => {
+    const server = net.createServer((s) =>
+      env.gw.engine.handlePlainHttpConnection(s, { peer: { id: 'vip-agent' }, profile: 'agent', endpointId: 'https.api', dialedPort: env.plain.port }),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const before = env.plain.seen.length;
+    const out = await rawExchange(
+      () => net.connect(port, '127.0.0.1'),
+      `GET /v1/items HTTP/1.1\r\nHost: unknown.test:${env.plain.port}\r\nAuthorization: Bearer ${PLACEHOLDER}\r\nConnection: close\r\n\r\n`,
+    );
+    expect(out).toMatch(/^HTTP\/1\.1 421 /);
+    expect(env.plain.seen.length).toBe(before);
+    const ok = await rawExchange(
+      () => net.connect(port, '127.0.0.1'),
+      `GET /v1/items HTTP/1.1\r\nHost: plain.test:${env.plain.port}\r\nAuthorization: Bearer ${PLACEHOLDER}\r\nConnection: close\r\n\r\n`,
+    );
+    expect(ok).toMatch(/^HTTP\/1\.1 200 /);
+    expect(env.plain.seen.at(-1)!.headers['authorization']).toBe(`Bearer ${CANARY}`);
+    server.close();
+  });
+});

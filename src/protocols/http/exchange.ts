@@ -290,9 +290,13 @@ function routeRequest(conn: ConnectionInfo, req: IncomingRequest, policy: HttpPo
     }
   }
   const effectivePort = port ?? conn.port ?? (scheme === 'https' ? 443 : 80);
-  const endpoint = conn.endpointId
-    ? policy.model.endpoints.get(conn.endpointId) ?? null
-    : policy.findEndpoint(host, effectivePort, conn.profile);
+  const found = policy.findEndpoint(host, effectivePort, conn.profile);
+  if (conn.endpointId && found?.id !== conn.endpointId) {
+    // The transport says which endpoint was dialed (a virtual IP): a request
+    // naming another host would get that endpoint's credential sent elsewhere.
+    throw new HttpParseError(421, `"${host}" is not a host of ${conn.endpointId}, the endpoint this connection was made to`);
+  }
+  const endpoint = found;
   return { target, host, port: effectivePort, endpoint, path, upstream: { host, port: effectivePort, tls: scheme === 'https' } };
 }
 
