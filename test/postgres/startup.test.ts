@@ -84,6 +84,34 @@ rule "no-connect-for-ph-md5-to-template1" {
     }
   });
 
+  it('refuses settings under which the gateway would read SQL differently from the server', async () => {
+    // Agent asks for a client encoding where ASCII bytes can be part of a character.
+    const sjis = await RawClient.connect(f.port);
+    sjis.send(serialize.startup({ user: 'PH_scram', database: 'postgres', client_encoding: 'SJIS' }));
+    await sjis.until(() => sjis.closed);
+    expect(sjis.messages[0]).toMatchObject({ name: 'error', code: '0A000' });
+    // The role's own default turns standard_conforming_strings off: refused at login.
+    f.pg.sql('ALTER ROLE app_md5 SET standard_conforming_strings = off');
+    try {
+      const c = await RawClient.connect(f.port);
+      c.send(serialize.startup({ user: 'PH_md5', database: 'postgres' }));
+      await c.until(() => c.closed);
+      expect(c.messages.find((m) => m.name === 'error')).toMatchObject({ code: '0A000' });
+      expect(c.messages.some((m) => m.name === 'readyForQuery')).toBe(false);
+    } finally {
+      f.pg.sql('ALTER ROLE app_md5 RESET standard_conforming_strings');
+    }
+    // Changed during the session (SQL SET): the session ends before anything else is parsed.
+    const live = await RawClient.connect(f.port, { user: 'PH_scram', database: 'postgres' });
+    const since = live.messages.length;
+    live.send(serialize.query("SET client_encoding = 'SJIS'"), serialize.query('SELECT 1'));
+    await live.until(() => live.closed);
+    const got = live.messages.slice(since);
+    // The SET completes (the server already applied it); then the session ends: SELECT 1 is never parsed.
+    expect(got.map((m) => m.name)).toEqual(['commandComplete', 'parameterStatus', 'readyForQuery', 'error']);
+    expect(got[3]).toMatchObject({ code: '0A000' });
+  });
+
   it('the session start is decided (verb connect, with database and user)', async () => {
     const c = await RawClient.connect(f.port);
     c.send(serialize.startup({ user: 'PH_scram', database: 'template1' }));

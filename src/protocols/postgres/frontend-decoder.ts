@@ -34,7 +34,7 @@ export interface StartupMessage {
   type: 'Startup';
   major: number;
   minor: number;
-  /** Parameters in the order sent; names are unique (duplicates are rejected). */
+  /** Parameters in the order sent (a repeated name: the last one wins, as in PostgreSQL). */
   params: Array<[string, string]>;
 }
 
@@ -308,14 +308,13 @@ export function decodeStartupPacket(raw: Buffer): StartupPacket {
     throw new FrontendProtocolError(`unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`);
   }
   const r = new BodyReader(raw.subarray(8), 'startup');
+  // Duplicates are kept in order: PostgreSQL applies them in order (the last
+  // one wins), and pg-protocol itself appends a second client_encoding.
   const params: Array<[string, string]> = [];
-  const seen = new Set<string>();
   for (;;) {
     const name = r.cstring('parameter name', 'utf8');
     if (name === '') break;
     const value = r.cstring(`value of "${name}"`, 'utf8');
-    if (seen.has(name)) throw new FrontendProtocolError(`invalid startup message: duplicate parameter "${name}"`);
-    seen.add(name);
     params.push([name, value]);
   }
   r.end();
