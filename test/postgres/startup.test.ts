@@ -10,6 +10,7 @@ import { serialize } from 'pg-protocol';
 import { RawClient } from './support/raw-client.js';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
 import { handlePostgresConnection } from '../../src/protocols/postgres/connection.js';
+import { createPostgresEngine } from '../../src/protocols/postgres/index.js';
 import { parsePostgresRaw } from '../../src/protocols/postgres/raw-fixture.js';
 import { actionsFromFixture, type Fixture } from '../../src/policy/fixtures.js';
 
@@ -166,6 +167,41 @@ rule "no-connect-for-ph-md5-to-template1" {
     } finally {
       server?.close();
     }
+  });
+});
+
+describe('createPostgresEngine', () => {
+  let f: GatewayFixture;
+  beforeAll(async () => {
+    f = await startGatewayFixture('');
+  });
+  afterAll(() => f?.stop());
+
+  it('serves endpoint listeners and handed-over sockets (with bytes the transport already read); close() ends them', async () => {
+    const engine = createPostgresEngine({ enforcer: f.h.enforcer, policy: () => f.h.policy, cancels: f.cancels });
+    const l = await engine.startEndpointListener({ endpointId: 'postgres.db', listen: '127.0.0.1:0', profile: 'default' });
+    const viaListen = await RawClient.connect(l.address.port, { user: 'PH_scram', database: 'postgres' });
+    expect(viaListen.messages.some((m) => m.name === 'readyForQuery')).toBe(true);
+
+    // A transport that peeked at the first 3 bytes before handing the socket over.
+    const server = createServer((socket) => {
+      socket.once('data', (first: Buffer) => {
+        socket.pause();
+        void engine.handleConnection(socket, { peer: { id: 'wg:x' }, profile: 'default', endpointId: 'postgres.db', initial: first });
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const handed = await RawClient.connect((server.address() as { port: number }).port, { user: 'PH_plain', database: 'postgres' });
+    const since = handed.messages.length;
+    handed.send(serialize.query('SELECT current_user'));
+    const got = await handed.readyCount(1, since);
+    expect(got.find((m) => m.name === 'dataRow')?.fields).toEqual(['app_plain']);
+
+    await engine.close();
+    await viaListen.until(() => viaListen.closed);
+    await handed.until(() => handed.closed);
+    expect(viaListen.closed && handed.closed).toBe(true);
+    server.close();
   });
 });
 

@@ -80,6 +80,8 @@ export interface PostgresConnectionContext extends PostgresEngineDeps {
   dialedHost?: string;
   dialedIp?: string;
   dialedPort?: number;
+  /** Bytes the transport already read from the socket (fed to the decoder first). */
+  initial?: Buffer;
 }
 
 const UPSTREAM_DEFAULT_PORT = 5432;
@@ -169,6 +171,7 @@ export async function handlePostgresConnection(socket: Socket, ctx: PostgresConn
     const endpoint = resolveEndpoint(ctx);
     const policy = ctx.policy();
     const decoder = new FrontendDecoder({ maxBuffered: policy.model.gateway.limits.bodyBuffer });
+    if (ctx.initial) decoder.push(ctx.initial);
     const deadline = Date.now() + (ctx.startupTimeoutMs ?? 30_000);
 
     // ── startup packets ──

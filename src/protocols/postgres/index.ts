@@ -2,6 +2,9 @@
  * The Postgres engine's public face (the gateway's composition root and the
  * WireGuard transport import from here):
  *
+ *   createPostgresEngine({ enforcer, policy, ca, scrubValues })
+ *       → { handleConnection(socket, ctx), startEndpointListener({ endpointId, listen, profile }), close() }
+ *
  *   startPostgresListener({ endpoint, listen, enforcer, policy, ca, profile })
  *       an endpoint's local `listen` address (gateway.local_profile)
  *   handlePostgresConnection(socket, { peer, profile, endpointId | dialedHost/dialedIp/dialedPort,
@@ -10,6 +13,8 @@
  *
  * Raw `clawpatrol test` fixtures register themselves from ./raw-fixture.js.
  */
+export { createPostgresEngine } from './engine.js';
+export type { PostgresEngine, PostgresTransportContext } from './engine.js';
 export { handlePostgresConnection } from './connection.js';
 export type { PostgresConnectionContext, PostgresEngineDeps, PostgresPolicyView, LeafProvider } from './connection.js';
 export { startPostgresListener, parseListen } from './listener.js';
