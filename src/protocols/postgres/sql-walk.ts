@@ -110,11 +110,16 @@ function explainExecutes(options: unknown): boolean {
   return analyze;
 }
 
-/** Only values PostgreSQL reads as false; anything else (including values it rejects) counts as true. */
+/**
+ * Only spelled-out false values turn ANALYZE off; anything else (including
+ * values PostgreSQL rejects) counts as on. `ANALYZE 0` counts as on too:
+ * facts must never depend on the value of a number, because engines may
+ * normalise numeric literals before analysing (so `WHERE id = 1` and
+ * `WHERE id = 2` share one cached analysis) — and `ANALYZE 1` must not
+ * then pass as `ANALYZE 0`. Over-reporting a plan-only EXPLAIN is harmless.
+ */
 function isClearlyFalse(arg: Node | undefined): boolean {
   if (arg === undefined) return false; // bare ANALYZE
-  const integer = asNode(arg.Integer);
-  if (integer !== undefined) return (integer.ival ?? 0) === 0;
   const boolean = asNode(arg.Boolean);
   if (boolean !== undefined) return boolean.boolval !== true;
   const text = asString(asNode(arg.String)?.sval)?.toLowerCase();
