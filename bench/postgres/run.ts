@@ -28,7 +28,7 @@ import { startPgCluster, freePort, type PgCluster } from '../../test/support/pg-
 import { loadPolicy, formatDiagnostic } from '../../src/policy/index.js';
 import { createEnforcer } from '../../src/gateway/enforcer.js';
 import { AuditLog } from '../../src/audit/index.js';
-import { redactFacts } from '../../src/audit/redact.js';
+import { createFactsRedactor } from '../../src/audit/redact.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import { startPostgresListener } from '../../src/protocols/postgres/listener.js';
 import { initSqlParser } from '../../src/protocols/postgres/sql.js';
@@ -265,7 +265,7 @@ async function main(): Promise<void> {
       },
       approvals: { run: async () => ({ verdict: 'deny', reason: 'no approver in the benchmark', stages: [] }) },
       audit,
-      redactFacts: (a) => redactFacts(a, [PASSWORD]),
+      redactFacts: createFactsRedactor({ model: () => policy.model, secrets: { allValues: () => [PASSWORD] } }),
     });
     const gateway = await startPostgresListener({
       endpoint: 'postgres.bench',
