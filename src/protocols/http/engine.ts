@@ -70,6 +70,7 @@ export function createHttpEngine(opts: HttpEngineOptions): HttpEngine {
     },
 
     handlePlainHttpConnection(socket, ctx) {
+      (socket as Partial<net.Socket>).setNoDelay?.(true);
       const identity = ctx.dialedHost ? normaliseServerName(ctx.dialedHost) : null;
       const conn: ConnectionInfo = {
         peer: ctx.peer,

@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type http2 from 'node:http2';
-import { pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Action, Endpoint } from '../../policy/types.js';
 import type { Enforcement } from '../../gateway/contracts.js';
 import { placeholdersFromHeaders, placeholderHeaders } from '../../policy/placeholders.js';
@@ -413,8 +413,18 @@ function headerObjectPairs(h: http2.IncomingHttpHeaders): FieldList {
 
 /** Copy the upstream body to the agent as it arrives (SSE, long polls), through the scrubber. */
 async function pump(source: Readable, scrubber: Scrubber, sink: ResponseSink): Promise<void> {
-  const stream: Readable = scrubber.empty ? source : pipeline(source, scrubber.stream(), () => undefined);
-  for await (const chunk of stream) await sink.write(chunk as Buffer);
+  let stream: Readable = source;
+  if (!scrubber.empty) {
+    const scrub = scrubber.stream();
+    source.once('error', (err) => scrub.destroy(err));
+    stream = source.pipe(scrub);
+  }
+  try {
+    for await (const chunk of stream) await sink.write(chunk as Buffer);
+  } finally {
+    // The agent went away (or the scrubber failed): stop reading the upstream.
+    if (!source.readableEnded) source.destroy();
+  }
 }
 
 function forwardWebSocket(

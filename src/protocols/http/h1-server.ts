@@ -202,6 +202,12 @@ function writeLocal(socket: Duplex, status: number, reason: string): void {
 
 const CRLF = '\r\n';
 
+/**
+ * Writes one response with the gateway's own framing. The head is held until
+ * the first body bytes (or the end) so that both leave in one TLS record and
+ * one packet; if no body follows within the same turn of the event loop
+ * (SSE, long polls) the head goes out alone, so nothing waits on the body.
+ */
 class H1Sink implements ResponseSink {
   started = false;
   bytesOut = 0;
@@ -209,6 +215,8 @@ class H1Sink implements ResponseSink {
   mustClose = false;
   private chunked = false;
   private ended = false;
+  private pendingHead: string | null = null;
+  private headTimer: NodeJS.Immediate | null = null;
 
   constructor(
     private readonly socket: Duplex,
@@ -238,24 +246,35 @@ class H1Sink implements ResponseSink {
     else if (this.request.version === '1.0') out += `connection: keep-alive${CRLF}`;
     out += CRLF;
     this.bytesOut += Buffer.byteLength(out);
-    this.socket.write(out);
+    this.pendingHead = out;
+    this.headTimer = setImmediate(() => this.flushHead());
+  }
+
+  private flushHead(): void {
+    if (this.headTimer) clearImmediate(this.headTimer);
+    this.headTimer = null;
+    if (this.pendingHead === null) return;
+    const head = this.pendingHead;
+    this.pendingHead = null;
+    this.socket.write(head);
   }
 
   write(chunk: Buffer): Promise<void> {
     if (chunk.length === 0 || this.ended) return Promise.resolve();
+    this.socket.cork();
+    this.flushHead();
     let ok: boolean;
     if (this.chunked) {
       const size = `${chunk.length.toString(16)}${CRLF}`;
       this.bytesOut += size.length + chunk.length + 2;
-      this.socket.cork();
       this.socket.write(size);
       this.socket.write(chunk);
       ok = this.socket.write(CRLF);
-      this.socket.uncork();
     } else {
       this.bytesOut += chunk.length;
       ok = this.socket.write(chunk);
     }
+    this.socket.uncork();
     if (ok) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onDrain = () => {
@@ -274,18 +293,24 @@ class H1Sink implements ResponseSink {
   end(trailers: FieldList = []): void {
     if (this.ended) return;
     this.ended = true;
-    if (!this.chunked) return;
-    let out = `0${CRLF}`;
-    for (const [name, value] of trailers) {
-      if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) continue;
-      out += `${name}: ${value}${CRLF}`;
+    this.socket.cork();
+    this.flushHead();
+    if (this.chunked) {
+      let out = `0${CRLF}`;
+      for (const [name, value] of trailers) {
+        if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) continue;
+        out += `${name}: ${value}${CRLF}`;
+      }
+      out += CRLF;
+      this.bytesOut += out.length;
+      this.socket.write(out);
     }
-    out += CRLF;
-    this.bytesOut += out.length;
-    this.socket.write(out);
+    this.socket.uncork();
   }
 
   abort(): void {
+    if (this.headTimer) clearImmediate(this.headTimer);
+    this.pendingHead = null;
     this.ended = true;
     this.mustClose = true;
     this.socket.destroy();

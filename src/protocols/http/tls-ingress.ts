@@ -45,6 +45,8 @@ export interface TlsIngressOptions {
 
 export async function acceptTls(core: EngineCore, socket: Duplex, t: TransportContext, o: TlsIngressOptions = {}): Promise<void> {
   socket.on('error', () => undefined);
+  // Request/response traffic: small writes must leave at once.
+  (socket as Partial<Socket>).setNoDelay?.(true);
   let peeked: { bytes: Buffer; result: ClientHelloResult };
   try {
     peeked = await peekClientHello(socket, o.initial ?? Buffer.alloc(0), o.helloTimeoutMs ?? 10_000);

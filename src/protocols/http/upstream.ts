@@ -13,7 +13,6 @@ import https from 'node:https';
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { isIP, type LookupFunction } from 'node:net';
 
 export interface UpstreamTls {
@@ -77,7 +76,8 @@ export interface ClientCertificate {
 export class UpstreamPool {
   private readonly plainAgent: http.Agent;
   private readonly tlsAgents = new Map<string, https.Agent>();
-  private readonly tlsContexts = new Map<string, UpstreamTls>();
+  private readonly tlsContexts = new Map<string, Map<string, UpstreamTls>>();
+  private tlsSerial = 0;
   private readonly h2Live = new Map<string, http2.ClientHttp2Session>();
   private readonly h2Pending = new Map<string, Promise<http2.ClientHttp2Session | null>>();
   /** Origins that did not negotiate h2: ask them with HTTP/1.1 from now on. */
@@ -95,17 +95,22 @@ export class UpstreamPool {
    * credential's `ca` slot), and a client certificate for mTLS.
    */
   tlsFor(caCert: string | undefined, client: ClientCertificate | undefined): UpstreamTls {
-    const h = createHash('sha256');
-    h.update(caCert ?? '').update('\0').update(client?.cert ?? '').update('\0').update(client?.key ?? '').update('\0').update(client?.ca ?? '');
-    const key = h.digest('hex').slice(0, 32);
-    let entry = this.tlsContexts.get(key);
+    // Keyed by the PEM strings themselves: the policy and the vault hand out the
+    // same string objects each time, so these lookups cost no hashing of PEM text.
+    let byClient = this.tlsContexts.get(caCert ?? '');
+    if (!byClient) {
+      byClient = new Map();
+      this.tlsContexts.set(caCert ?? '', byClient);
+    }
+    const clientKey = client ? `${client.cert}\0${client.key}\0${client.ca ?? ''}` : '';
+    let entry = byClient.get(clientKey);
     if (!entry) {
       const ca = [...systemRoots()];
       if (caCert) ca.push(caCert);
       if (client?.ca) ca.push(client.ca);
       const context = tls.createSecureContext(client ? { ca, cert: client.cert, key: client.key } : { ca });
-      entry = { key, context };
-      this.tlsContexts.set(key, entry);
+      entry = { key: String(++this.tlsSerial), context };
+      byClient.set(clientKey, entry);
     }
     return entry;
   }

@@ -1,0 +1,58 @@
+/**
+ * The gateway under test (its own process): the real policy loader, vault,
+ * gateway CA, enforcer, hash-chained audit log in SQLite, and the HTTP
+ * engine with a TLS ingress (as the tunnel transport feeds it) and the
+ * explicit proxy listener.
+ *
+ *   node --import tsx bench/http/gateway.ts <dir> <upstream-ip> <ingress-ip> <port>
+ * prints `{"proxyPort":…,"caPath":…}` when ready.
+ */
+import net from 'node:net';
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { loadPolicy, formatDiagnostic } from '../../src/policy/index.js';
+import { createEnforcer } from '../../src/gateway/enforcer.js';
+import { AuditLog, createFactsRedactor } from '../../src/audit/index.js';
+import { openStore } from '../../src/store/index.js';
+import { openVault, openGatewayCa } from '../../src/vault/index.js';
+import { createHttpEngine } from '../../src/protocols/http/index.js';
+
+const [dir, upstreamIp, ingressIp, portText] = process.argv.slice(2) as [string, string, string, string];
+const port = Number(portText);
+
+const loaded = await loadPolicy(join(dir, 'policy.hcl'));
+if (!loaded.ok) {
+  process.stderr.write(loaded.diagnostics.map(formatDiagnostic).join('\n') + '\n');
+  process.exit(2);
+}
+const policy = loaded.policy;
+const stateDir = join(dir, 'state');
+const store = await openStore({ stateDir });
+const vault = await openVault({ store, stateDir, model: () => policy.model, env: { CLAWPATROL_SECRET_BENCH: 'sk-bench-secret-0123456789abcdef' } });
+const ca = await openGatewayCa(vault);
+const audit = new AuditLog({ store });
+const enforcer = createEnforcer({
+  policy: () => policy,
+  secrets: vault,
+  approvals: { run: async () => ({ verdict: 'deny', reason: 'no approvals in the benchmark', stages: [] }) },
+  audit,
+  redactFacts: createFactsRedactor({ model: () => policy.model, secrets: vault }),
+});
+const lookup = ((_h: string, opts: unknown, cb?: unknown) => {
+  const callback = (typeof opts === 'function' ? opts : cb) as (...a: unknown[]) => void;
+  if (typeof opts === 'object' && opts && (opts as { all?: boolean }).all) callback(null, [{ address: upstreamIp, family: 4 }]);
+  else callback(null, upstreamIp, 4);
+}) as net.LookupFunction;
+const engine = createHttpEngine({ enforcer, policy: () => policy, secrets: vault, ca, lookup, log: () => undefined });
+const proxy = await engine.startHttpProxy({ listen: '127.0.0.1:0' });
+const ingress = net.createServer((s) => {
+  s.setNoDelay(true);
+  engine.handleTlsConnection(s, { peer: { id: 'bench' }, profile: 'bench', dialedIp: upstreamIp, dialedPort: port });
+});
+await new Promise<void>((r) => ingress.listen(port, ingressIp, r));
+const caPath = join(dir, 'gateway-ca.pem');
+writeFileSync(caPath, ca.caCertPem);
+process.stdout.write(JSON.stringify({ proxyPort: proxy.address.port, caPath }) + '\n');
+process.on('SIGTERM', () => {
+  void audit.close().finally(() => process.exit(0));
+});
