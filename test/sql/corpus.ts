@@ -193,6 +193,8 @@ export const hiddenWrites: SqlCase[] = [
   { sql: 'EXPLAIN (ANALYZE 1) DELETE FROM t', verb: 'delete', verbs: ['delete', 'explain'], tables: ['t'], functions: [] },
   { sql: 'EXPLAIN (ANALYZE off) DELETE FROM users', verb: 'explain', verbs: ['explain'], tables: ['users'], functions: [] },
   { sql: 'EXPLAIN (ANALYZE false) DELETE FROM users', verb: 'explain', verbs: ['explain'], tables: ['users'], functions: [] },
+  { sql: "EXPLAIN (ANALYZE 'on', FORMAT JSON) DELETE FROM users", verb: 'delete', verbs: ['delete', 'explain'], tables: ['users'], functions: [] },
+  { sql: 'EXPLAIN (ANALYZE, ANALYZE false) DELETE FROM users', verb: 'delete', verbs: ['delete', 'explain'], tables: ['users'], functions: [] },
   // Numbers never change facts (engines may normalise them): ANALYZE 0 counts as on.
   { sql: 'EXPLAIN (ANALYZE 0) DELETE FROM t', verb: 'delete', verbs: ['delete', 'explain'], tables: ['t'], functions: [] },
   { sql: 'EXPLAIN DELETE FROM users', verb: 'explain', verbs: ['explain'], tables: ['users'], functions: [] },

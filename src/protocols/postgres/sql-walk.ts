@@ -99,15 +99,16 @@ function wrappedTag(o: Node): string | undefined {
   return first >= 65 && first <= 90 ? tag : undefined; // node tags start upper-case, fields lower-case
 }
 
-/** EXPLAIN executes its statement when ANALYZE is on (PostgreSQL's defGetBoolean). */
+/**
+ * EXPLAIN executes its statement when ANALYZE is on (PostgreSQL's
+ * defGetBoolean). A repeated option (`ANALYZE, ANALYZE false`) counts as on
+ * if any occurrence is: over-reporting is the safe side of a disagreement.
+ */
 function explainExecutes(options: unknown): boolean {
-  let analyze = false;
-  for (const item of asList(options)) {
+  return asList(options).some((item) => {
     const def = asNode(asNode(item)?.DefElem);
-    if (def?.defname !== 'analyze') continue;
-    analyze = !isClearlyFalse(asNode(def.arg));
-  }
-  return analyze;
+    return def?.defname === 'analyze' && !isClearlyFalse(asNode(def.arg));
+  });
 }
 
 /**
@@ -214,12 +215,13 @@ export class SqlWalker {
    */
   private walkExpression(text: string, ctx: Ctx, mode: Mode, nest: number, dynamic: boolean): void {
     if (nest > MAX_NEST) return;
-    const parsed = this.parser.parse(`SELECT ${text}`);
+    const query = `SELECT ${text}`;
+    const parsed = this.parser.parse(query);
     if (!parsed.ok) return;
     const stmts = asList(asNode(parsed.value)?.stmts);
     const first = asNode(asNode(asNode(stmts[0])?.stmt)?.SelectStmt);
     if (stmts.length !== 1 || first === undefined) {
-      this.schedule(this.statements(stmts, text, ctx.acc, mode, nest));
+      this.schedule(this.statements(stmts, query, ctx.acc, mode, nest));
       return;
     }
     const inner: Ctx = { acc: ctx.acc, mode, ctes: NO_CTES, nest, source: null };
