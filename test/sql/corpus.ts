@@ -269,6 +269,21 @@ export const hiddenWrites: SqlCase[] = [
     functions: [],
   },
   { sql: "DO LANGUAGE plpython3u $$ import os; os.system('id') $$", verb: 'do', verbs: ['do'], tables: [], functions: [] },
+  // Statement positions are byte offsets: multi-byte text before a DO must not shift its body.
+  {
+    sql: "SELECT 'héllo wörld'; DO $$ BEGIN DELETE FROM t; END $$; SELECT '日本'",
+    verb: 'do',
+    verbs: ['delete', 'do', 'select'],
+    tables: ['t'],
+    functions: [],
+  },
+  {
+    sql: "SELECT 'ü'; CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN DROP TABLE ünïcode; END $$",
+    verb: 'create',
+    verbs: ['create', 'drop', 'select'],
+    tables: ['ünïcode'],
+    functions: [],
+  },
   { sql: 'DO $$ this is not plpgsql $$', verb: 'do', verbs: ['do'], tables: [], functions: [] },
   {
     sql: 'CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ DELETE FROM t $$',
@@ -478,7 +493,7 @@ export const unparseable: Array<{ sql: string; error: string | RegExp }> = [
   { sql: 'SELECT 1\0; DROP TABLE users', error: 'statement contains a NUL character' },
   { sql: 'SELECT 1 \uD800; DROP TABLE users', error: 'statement is not valid Unicode (lone surrogate)' },
   { sql: '', error: 'empty statement' },
-  { sql: ' \n\t ', error: 'empty statement' },
-  { sql: ';', error: 'empty statement (only comments or semicolons)' },
-  { sql: '-- just a comment', error: 'empty statement (only comments or semicolons)' },
+  { sql: ' \n\t ', error: 'empty statement (only whitespace, comments or semicolons)' },
+  { sql: ';', error: 'empty statement (only whitespace, comments or semicolons)' },
+  { sql: '-- just a comment', error: 'empty statement (only whitespace, comments or semicolons)' },
 ];

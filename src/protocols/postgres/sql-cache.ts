@@ -32,8 +32,13 @@ export class ByteBoundedLru<V> {
     return entry.value;
   }
 
-  /** `bytes` is the caller's estimate of what the entry retains, key included. */
-  set(key: string, value: V, bytes: number): void {
+  /**
+   * `size` is the caller's estimate of what the entry retains, key included
+   * (a function, so nothing is computed when caching is off).
+   */
+  set(key: string, value: V, size: number | (() => number)): void {
+    if (this.maxBytes === 0) return;
+    const bytes = typeof size === 'number' ? size : size();
     const old = this.entries.get(key);
     if (old !== undefined) {
       this.entries.delete(key);

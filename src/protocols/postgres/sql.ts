@@ -69,7 +69,7 @@ export function analyzeSql(text: string): SqlAnalysis {
   if (cached !== undefined) return cached;
   const { analysis, cacheable } = analyzeUncached(text);
   const frozen = freezeAnalysis(analysis);
-  if (cacheable) cache.set(text, frozen, 2 * text.length + analysisBytes(frozen));
+  if (cacheable) cache.set(text, frozen, () => 2 * text.length + analysisBytes(frozen));
   return frozen;
 }
 
@@ -81,13 +81,15 @@ function analyzeUncached(text: string): { analysis: SqlAnalysis; cacheable: bool
   if (LONE_SURROGATE.test(text)) {
     return { analysis: uninspected('statement is not valid Unicode (lone surrogate)'), cacheable: true };
   }
-  if (text.trim() === '') return { analysis: uninspected('empty statement'), cacheable: true };
+  if (text === '') return { analysis: uninspected('empty statement'), cacheable: true };
   try {
     const parsed = sqlParser.parse(text);
     if (!parsed.ok) return { analysis: uninspected(parsed.error), cacheable: true };
     const collected = new Collected();
     const count = new SqlWalker(sqlParser).walkParseResult(parsed.value, text, collected);
-    if (count === 0) return { analysis: uninspected('empty statement (only comments or semicolons)'), cacheable: true };
+    if (count === 0) {
+      return { analysis: uninspected('empty statement (only whitespace, comments or semicolons)'), cacheable: true };
+    }
     return { analysis: buildAnalysis(collected, count), cacheable: true };
   } catch (err) {
     if (err instanceof SqlParserUnavailable) return { analysis: uninspected(err.message), cacheable: false };
