@@ -2,7 +2,7 @@
  * `clawpatrol audit …` through the built binary (run `npm run build` first),
  * against a log written by the real AuditLog with the vault-derived key.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,9 @@ import { openStore, type Store } from '../../src/store/index.js';
 import { openVault } from '../../src/vault/index.js';
 import { AuditLog, AUDIT_KEY_PURPOSE } from '../../src/audit/index.js';
 import { record } from './records.js';
+
+// Every test spawns the CLI a few times; on a loaded 2-core box one spawn can take seconds.
+vi.setConfig({ testTimeout: 120_000 });
 
 let root: string;
 let stateDir: string;
@@ -106,10 +109,10 @@ describe('clawpatrol audit', () => {
     let out = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (d: string) => (out += d));
-    await expect.poll(() => out, { timeout: 10_000 }).toContain('#100');
+    await expect.poll(() => out, { timeout: 60_000 }).toContain('#100');
     log.append(record(101, { time: new Date().toISOString(), facts: { sql: { verb: 'drop', statement: 'DROP TABLE users' } }, endpoint: 'postgres.pg' }));
     await log.flush();
-    await expect.poll(() => out, { timeout: 10_000 }).toContain('#101');
+    await expect.poll(() => out, { timeout: 60_000 }).toContain('#101');
     expect(out).toMatch(/#101  \w+\s+peer-3  postgres\.pg  drop DROP TABLE users/);
     child.kill('SIGINT');
     const code = await new Promise<number | null>((r) => child.on('exit', r));

@@ -1,7 +1,7 @@
 /**
  * `clawpatrol secret …` through the built binary (run `npm run build` first).
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { openStore } from '../../src/store/index.js';
 import { openVault } from '../../src/vault/index.js';
@@ -12,6 +12,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 const CANARY = 'cnry_' + randomBytes(16).toString('hex');
+// Every test spawns the CLI a few times; on a loaded 2-core box one spawn can take seconds.
+vi.setConfig({ testTimeout: 120_000 });
+
 let root: string;
 let stateDir: string;
 let policy: string;
@@ -152,7 +155,7 @@ describe('clawpatrol secret', () => {
     let screen = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (d: string) => (screen += d));
-    await expect.poll(() => screen, { timeout: 20_000 }).toContain('secret for bearer_token.github (token): ');
+    await expect.poll(() => screen, { timeout: 60_000 }).toContain('secret for bearer_token.github (token): ');
     child.stdin.write(typed + '\r');
     const code = await new Promise<number | null>((r) => child.on('exit', r));
     child.stdin.end();
