@@ -77,7 +77,7 @@ describe('clawpatrol audit', () => {
     const recent = cli(['audit', 'export', '--config', policy, '--since', '30m']);
     const seqs = recent.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq);
     expect(seqs[0]).toBeGreaterThanOrEqual(70);
-    expect(seqs[0]).toBeLessThanOrEqual(72);
+    expect(seqs[0]).toBeLessThanOrEqual(76); // the clock moves on while the suite runs
     expect(seqs[seqs.length - 1]).toBe(100);
     const iso = cli(['audit', 'export', '--config', policy, '--since', new Date(Date.now() + 60_000).toISOString()]);
     expect(iso.stdout).toBe('');
