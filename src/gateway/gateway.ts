@@ -18,6 +18,8 @@ import { openVault, openGatewayCa, type Vault, type GatewayCa } from '../vault/i
 import { AuditLog, AUDIT_KEY_PURPOSE, createFactsRedactor } from '../audit/index.js';
 import { createApprovalService, type ApprovalService } from '../approvals/index.js';
 import { createHttpEngine, type HttpEngine } from '../protocols/http/index.js';
+import { createPostgresEngine, type PostgresEngine } from '../protocols/postgres/index.js';
+import { initSqlParser } from '../protocols/postgres/sql.js';
 import { createEnforcer } from './enforcer.js';
 import type { Enforcer } from './contracts.js';
 import { ensureAdminToken, startControlServer, type ControlServer } from './control-server.js';
@@ -148,13 +150,24 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
     });
     cleanups.push(() => http.close());
 
+    await initSqlParser();
+    const postgres: PostgresEngine = createPostgresEngine({
+      enforcer,
+      policy: () => watcher.current(),
+      ca,
+      scrubValues: () => vault.allValues(),
+      log: (level, message, fields) => log(`postgres: ${level}: ${message}${fields ? ` ${JSON.stringify(fields)}` : ''}`),
+    });
+    cleanups.push(() => postgres.close());
+    const engines = { http, postgres };
+
     if (gateway.proxy) {
       const proxy = await http.startHttpProxy({ listen: gateway.proxy.listen });
       ingress.push({ kind: 'proxy', address: formatAddress(proxy.address) });
     }
     for (const endpoint of initial.endpoints.values()) {
       if (!endpoint.listen) continue;
-      ingress.push(await startEndpointIngress(endpoint, { http }));
+      ingress.push(await startEndpointIngress(endpoint, engines, gateway.localProfile));
     }
 
     for (const i of ingress) {
@@ -181,11 +194,19 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   }
 }
 
-async function startEndpointIngress(endpoint: Endpoint, engines: { http: HttpEngine }): Promise<Ingress> {
+async function startEndpointIngress(
+  endpoint: Endpoint,
+  engines: { http: HttpEngine; postgres: PostgresEngine },
+  localProfile: string,
+): Promise<Ingress> {
   const listen = endpoint.listen!;
-  switch (endpoint.family) {
-    case 'http': {
+  switch (endpoint.type) {
+    case 'https': {
       const l = await engines.http.startEndpointListener({ endpointId: endpoint.id, listen });
+      return { kind: 'endpoint', endpointId: endpoint.id, address: formatAddress(l.address) };
+    }
+    case 'postgres': {
+      const l = await engines.postgres.startEndpointListener({ endpointId: endpoint.id, listen, profile: localProfile });
       return { kind: 'endpoint', endpointId: endpoint.id, address: formatAddress(l.address) };
     }
     default:
