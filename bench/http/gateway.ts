@@ -43,7 +43,8 @@ const lookup = ((_h: string, opts: unknown, cb?: unknown) => {
   if (typeof opts === 'object' && opts && (opts as { all?: boolean }).all) callback(null, [{ address: upstreamIp, family: 4 }]);
   else callback(null, upstreamIp, 4);
 }) as net.LookupFunction;
-const engine = createHttpEngine({ enforcer, policy: () => policy, secrets: vault, ca, lookup, log: () => undefined });
+const log = process.env['BENCH_LOG'] ? (l: string) => process.stderr.write(`gateway: ${l}\n`) : () => undefined;
+const engine = createHttpEngine({ enforcer, policy: () => policy, secrets: vault, ca, lookup, log });
 const proxy = await engine.startHttpProxy({ listen: '127.0.0.1:0' });
 const ingress = net.createServer((s) => {
   s.setNoDelay(true);

@@ -119,10 +119,12 @@ async function load(d: Dispatcher, url: string, opts: { method: 'GET' | 'POST'; 
         try {
           const res = await request(url, { dispatcher: d, method: opts.method, body: opts.body, headers: { authorization: 'Bearer cp_ph_bench' } });
           for await (const c of res.body) bytes += (c as Buffer).length;
-          if (res.statusCode !== 200) errors++;
+          if (res.statusCode !== 200) {
+            if (errors++ === 0) process.stderr.write(`  first error: HTTP ${res.statusCode}\n`);
+          }
           lat.push(performance.now() - t0);
-        } catch {
-          errors++;
+        } catch (err) {
+          if (errors++ === 0) process.stderr.write(`  first error: ${(err as Error).message}\n`);
         }
       }
     }),

@@ -131,3 +131,18 @@ describe('limits', () => {
     expect((rec!.facts as { http: { body_truncated?: boolean } }).http.body_truncated).toBe(true);
   });
 });
+
+describe('keep-alive with large bodies', () => {
+  it('many 1 MiB uploads on 4 kept-alive connections all succeed (the forwarder never hangs on drain)', async () => {
+    const pool = new Agent({ connections: 4, connect: { ca: env.gw.ca.caCertPem, lookup: lookupTo(GATEWAY_IP) } });
+    const big = Buffer.alloc(1024 * 1024, 0x44);
+    const results = await Promise.all(
+      Array.from({ length: 24 }, async () => {
+        const res = await request(`https://h2.test:${env.h2.port}/upload`, { method: 'POST', body: big, dispatcher: pool });
+        return { status: res.statusCode, sha: JSON.parse(await res.body.text()).bodySha256 as string };
+      }),
+    );
+    expect(results.every((r) => r.status === 200 && r.sha === sha(big))).toBe(true);
+    await pool.close();
+  });
+});

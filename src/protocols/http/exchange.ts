@@ -190,7 +190,17 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   const done = (status: string) => enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status });
   const bodyChunks = async function* (): AsyncGenerator<Buffer> {
     yield* prefix;
-    for (let c = await body.next(); c !== null; c = await body.next()) yield c;
+    for (;;) {
+      let c: Buffer | null;
+      try {
+        c = await body.next();
+      } catch (err) {
+        // The agent's side failed (framing error, disconnect): a 400, not an upstream failure.
+        throw new ClientBodyError(messageOf(err));
+      }
+      if (c === null) return;
+      yield c;
+    }
   };
 
   if (websocket) {
@@ -244,9 +254,20 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     done(`${status}-aborted`);
     return outcome({ close: true });
   }
-  // The upstream may answer before reading the whole request (an early 401):
-  // what the agent still sends is not part of any request we can frame.
+  // The upstream may answer before the last body bytes were handed over (it
+  // had them all by Content-Length, or it answered early, e.g. a 401). Let the
+  // forwarding finish briefly; a body still unread after that cannot be
+  // skipped safely, and the connection closes.
+  if (req.hasBody && !body.done) await settleWithin(response.bodySent, 5000);
   return outcome();
+}
+
+function settleWithin(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return Promise.race([p.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
 }
 
 // ───────────────────────────── routing ───────────────────────────────────
@@ -303,6 +324,8 @@ function routeRequest(conn: ConnectionInfo, req: IncomingRequest, policy: HttpPo
 // ───────────────────────────── upstream I/O ──────────────────────────────
 
 interface UpstreamResponse {
+  /** Settles once the request body has been handed to the upstream (or failed). */
+  bodySent: Promise<void>;
   status: number;
   headers: FieldList;
   body: Readable;
@@ -314,22 +337,20 @@ interface UpstreamResponse {
 /** The agent's body failed (framing error, disconnect) while it was being forwarded. */
 class ClientBodyError extends Error {}
 
-async function writeAll(dest: NodeJS.WritableStream & { destroyed?: boolean }, chunks: AsyncIterable<Buffer>): Promise<void> {
+/**
+ * Forward the body with backpressure. A write's callback fires once that
+ * chunk left for the socket (or with an error if the stream died), which —
+ * unlike 'drain' on a ClientRequest whose response already ended — always
+ * happens, so the forwarder can never hang.
+ */
+async function writeAll(dest: NodeJS.WritableStream & { destroyed?: boolean; writableNeedDrain?: boolean }, chunks: AsyncIterable<Buffer>): Promise<void> {
   for await (const c of chunks) {
-    if (!dest.write(c)) {
-      await new Promise<void>((resolve, reject) => {
-        const onDrain = () => {
-          dest.removeListener('close', onClose);
-          resolve();
-        };
-        const onClose = () => {
-          dest.removeListener('drain', onDrain);
-          reject(new Error('upstream closed'));
-        };
-        dest.once('drain', onDrain);
-        dest.once('close', onClose);
-      });
-    }
+    if (dest.destroyed) throw new Error('upstream closed');
+    const flushed = new Promise<void>((resolve, reject) => {
+      dest.write(c, (err?: Error | null) => (err ? reject(err) : resolve()));
+    });
+    if (dest.writableNeedDrain) await flushed;
+    else flushed.catch(() => undefined);
   }
 }
 
@@ -344,19 +365,20 @@ function sendH1(
   return new Promise((resolve, reject) => {
     const creq = core.upstream.h1Request(target, { method, path, headers });
     let bodyError: unknown = null;
+    let bodySent: Promise<void> = Promise.resolve();
     creq.on('response', (res: IncomingMessage) => {
       const chunked = res.headers['content-length'] === undefined;
-      resolve({ status: res.statusCode ?? 502, headers: pairs(res.rawHeaders), body: res, trailers: () => pairs(res.rawTrailers), mayHaveTrailers: chunked });
+      resolve({ bodySent, status: res.statusCode ?? 502, headers: pairs(res.rawHeaders), body: res, trailers: () => pairs(res.rawTrailers), mayHaveTrailers: chunked });
     });
     creq.on('error', (err) => reject(bodyError ?? err));
     if (!body) {
       creq.end();
       return;
     }
-    writeAll(creq, body).then(
-      () => creq.end(),
+    bodySent = writeAll(creq, body).then(
+      () => void creq.end(),
       (err: unknown) => {
-        bodyError = err instanceof Error && err.message === 'upstream closed' ? err : new ClientBodyError(messageOf(err));
+        bodyError = err;
         creq.destroy(bodyError as Error);
       },
     );
@@ -382,19 +404,20 @@ function sendH2(
     const stream = session.request(h2headers, { endStream: body === null });
     let trailers: FieldList = [];
     let bodyError: unknown = null;
+    let bodySent: Promise<void> = Promise.resolve();
     stream.on('trailers', (t: http2.IncomingHttpHeaders) => {
       trailers = headerObjectPairs(t);
     });
     stream.on('response', (h: http2.IncomingHttpHeaders) => {
-      resolve({ status: Number(h[':status'] ?? 502), headers: headerObjectPairs(h), body: stream, trailers: () => trailers, mayHaveTrailers: true });
+      resolve({ bodySent, status: Number(h[':status'] ?? 502), headers: headerObjectPairs(h), body: stream, trailers: () => trailers, mayHaveTrailers: true });
     });
     stream.on('error', (err) => reject(bodyError ?? err));
     stream.on('close', () => reject(bodyError ?? new Error(`stream closed (code ${stream.rstCode})`)));
     if (body) {
-      writeAll(stream, body).then(
-        () => stream.end(),
+      bodySent = writeAll(stream, body).then(
+        () => void stream.end(),
         (err: unknown) => {
-          bodyError = new ClientBodyError(messageOf(err));
+          bodyError = err;
           stream.destroy(bodyError as Error);
         },
       );
