@@ -8,6 +8,7 @@
  *   pgbouncer pgbench → pgbouncer (session pooling) → PostgreSQL
  *   gateway  pgbench → clawpatrol's Postgres listener (20-rule policy, real enforcer,
  *            real hash-chained audit log in SQLite) → PostgreSQL
+ *   gateway, audit off   the same with the audit redaction and log replaced by no-ops
  *
  * Workloads: pgbench's built-in select-only (-S) and a mixed read script
  * (point reads on three tables, a range join, an aggregate), at 1 and 8
@@ -276,12 +277,34 @@ async function main(): Promise<void> {
       scrubValues: () => [PASSWORD],
     });
     cleanups.push(() => gateway.close());
+    // The same gateway with the audit record's redaction and the audit log replaced by no-ops:
+    // shows what the per-statement audit costs on the data path.
+    const bareEnforcer = createEnforcer({
+      policy: () => policy,
+      secrets: {
+        resolve: (id) => ({ credential: policy.model.credentials.get(id)!, slots: { password: PASSWORD } }),
+        allValues: () => [PASSWORD],
+      },
+      approvals: { run: async () => ({ verdict: 'deny', reason: 'no approver in the benchmark', stages: [] }) },
+      audit: { append: () => {}, flush: async () => {}, close: async () => {} },
+      redactFacts: (a) => a.facts,
+    });
+    const bare = await startPostgresListener({
+      endpoint: 'postgres.bench',
+      listen: '127.0.0.1:0',
+      enforcer: bareEnforcer,
+      policy: () => policy,
+      profile: 'default',
+      scrubValues: () => [PASSWORD],
+    });
+    cleanups.push(() => bare.close());
 
     const targets = [
       { name: 'direct', port: pg.port, user: 'bench' },
       { name: 'node relay', port: relay.port, user: 'bench' },
       { name: 'pgbouncer', port: bouncer.port, user: 'bench' },
       { name: 'gateway', port: listenPort, user: 'PH_bench' },
+      { name: 'gateway, audit off', port: bare.address.port, user: 'PH_bench' },
     ];
     const only = (name: string): string | undefined => {
       const i = process.argv.indexOf(`--${name}`);
