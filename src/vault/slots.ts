@@ -17,8 +17,9 @@ export const CREDENTIAL_SLOTS: Readonly<Record<CredentialType, SlotSpec>> = {
   header_token: { slots: ['token'], required: ['token'] },
   basic_auth: { slots: ['password'], required: ['password'] },
   anthropic_manual_key: { slots: ['token'], required: ['token'] },
-  // signing_secret is only needed by the Slack approver's interactive callbacks; it checks for it itself.
-  slack_tokens: { slots: ['bot', 'signing_secret'], required: ['bot'] },
+  // signing_secret (HTTP interactivity) or app (an app-level token, for Socket Mode) is only needed by the
+  // Slack approver's interactive cards; it checks for one of them itself.
+  slack_tokens: { slots: ['bot', 'signing_secret', 'app'], required: ['bot'] },
   postgres_credential: { slots: ['password'], required: ['password'] },
   clickhouse_credential: { slots: ['password'], required: ['password'] },
   // ca is optional: without it the upstream is verified against the system roots / endpoint ca_cert.
@@ -28,6 +29,13 @@ export const CREDENTIAL_SLOTS: Readonly<Record<CredentialType, SlotSpec>> = {
 
 /** Slots whose values are PEM text and may span lines; every other slot ends up in a header or handshake field. */
 const PEM_SLOTS = new Set(['cert', 'key', 'ca']);
+
+/**
+ * Slack's app-level tokens start with `xapp-`. Checked when stored because a
+ * bot token (`xoxb-`) put here by mistake would only fail later, when Socket
+ * Mode tries to connect in the middle of an approval.
+ */
+const SLACK_APP_TOKEN = /^xapp-/;
 
 export function slotSpec(type: CredentialType): SlotSpec {
   return CREDENTIAL_SLOTS[type] ?? { slots: [], required: [] };
@@ -47,6 +55,7 @@ export function invalidSlotValue(slot: string, value: string): string | null {
     return null;
   }
   if (/[\r\n]/.test(value)) return `slot ${slot} takes a single line; the value contains a line break`;
+  if (slot === 'app' && !SLACK_APP_TOKEN.test(value)) return 'slot app expects a Slack app-level token (xapp-…)';
   return null;
 }
 
