@@ -22,7 +22,7 @@
  *   node --import tsx bench/http/run.ts [--seconds 4] [--rounds 3] [--only json-c1,json-c16]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -90,6 +90,15 @@ interface Target {
   name: string;
   origin: string;
   dispatcher: (connections: number) => Dispatcher;
+  /** The proxy's process, whose CPU time is charged to the requests (none for direct). */
+  pid?: number | undefined;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc (Linux). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
 }
 
 interface Sample {
@@ -99,6 +108,8 @@ interface Sample {
   mbps: number;
   errors: number;
   ttfb?: number;
+  /** CPU time the proxy process spent per request, in µs. */
+  cpuUs?: number;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -217,7 +228,7 @@ async function main(): Promise<void> {
     const prof = PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : [];
     const gw = await spawnJson(process.execPath, [...prof, ...tsx, 'bench/http/gateway.ts', dir, UPSTREAM_IP, INGRESS_IP, String(port)]);
     children.push(gw.child);
-    const gatewayCa = (await import('node:fs')).readFileSync(gw.info['caPath'] as string, 'utf8');
+    const gatewayCa = readFileSync(gw.info['caPath'] as string, 'utf8');
     const mitmPort = await freePort();
     const mitmConf = join(dir, 'mitm');
     const mitm = spawn(
@@ -229,7 +240,7 @@ async function main(): Promise<void> {
     await waitForPort(mitmPort);
     const mitmCaPath = join(mitmConf, 'mitmproxy-ca-cert.pem');
     while (!existsSync(mitmCaPath)) await new Promise((r) => setTimeout(r, 100));
-    const mitmCa = (await import('node:fs')).readFileSync(mitmCaPath, 'utf8');
+    const mitmCa = readFileSync(mitmCaPath, 'utf8');
 
     const ipOrigin = `https://${UPSTREAM_IP}:${port}`;
     const targets: Target[] = [
@@ -238,13 +249,20 @@ async function main(): Promise<void> {
         name: 'gateway-tunnel',
         origin: `https://bench.test:${port}`,
         dispatcher: (c) => new Agent({ connections: c, connect: { ca: gatewayCa, lookup: lookupTo(INGRESS_IP) } }),
+        pid: gw.child.pid,
       },
       {
         name: 'gateway-proxy',
         origin: ipOrigin,
         dispatcher: (c) => new ProxyAgent({ uri: `http://127.0.0.1:${gw.info['proxyPort']}`, connections: c, requestTls: { ca: gatewayCa } }),
+        pid: gw.child.pid,
       },
-      { name: 'mitmproxy', origin: ipOrigin, dispatcher: (c) => new ProxyAgent({ uri: `http://127.0.0.1:${mitmPort}`, connections: c, requestTls: { ca: mitmCa } }) },
+      {
+        name: 'mitmproxy',
+        origin: ipOrigin,
+        dispatcher: (c) => new ProxyAgent({ uri: `http://127.0.0.1:${mitmPort}`, connections: c, requestTls: { ca: mitmCa } }),
+        pid: mitm.pid,
+      },
     ];
     const big = Buffer.alloc(1024 * 1024, 0x62);
     const workloads: Array<{ name: string; connections: number; run: (d: Dispatcher, origin: string, seconds: number) => Promise<Sample> }> = [
@@ -261,19 +279,24 @@ async function main(): Promise<void> {
         for (const t of targets) {
           const d = t.dispatcher(w.connections);
           await w.run(d, t.origin, 0.5); // warm-up: connections, TLS sessions, leaf certificates, JIT
+          const cpu0 = t.pid ? cpuSeconds(t.pid) : 0;
           const s = await w.run(d, t.origin, SECONDS);
+          if (t.pid) s.cpuUs = ((cpuSeconds(t.pid) - cpu0) * 1e6) / Math.max(1, s.rps * SECONDS);
           await d.close();
           const key = `${w.name}|${t.name}`;
           results.set(key, [...(results.get(key) ?? []), s]);
-          process.stderr.write(`round ${round + 1} ${w.name} ${t.name}: ${s.rps.toFixed(0)} req/s p50 ${s.p50.toFixed(2)} ms p99 ${s.p99.toFixed(2)} ms${s.errors ? ` errors ${s.errors}` : ''}\n`);
+          process.stderr.write(
+            `round ${round + 1} ${w.name} ${t.name}: ${s.rps.toFixed(0)} req/s p50 ${s.p50.toFixed(2)} ms p99 ${s.p99.toFixed(2)} ms` +
+              `${s.cpuUs ? ` proxy CPU ${s.cpuUs.toFixed(0)} µs/req` : ''}${s.errors ? ` errors ${s.errors}` : ''}\n`,
+          );
         }
       }
     }
 
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const lines = [
-      `| workload | path | req/s | MB/s | p50 ms | p99 ms | p50 added vs direct | req/s vs mitmproxy | errors |`,
-      `|---|---|---:|---:|---:|---:|---:|---:|---:|`,
+      `| workload | path | req/s | MB/s | p50 ms | p99 ms | p50 added vs direct | req/s vs mitmproxy | proxy CPU µs/req | req per proxy CPU-second vs mitmproxy | errors |`,
+      `|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|`,
     ];
     for (const w of workloads) {
       const m = (t: string, f: (s: Sample) => number) => median((results.get(`${w.name}|${t}`) ?? []).map(f));
@@ -284,12 +307,17 @@ async function main(): Promise<void> {
         const added = p50 - m('direct', (s) => (w.name === 'sse' ? s.ttfb ?? s.p50 : s.p50));
         const vsMitm = rps / m('mitmproxy', (s) => s.rps);
         const errors = (results.get(`${w.name}|${t.name}`) ?? []).reduce((n, s) => n + s.errors, 0);
+        const cpu = t.pid ? m(t.name, (s) => s.cpuUs ?? NaN) : NaN;
+        const cpuVsMitm = m('mitmproxy', (s) => s.cpuUs ?? NaN) / cpu;
         lines.push(
-          `| ${w.name} | ${t.name} | ${rps.toFixed(0)} | ${m(t.name, (s) => s.mbps).toFixed(1)} | ${p50.toFixed(2)}${w.name === 'sse' ? ' (first event)' : ''} | ${p99.toFixed(2)} | ${t.name === 'direct' ? '—' : `${added >= 0 ? '+' : ''}${added.toFixed(2)}`} | ${t.name === 'mitmproxy' ? '1.0×' : `${vsMitm.toFixed(1)}×`} | ${errors} |`,
+          `| ${w.name} | ${t.name} | ${rps.toFixed(0)} | ${m(t.name, (s) => s.mbps).toFixed(1)} | ${p50.toFixed(2)}${w.name === 'sse' ? ' (first event)' : ''} | ${p99.toFixed(2)} | ${t.name === 'direct' ? '—' : `${added >= 0 ? '+' : ''}${added.toFixed(2)}`} | ${t.name === 'mitmproxy' ? '1.0×' : `${vsMitm.toFixed(1)}×`} | ${Number.isNaN(cpu) ? '—' : cpu.toFixed(0)} | ${Number.isNaN(cpu) ? '—' : `${cpuVsMitm.toFixed(1)}×`} | ${errors} |`,
         );
       }
     }
-    process.stdout.write(`\n${SECONDS}s per run, ${ROUNDS} rounds, medians. Node ${process.version}, ${(await import('node:os')).cpus().length} CPUs.\n\n${lines.join('\n')}\n`);
+    const os = await import('node:os');
+    process.stdout.write(
+      `\n${SECONDS}s per run, ${ROUNDS} rounds, medians. Node ${process.version}, ${os.cpus().length} CPUs, load average at the end ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}.\n\n${lines.join('\n')}\n`,
+    );
   } finally {
     for (const c of children) c.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, PROFILE ? 3000 : 300));

@@ -10,7 +10,7 @@
 import type { IncomingMessage } from 'node:http';
 import type http2 from 'node:http2';
 import type { Readable } from 'node:stream';
-import type { Action, Endpoint } from '../../policy/types.js';
+import type { Action, Endpoint, PolicyModel } from '../../policy/types.js';
 import type { Enforcement } from '../../gateway/contracts.js';
 import { placeholdersFromHeaders, placeholderHeaders } from '../../policy/placeholders.js';
 import { injectHttpCredential, mtlsOptions, InjectionError } from '../../vault/inject.js';
@@ -135,7 +135,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     host: route.host,
     port: route.port,
     peer: conn.peer,
-    placeholders: placeholdersFromHeaders(http.headers, placeholderHeaders(policy.model)),
+    placeholders: placeholdersFromHeaders(http.headers, headersFor(policy.model)),
     facts: shaped.facts,
   };
   if (conn.profile !== undefined) action.profile = conn.profile;
@@ -162,7 +162,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   }
 
   // ── forward ───────────────────────────────────────────────────────────
-  const scrubber = scrubberFor(core.secrets.allValues());
+  const scrubber = currentScrubber(core);
   const websocket = req.protocol === 'h1' && req.upgrade === 'websocket' && req.method === 'GET' && sink.takeOver !== undefined;
   let headers: Record<string, string | string[]> = upstreamRequestHeaders(req.headers, { websocket, keepTeTrailers: req.protocol === 'h2' });
   let clientCert: ReturnType<typeof mtlsOptions> | undefined;
@@ -268,6 +268,32 @@ function settleWithin(p: Promise<void>, ms: number): Promise<void> {
     timer = setTimeout(resolve, ms);
   });
   return Promise.race([p.catch(() => undefined), timeout]).finally(() => clearTimeout(timer));
+}
+
+// ───────────────────────────── per-policy caches ─────────────────────────
+
+const placeholderHeaderCache = new WeakMap<PolicyModel, ReturnType<typeof placeholderHeaders>>();
+
+/** The `header_token` headers to read placeholders from, computed once per loaded policy. */
+function headersFor(model: PolicyModel): ReturnType<typeof placeholderHeaders> {
+  let h = placeholderHeaderCache.get(model);
+  if (!h) {
+    h = placeholderHeaders(model);
+    placeholderHeaderCache.set(model, h);
+  }
+  return h;
+}
+
+const scrubberCache = new WeakMap<EngineCore, { values: readonly string[]; scrubber: Scrubber }>();
+
+/** The scrubber for the vault's current values; rebuilt only when the vault hands out a new list. */
+function currentScrubber(core: EngineCore): Scrubber {
+  const values = core.secrets.allValues();
+  const hit = scrubberCache.get(core);
+  if (hit && hit.values === values) return hit.scrubber;
+  const scrubber = scrubberFor(values);
+  scrubberCache.set(core, { values, scrubber });
+  return scrubber;
 }
 
 // ───────────────────────────── routing ───────────────────────────────────

@@ -90,18 +90,29 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
     }
   };
 
-  for (;;) {
-    // ── wait for a request head ──
+  /**
+   * The next request head. Timers are armed only when the head is not
+   * already buffered: an idle keep-alive limit while nothing has arrived, and
+   * a deadline for the whole head once it has started (slow-drip heads).
+   */
+  const nextHead = async (): Promise<ParseEvent | null> => {
+    const ready = parser.next();
+    if (ready) return ready;
     setIdle(keepAliveMs);
     const headTimer = setTimeout(() => {
       if (parser.midMessage) writeLocal(socket, 408, 'request head not received in time');
     }, headersTimeoutMs);
-    let ev: ParseEvent | null;
     try {
-      ev = await nextEvent();
+      return await nextEvent();
     } finally {
       clearTimeout(headTimer);
+      setIdle(0);
     }
+  };
+
+  for (;;) {
+    // ── wait for a request head ──
+    const ev = await nextHead();
     if (ev === null) {
       socket.end();
       return;
@@ -112,7 +123,6 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
       return;
     }
     if (ev.type !== 'head') throw new Error(`parser produced ${ev.type} before a head`);
-    setIdle(0);
     const head = ev.head;
 
     if (head.method === 'CONNECT') {
