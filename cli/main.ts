@@ -14,6 +14,11 @@ import * as approvalsCommand from './approvals.js';
 import * as secretCommand from './secret.js';
 import * as auditCommand from './audit.js';
 import * as gatewayCommand from './gateway.js';
+import * as joinCommand from './join.js';
+import * as runCommand from './run.js';
+import * as devicesCommand from './devices.js';
+import * as statusCommand from './status.js';
+import * as leaveCommand from './leave.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -49,6 +54,11 @@ async function main(argv: string[]): Promise<number> {
     secretCommand,
     auditCommand,
     gatewayCommand,
+    joinCommand,
+    runCommand,
+    devicesCommand,
+    statusCommand,
+    leaveCommand,
   ];
   for (const c of commands) c.register(program);
   try {

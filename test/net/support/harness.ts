@@ -1,0 +1,155 @@
+/**
+ * Test harness around the topology: a gateway process (gateway-host.ts) in
+ * the gateway namespace, upstream servers in the upstream namespace, and the
+ * real `clawpatrol join` / `run` CLI (dist/) on the agent host.
+ */
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { Topology, ADDR } from './topology.js';
+import type { GatewayHostConfig } from './gateway-host.js';
+import { tunnelNames } from '../../../src/net/client/tunnel.js';
+import { stopByPid } from '../../../src/net/wireguard-go.js';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..', '..');
+export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+export const PROBE = join(ROOT, 'test', 'net', 'support', 'probe.mjs');
+
+export interface Msg {
+  type: string;
+  [k: string]: unknown;
+}
+
+/** A CA certificate + key made with openssl (the stub TLS engine serves it too). */
+export function makeCa(dir: string): { certPath: string; keyPath: string; pem: string; fingerprint: string } {
+  const certPath = join(dir, 'ca.pem');
+  const keyPath = join(dir, 'ca.key');
+  const r = spawnSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyPath, '-out', certPath,
+    '-days', '2', '-subj', '/CN=clawpatrol test CA', '-addext', 'basicConstraints=critical,CA:TRUE',
+    '-addext', 'subjectAltName=DNS:*.example.test,DNS:api.example.test',
+  ], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
+  const pem = readFileSync(certPath, 'utf8');
+  return { certPath, keyPath, pem, fingerprint: new X509Certificate(pem).fingerprint256 };
+}
+
+export class GatewayProcess {
+  readonly events: Msg[] = [];
+  private nextId = 1;
+  private readonly waiters = new Map<number, (m: Msg) => void>();
+  private readonly listeners = new Set<(m: Msg) => void>();
+  ready!: { controlPort: number; adminToken: string; publicKey: string; gw4: string; gw6: string | null };
+  exited: Promise<number | null>;
+
+  constructor(private readonly child: ChildProcess) {
+    child.on('message', (m: Msg) => {
+      if (m.type === 'reply') {
+        this.waiters.get(m.id as number)?.(m);
+        this.waiters.delete(m.id as number);
+        return;
+      }
+      if (process.env.CP_TEST_DEBUG && m.type === 'log') process.stderr.write(`[gw] ${String(m.line)}\n`);
+      this.events.push(m);
+      for (const l of this.listeners) l(m);
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      if (process.env.CP_TEST_DEBUG) process.stderr.write(`[gw stderr] ${d}`);
+    });
+    this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
+  }
+
+  static async start(topo: Topology, cfg: GatewayHostConfig): Promise<GatewayProcess> {
+    const child = topo.spawn(topo.ns.gw, process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'net', 'support', 'gateway-host.ts')], {
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      env: { ...process.env, CP_TEST_GATEWAY: JSON.stringify(cfg) },
+      cwd: ROOT,
+    });
+    const gw = new GatewayProcess(child);
+    const first = await gw.waitFor((m) => m.type === 'ready' || m.type === 'fatal', 60_000);
+    if (first.type === 'fatal') throw new Error(`gateway failed to start: ${String(first.error)}`);
+    gw.ready = first as unknown as GatewayProcess['ready'];
+    return gw;
+  }
+
+  get controlUrl(): string {
+    return `http://${ADDR.gwAgentSide}:${this.ready.controlPort}`;
+  }
+
+  request<T = unknown>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiters.set(id, (m) => (m.error ? reject(new Error(String(m.error))) : resolve(m.result as T)));
+      this.child.send({ id, cmd, args });
+    });
+  }
+
+  /** The first event (already seen or future) matching `pred`. */
+  waitFor(pred: (m: Msg) => boolean, timeoutMs = 10_000): Promise<Msg> {
+    const seen = this.events.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.listeners.delete(l);
+        reject(new Error(`no matching gateway event within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const l = (m: Msg) => {
+        if (!pred(m)) return;
+        clearTimeout(timer);
+        this.listeners.delete(l);
+        resolve(m);
+      };
+      this.listeners.add(l);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    try {
+      await Promise.race([this.request('close'), new Promise((r) => setTimeout(r, 5000))]);
+    } catch {
+      /* exiting anyway */
+    }
+    await Promise.race([this.exited, new Promise((r) => setTimeout(r, 3000))]);
+    if (this.child.exitCode === null) this.child.kill('SIGKILL');
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+}
+
+/** A temp directory for one test file; the agent-host client config lives here. */
+export function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(d, 0o700);
+  return d;
+}
+
+export function removeDir(d: string): void {
+  rmSync(d, { recursive: true, force: true });
+}
+
+/** Tear down what `clawpatrol run` may have left for a device (a killed run). */
+export async function cleanupDevice(topo: Topology, deviceId: string): Promise<void> {
+  const names = tunnelNames(deviceId);
+  const statePath = join(names.runtimeDir, 'state.json');
+  if (existsSync(statePath)) {
+    try {
+      const s = JSON.parse(readFileSync(statePath, 'utf8')) as { wgPid: number };
+      await stopByPid(s.wgPid, names.iface);
+    } catch {
+      /* gone */
+    }
+  }
+  topo.extraNamespaces.add(names.netns);
+  spawnSync('ip', ['netns', 'del', names.netns]);
+  rmSync(`/etc/netns/${names.netns}`, { recursive: true, force: true });
+  rmSync(names.runtimeDir, { recursive: true, force: true });
+}
+
+export function writeJson(path: string, value: unknown): void {
+  writeFileSync(path, JSON.stringify(value), { mode: 0o600 });
+}

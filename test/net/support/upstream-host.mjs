@@ -1,0 +1,53 @@
+// The upstream side of the transport tests, run inside the upstream
+// namespace: TCP servers that greet with who connected (and then echo), and
+// a DNS server (the gateway host's "resolver") for a few names. Every
+// connection and query is reported over IPC, so a test can prove that an
+// escape attempt never reached the upstream.
+import net from 'node:net';
+import dgram from 'node:dgram';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const dnsPacket = require('dns-packet');
+const cfg = JSON.parse(process.env.CP_TEST_UPSTREAM);
+const send = (m) => process.send?.(m);
+
+for (const port of cfg.tcpPorts) {
+  const srv = net.createServer((s) => {
+    const remote = (s.remoteAddress ?? '').replace(/^::ffff:/, '');
+    send({ type: 'conn', port, remote });
+    s.write(`upstream ${port} from ${remote}\n`);
+    s.on('data', (d) => s.write(d));
+    s.on('error', () => {});
+  });
+  srv.listen({ port, host: '::' });
+}
+
+const records = cfg.dns; // name → { A?: string[], AAAA?: string[] }
+function answer(msg) {
+  const q = dnsPacket.decode(msg);
+  const question = q.questions[0];
+  send({ type: 'dns', name: question.name, qtype: question.type });
+  const rec = records[question.name.toLowerCase()];
+  const data = rec?.[question.type] ?? [];
+  return dnsPacket.encode({
+    type: 'response', id: q.id, flags: dnsPacket.RECURSION_AVAILABLE | (rec ? 0 : 3), questions: q.questions,
+    answers: data.map((d) => ({ type: question.type, name: question.name, ttl: 30, data: d })),
+  });
+}
+const udp = dgram.createSocket('udp4');
+udp.on('message', (m, r) => {
+  try {
+    udp.send(answer(m), r.port, r.address);
+  } catch {}
+});
+udp.bind(53, cfg.dnsAddress);
+net.createServer((s) => {
+  s.once('data', (d) => {
+    const a = answer(d.subarray(2));
+    s.end(Buffer.concat([Buffer.from([a.length >> 8, a.length & 0xff]), a]));
+  });
+  s.on('error', () => {});
+}).listen(53, cfg.dnsAddress);
+
+setTimeout(() => send({ type: 'ready' }), 100);
