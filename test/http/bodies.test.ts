@@ -146,3 +146,16 @@ describe('keep-alive with large bodies', () => {
     await pool.close();
   });
 });
+
+describe('refusing a body that is already on its way', () => {
+  it('a 4 MiB upload denied before its body is read still gets a clean 403 (no reset)', async () => {
+    const { curl, viaTunnel } = await import('./support/env.js');
+    const file = `${env.dir}/big-upload.bin`;
+    (await import('node:fs')).writeFileSync(file, Buffer.alloc(4 * 1024 * 1024, 0x45));
+    for (let i = 0; i < 3; i++) {
+      const r = await curl([...viaTunnel(env, 'h2.test', env.h2.port), '--http1.1', '-H', 'Expect:', '-i', '--data-binary', `@${file}`, `https://h2.test:${env.h2.port}/admin/upload`]);
+      expect(r.stdout).toMatch(/^HTTP\/1\.1 403 /);
+      expect(r.stdout).toContain('agents may not use the admin API');
+    }
+  });
+});

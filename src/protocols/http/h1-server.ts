@@ -78,6 +78,11 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
   if (opts.initial?.length) parser.feed(opts.initial);
   const setIdle = (ms: number) => (socket as Duplex & { setTimeout?: (ms: number, cb?: () => void) => void }).setTimeout?.(ms);
   socket.on('timeout', () => socket.destroy());
+  // Requests on one connection run one at a time: one signal serves them all
+  // (it fires when the agent goes away, cancelling a pending approval).
+  const goneController = new AbortController();
+  const gone = goneController.signal;
+  socket.once('close', () => goneController.abort());
 
   /** Next parser event, reading more bytes as needed; null when the agent closed. */
   const nextEvent = async (): Promise<ParseEvent | null> => {
@@ -119,6 +124,7 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
     }
     if (ev.type === 'error') {
       core.log(`http: malformed request from ${conn.peer.id}: ${ev.reason}`);
+      reader.detach();
       writeLocal(socket, ev.status, ev.reason);
       return;
     }
@@ -136,9 +142,6 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
     }
 
     // ── one exchange ──
-    const abort = new AbortController();
-    const onGone = () => abort.abort();
-    socket.once('close', onGone);
     let continued = false;
     let trailersSeen = false;
     const body: AsyncIterator<Buffer> = {
@@ -182,13 +185,13 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
       headBytes: head.headBytes,
       upgrade: head.upgrade,
       acceptsTrailers: /(?:^|,)\s*trailers\s*(?:,|$)/i.test(head.headers.filter((h) => h.name.toLowerCase() === 'te').map((h) => h.value).join(',')),
-      signal: abort.signal,
+      signal: gone,
     };
     const result = await exchange(core, conn, req, sink);
-    socket.removeListener('close', onGone);
     if (result.upgraded) return;
     if (result.close || sink.mustClose || !head.keepAlive || !result.bodyDone || socket.destroyed) {
-      socket.end();
+      reader.detach();
+      lingeringClose(socket);
       return;
     }
   }
@@ -202,12 +205,26 @@ function hostOf(headers: readonly HeaderField[]): string | null {
 /** A response the gateway writes itself before closing (parse errors, timeouts). */
 function writeLocal(socket: Duplex, status: number, reason: string): void {
   const body = `clawpatrol: ${reason}\n`;
-  socket.end(
+  socket.write(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\nx-clawpatrol: bad_request\r\n\r\n${body}`,
   );
-  // The agent may keep its side open; the stream is no longer trusted either way.
-  setTimeout(() => socket.destroy(), 2000).unref();
+  lingeringClose(socket);
+}
+
+/**
+ * Close after a final response while the agent may still be sending (a body
+ * the gateway refused to read): half-close, then read and discard for a
+ * moment. Closing with unread bytes in the receive buffer makes the kernel
+ * send a reset, which can destroy the response before the agent reads it.
+ */
+function lingeringClose(socket: Duplex): void {
+  socket.end();
+  if (socket.destroyed) return;
+  socket.on('data', () => undefined);
+  socket.resume();
+  // Counted from when everything written has left, so a slow reader still gets all of it.
+  socket.once('finish', () => setTimeout(() => socket.destroy(), 2000).unref());
 }
 
 const CRLF = '\r\n';
