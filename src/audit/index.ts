@@ -1,4 +1,7 @@
 export { AuditLog, AuditClosedError, type AuditLogOptions, type AuditStats, type RetentionPolicy } from './log.js';
+export { StoreAuditWriter, type AuditWriter } from './writer.js';
+export { WorkerAuditWriter, AuditWriterError } from './worker-writer.js';
+export { writerThreadEntry, WriterEntryError, type WriterThreadEntry } from './worker-entry.js';
 export { verifyChain, linkBatch, chainHash, GENESIS_HASH, type VerifyResult, type ChainProblem } from './chain.js';
 export { canonicalJson } from './canonical.js';
 export { auditRows, verifyStore, exportLine, parseExportLine, rowsFromLines } from './reader.js';

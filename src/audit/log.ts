@@ -2,36 +2,49 @@
  * The audit log: the gateway's AuditSink.
  *
  * `append()` only queues (the data path never waits for a disk); a timer
- * writes the queue in batches, each batch one transaction that links the
- * records into the hash chain under the store's head lock. `flush()`
- * resolves once everything appended before it is durable; `close()` drains
- * and stops. A failed write keeps the batch queued and retries, so records
- * are not lost while the store is briefly unavailable; `stats().failing`
- * tells the gateway when they are not being written.
+ * hands the queue to the writer in batches, each batch one transaction that
+ * links the records into the hash chain under the store's head lock.
+ * `flush()` resolves once everything appended before it is durable; `close()`
+ * drains and stops. A failed write keeps the batch queued and retries, so
+ * records are not lost while the store is briefly unavailable (or the writer
+ * thread died); `stats().failing` tells the gateway when they are not being
+ * written.
+ *
+ * The writer runs on a worker thread with its own store connection whenever
+ * the store can be reopened there (both built-in backends): canonical JSON,
+ * SHA-256 and the database's work then never hold up the event loop every
+ * protocol engine shares. Only a store that cannot be reopened (a test
+ * double), or `thread: false`, is written on the calling thread.
  *
  * Records must not be mutated after `append()` (they are serialised at
- * write time, off the data path).
+ * write time, off the data path), and must be JSON data: the writer thread
+ * receives a structured clone.
  */
 import type { AuditRecordInput, AuditSink } from '../gateway/contracts.js';
 import type { Store } from '../store/types.js';
-import { checkpointMac, linkBatch } from './chain.js';
+import { StoreAuditWriter, hasRetention, type AuditWriter, type RetentionPolicy } from './writer.js';
+import { WorkerAuditWriter } from './worker-writer.js';
 
-export interface RetentionPolicy {
-  maxAgeSec?: number;
-  maxRecords?: number;
-}
+export type { RetentionPolicy } from './writer.js';
 
 export interface AuditLogOptions {
   store: Store;
   /** HMAC key for the head and checkpoints (the vault's `subkey('audit')`); null → unkeyed chain. */
   key?: Buffer | null;
   retention?: RetentionPolicy;
-  /** Records per write transaction (default 256: a few milliseconds of work, so other connections are not stalled). */
+  /** Records per write transaction (default 256). */
   batchSize?: number;
   /** Longest a record waits in the queue before a write starts (default 20 ms). */
   flushDelayMs?: number;
   /** Retention check interval (default 10 minutes); 0 disables the timer (prune() still works). */
   pruneIntervalMs?: number;
+  /**
+   * Write from a worker thread (default: when the store can be reopened
+   * there). `false` writes on the calling thread — the benchmark's baseline.
+   */
+  thread?: boolean;
+  /** A writer to use instead of choosing one (tests that supervise the writer thread). */
+  writer?: AuditWriter;
   /** Called when a write or prune fails (the records stay queued). */
   onError?: (err: Error) => void;
   now?: () => number;
@@ -44,6 +57,8 @@ export interface AuditStats {
   /** True while the last write attempt failed. */
   failing: boolean;
   lastError: string | null;
+  /** Where records are written: a worker thread, or the gateway's own thread. */
+  writer: 'thread' | 'inline';
 }
 
 export class AuditClosedError extends Error {
@@ -64,16 +79,16 @@ export class AuditLog implements AuditSink {
   private readonly batchSize: number;
   private readonly flushDelayMs: number;
   private readonly now: () => number;
-  private readonly key: Buffer | null;
-  private st: AuditStats = { queued: 0, written: 0, pruned: 0, failing: false, lastError: null };
+  private readonly writer: AuditWriter;
+  private st: Omit<AuditStats, 'writer'> = { queued: 0, written: 0, pruned: 0, failing: false, lastError: null };
 
   constructor(private readonly opts: AuditLogOptions) {
     this.batchSize = Math.max(1, opts.batchSize ?? 256);
     this.flushDelayMs = Math.max(0, opts.flushDelayMs ?? 20);
     this.now = opts.now ?? Date.now;
-    this.key = opts.key ?? null;
+    this.writer = opts.writer ?? chooseWriter(opts.store, opts.key ?? null, opts.thread);
     const every = opts.pruneIntervalMs ?? 600_000;
-    if (opts.retention && (opts.retention.maxAgeSec || opts.retention.maxRecords) && every > 0) {
+    if (hasRetention(opts.retention) && every > 0) {
       this.pruneTimer = setInterval(() => void this.prune().catch(() => undefined), every);
       this.pruneTimer.unref();
     }
@@ -105,7 +120,11 @@ export class AuditLog implements AuditSink {
     }
   }
 
-  /** Drain the queue and stop. Rejects, naming how many records were not written, when the store fails. */
+  /**
+   * Drain the queue and stop (the writer thread closes its connection and
+   * ends). Rejects, naming how many records were not written, when the store
+   * fails.
+   */
   async close(): Promise<void> {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     this.pruneTimer = null;
@@ -115,6 +134,7 @@ export class AuditLog implements AuditSink {
       this.closed = true;
       if (this.timer) clearTimeout(this.timer);
       this.timer = null;
+      await this.writer.close();
     }
   }
 
@@ -123,28 +143,15 @@ export class AuditLog implements AuditSink {
   }
 
   stats(): AuditStats {
-    return { ...this.st, queued: this.pending };
+    return { ...this.st, queued: this.pending, writer: this.writer.kind };
   }
 
-  /** Apply retention now; returns records pruned. */
+  /** Apply retention now (on the writer's thread); returns records pruned. */
   async prune(): Promise<number> {
     const r = this.opts.retention;
-    if (!r || (!r.maxAgeSec && !r.maxRecords)) return 0;
-    const audit = this.opts.store.audit;
+    if (!hasRetention(r)) return 0;
     try {
-      const head = await audit.head();
-      if (!head) return 0;
-      let upto = 0;
-      if (r.maxRecords && r.maxRecords > 0) upto = Math.max(upto, head.seq - r.maxRecords);
-      if (r.maxAgeSec && r.maxAgeSec > 0) {
-        const keepFrom = await audit.firstSeqAtOrAfter(this.now() - r.maxAgeSec * 1000);
-        // The chain must stay a contiguous suffix: prune everything before the first record still young enough.
-        upto = Math.max(upto, keepFrom === null ? head.seq : keepFrom - 1);
-      }
-      const first = await audit.firstSeq();
-      if (first === null || upto < first) return 0;
-      const key = this.key;
-      const n = await audit.prune(upto, (seq, hash) => (key ? checkpointMac(key, seq, hash) : null));
+      const n = await this.writer.prune(r, this.now());
       this.st.pruned += n;
       return n;
     } catch (err) {
@@ -176,8 +183,7 @@ export class AuditLog implements AuditSink {
     while (this.pending) {
       const batch = this.queue.slice(this.head, this.head + this.batchSize);
       try {
-        const now = this.now();
-        await this.opts.store.audit.append((head) => linkBatch(head, batch, this.key, now));
+        await this.writer.write(batch, this.now());
       } catch (err) {
         this.st.failing = true;
         this.report(err);
@@ -206,4 +212,11 @@ export class AuditLog implements AuditSink {
     this.st.lastError = e.message;
     this.opts.onError?.(e);
   }
+}
+
+function chooseWriter(store: Store, key: Buffer | null, thread: boolean | undefined): AuditWriter {
+  const reopen = store.reopenOptions?.();
+  if (thread === false || (thread === undefined && !reopen)) return new StoreAuditWriter(store.audit, key);
+  if (!reopen) throw new Error(`audit: the store ${store.location} cannot be opened from a writer thread`);
+  return new WorkerAuditWriter(reopen, key);
 }

@@ -20,6 +20,7 @@ import {
   type KvStore,
   type SecretRepo,
   type SecretRow,
+  type OpenStoreOptions,
   type Store,
 } from './types.js';
 
@@ -50,7 +51,7 @@ export async function openPostgresStore(url: string): Promise<Store> {
     if (err instanceof StoreError) throw err;
     throw new StoreError(`cannot use ${location}: ${(err as Error).message}`);
   }
-  return new PgStore(pool, location);
+  return new PgStore(pool, location, url);
 }
 
 async function migrate(pool: pg.Pool, location: string): Promise<void> {
@@ -116,14 +117,22 @@ class PgStore implements Store {
   readonly secrets: SecretRepo;
   readonly audit: AuditRepo;
   private closed = false;
+  /** Holds the password: a #private field, so it is not one of the store's own enumerable properties. */
+  readonly #url: string;
 
   constructor(
     private readonly pool: pg.Pool,
     readonly location: string,
+    url: string,
   ) {
+    this.#url = url;
     this.kv = new PgKv(pool);
     this.secrets = new PgSecrets(pool);
     this.audit = new PgAudit(pool);
+  }
+
+  reopenOptions(): OpenStoreOptions {
+    return { postgres: this.#url };
   }
 
   async close(): Promise<void> {

@@ -21,6 +21,7 @@ import {
   type KvStore,
   type SecretRepo,
   type SecretRow,
+  type OpenStoreOptions,
   type Store,
 } from './types.js';
 
@@ -45,7 +46,7 @@ export function openSqliteStore(stateDir: string): Store {
     db.pragma('busy_timeout = 10000');
     db.pragma('foreign_keys = ON');
     const version = migrate(db, path);
-    return new SqliteStore(db, path, version);
+    return new SqliteStore(db, dir, path, version);
   } catch (err) {
     db.close();
     if (err instanceof StoreError) throw err;
@@ -86,6 +87,7 @@ class SqliteStore implements Store {
 
   constructor(
     private readonly db: Database.Database,
+    private readonly stateDir: string,
     path: string,
     readonly schemaVersion: number,
   ) {
@@ -93,6 +95,10 @@ class SqliteStore implements Store {
     this.kv = new SqliteKv(db);
     this.secrets = new SqliteSecrets(db);
     this.audit = new SqliteAudit(db);
+  }
+
+  reopenOptions(): OpenStoreOptions {
+    return { stateDir: this.stateDir };
   }
 
   async close(): Promise<void> {

@@ -128,6 +128,13 @@ export interface Store {
   readonly audit: AuditRepo;
   /** Schema version after migrations. */
   readonly schemaVersion: number;
+  /**
+   * How another thread of this process opens its own connection to this same
+   * store (the audit log's writer thread). For PostgreSQL it holds the URL
+   * with its password: hand it to the thread, never log it. Stores that cannot
+   * be reopened (test doubles, wrappers) leave it out.
+   */
+  reopenOptions?(): OpenStoreOptions;
   close(): Promise<void>;
 }
 

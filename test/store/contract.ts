@@ -3,7 +3,7 @@
  * `storeContract` with a factory that opens a fresh, empty store.
  */
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
-import type { AuditRow, Store } from '../../src/store/index.js';
+import { openStore, type AuditRow, type Store } from '../../src/store/index.js';
 
 export function storeContract(name: string, open: () => Promise<Store>, reopen?: () => Promise<Store>): void {
   describe(`${name}: store contract`, () => {
@@ -139,6 +139,25 @@ export function storeContract(name: string, open: () => Promise<Store>, reopen?:
       const rows = await store.audit.range({ limit: 100 });
       expect(rows.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
       rows.forEach((r, i) => expect(r.prevHash).toBe(i === 0 ? 'g' : `h${i}`));
+    });
+
+    it('reopenOptions() opens a second connection to the same store (the audit writer thread\'s)', async () => {
+      const options = store.reopenOptions?.();
+      expect(options).toBeDefined();
+      const other = await openStore(options!);
+      try {
+        expect(other.kind).toBe(store.kind);
+        expect(other.location).toBe(store.location);
+        await store.kv.put('ns', 'shared', { from: 'first' });
+        expect(await other.kv.get('ns', 'shared')).toEqual({ from: 'first' });
+        await other.audit.append((head) => ({
+          rows: [{ seq: (head?.seq ?? 0) + 1, ts: 1, record: '{}', prevHash: head?.hash ?? 'g', hash: 'from-other' }],
+          head: { seq: (head?.seq ?? 0) + 1, hash: 'from-other', mac: null },
+        }));
+        expect(await store.audit.head()).toEqual({ seq: 1, hash: 'from-other', mac: null });
+      } finally {
+        await other.close();
+      }
     });
 
     if (reopen) {

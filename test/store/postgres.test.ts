@@ -88,6 +88,8 @@ describe('postgres store: several gateways on one database', () => {
     const key = randomBytes(32);
     const stores = await Promise.all([0, 1, 2].map(() => openStore({ postgres: url })));
     const logs = stores.map((store) => new AuditLog({ store, key, batchSize: 200 }));
+    // Each gateway links its batches on a writer thread with its own connection; the advisory lock keeps one chain.
+    for (const log of logs) expect(log.stats().writer).toBe('thread');
     await Promise.all(
       logs.map(async (log, g) => {
         for (let i = 0; i < 10_000; i++) {

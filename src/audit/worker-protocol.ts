@@ -1,0 +1,23 @@
+/**
+ * Messages between the audit log (gateway thread) and its writer thread.
+ * Structured-cloned, so plain data only. Requests are answered in the order
+ * they were sent, one at a time.
+ */
+import type { AuditRecordInput } from '../gateway/contracts.js';
+import type { OpenStoreOptions } from '../store/types.js';
+import type { RetentionPolicy } from './writer.js';
+
+export interface WriterThreadData {
+  /** How the thread opens its own connection to the gateway's store. */
+  store: OpenStoreOptions;
+  /** HMAC key of the head and checkpoints (copied into the thread), or null. */
+  key: Uint8Array | null;
+}
+
+export type WriterRequest =
+  | { id: number; op: 'write'; records: readonly AuditRecordInput[]; now: number }
+  | { id: number; op: 'prune'; retention: RetentionPolicy; now: number }
+  /** Close the thread's connection; the thread then ends. */
+  | { id: number; op: 'close' };
+
+export type WriterReply = { id: number; ok: true; value: number } | { id: number; ok: false; error: string };

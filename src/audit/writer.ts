@@ -1,0 +1,74 @@
+/**
+ * Writing audit records into a store — the one place that links a batch
+ * into the chain and applies retention. Both happen inside the store's own
+ * transactions (the linker runs after the store has locked the head), so
+ * concurrent writers — other threads, other gateways — never fork the chain.
+ *
+ * `AuditLog` talks to an `AuditWriter`: either `StoreAuditWriter` on the
+ * calling thread, or `WorkerAuditWriter` (worker-writer.ts), whose thread
+ * runs a `StoreAuditWriter` of its own on its own connection.
+ */
+import type { AuditRecordInput } from '../gateway/contracts.js';
+import type { AuditRepo } from '../store/types.js';
+import { checkpointMac, linkBatch } from './chain.js';
+
+export interface RetentionPolicy {
+  maxAgeSec?: number;
+  maxRecords?: number;
+}
+
+export interface AuditWriter {
+  /** Where the work runs: `thread` (a worker thread with its own connection) or `inline` (the caller's thread). */
+  readonly kind: 'thread' | 'inline';
+  /**
+   * Link `records` after the stored head and commit them in one transaction;
+   * resolves with the number written. A rejection means the batch must be
+   * written again (it was not committed, or — only if the writer thread died
+   * between its commit and its reply — it may have been).
+   */
+  write(records: readonly AuditRecordInput[], now: number): Promise<number>;
+  /** Apply retention; resolves with the number of records pruned. */
+  prune(retention: RetentionPolicy, now: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export function hasRetention(r: RetentionPolicy | undefined): r is RetentionPolicy {
+  return !!r && !!(r.maxAgeSec || r.maxRecords);
+}
+
+/** Writes through an `AuditRepo` on the calling thread. */
+export class StoreAuditWriter implements AuditWriter {
+  readonly kind = 'inline' as const;
+
+  constructor(
+    private readonly audit: AuditRepo,
+    private readonly key: Buffer | null,
+  ) {}
+
+  async write(records: readonly AuditRecordInput[], now: number): Promise<number> {
+    const rows = await this.audit.append((head) => linkBatch(head, records, this.key, now));
+    return rows.length;
+  }
+
+  async prune(retention: RetentionPolicy, now: number): Promise<number> {
+    if (!hasRetention(retention)) return 0;
+    const audit = this.audit;
+    const head = await audit.head();
+    if (!head) return 0;
+    let upto = 0;
+    if (retention.maxRecords && retention.maxRecords > 0) upto = Math.max(upto, head.seq - retention.maxRecords);
+    if (retention.maxAgeSec && retention.maxAgeSec > 0) {
+      const keepFrom = await audit.firstSeqAtOrAfter(now - retention.maxAgeSec * 1000);
+      // The chain must stay a contiguous suffix: prune everything before the first record still young enough.
+      upto = Math.max(upto, keepFrom === null ? head.seq : keepFrom - 1);
+    }
+    const first = await audit.firstSeq();
+    if (first === null || upto < first) return 0;
+    const key = this.key;
+    return audit.prune(upto, (seq, hash) => (key ? checkpointMac(key, seq, hash) : null));
+  }
+
+  async close(): Promise<void> {
+    // The store belongs to whoever opened it.
+  }
+}
