@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import https from 'node:https';
 import http2 from 'node:http2';
+import tls from 'node:tls';
 import WebSocket from 'ws';
 import { CANARY, PLACEHOLDER, startEnv, type Env } from './support/env.js';
 import { GATEWAY_IP, lookupTo } from './support/gateway.js';
@@ -104,6 +105,45 @@ describe('WebSocket', () => {
     expect(frames.some((f) => f.direction === 'upstream-to-agent' && f.text === 'echo: ping from agent')).toBe(true);
     const rec = await env.gw.audit.waitForRecord((r) => r.status === '101');
     expect(rec).toMatchObject({ outcome: 'allow', endpoint: 'https.api' });
+  });
+
+  it('a compressed (RSV1) frame from the agent cannot be inspected: the session closes with 1002', async () => {
+    const sock = tls.connect({ host: GATEWAY_IP, port: env.api.port, servername: 'ws.test', ca: env.gw.ca.caCertPem, ALPNProtocols: ['http/1.1'] });
+    await new Promise((r) => sock.once('secureConnect', r));
+    sock.write(
+      `GET /ws HTTP/1.1\r\nHost: ws.test:${env.api.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n`,
+    );
+    let got = Buffer.alloc(0);
+    const closeCode = await new Promise<number>((resolve) => {
+      sock.on('data', (d: Buffer) => {
+        got = Buffer.concat([got, d]);
+        const headEnd = got.indexOf('\r\n\r\n');
+        if (headEnd === -1) return;
+        const head = got.subarray(0, headEnd).toString();
+        if (!sentFrame) {
+          expect(head).toMatch(/^HTTP\/1\.1 101 /);
+          expect(head.toLowerCase()).not.toContain('sec-websocket-extensions');
+          sentFrame = true;
+          // FIN + RSV1 + text, masked, payload "hi" (deflate-looking garbage)
+          const key = Buffer.from([1, 2, 3, 4]);
+          const payload = Buffer.from('hi').map((b, i) => b ^ key[i % 4]!);
+          sock.write(Buffer.concat([Buffer.from([0xc1, 0x82]), key, payload]));
+        }
+        // Look for a close frame (opcode 8) from the gateway after the upstream's greeting.
+        let off = headEnd + 4;
+        while (off + 2 <= got.length) {
+          const op = got[off]! & 0x0f;
+          const len = got[off + 1]! & 0x7f;
+          if (op === 8 && off + 4 <= got.length) return resolve(got.readUInt16BE(off + 2));
+          off += 2 + len;
+        }
+      });
+      let sentFrame = false;
+      sock.on('close', () => resolve(-1));
+    });
+    sock.destroy();
+    expect(closeCode).toBe(1002);
   });
 
   it('the frame hook can end a session with 1008', async () => {
