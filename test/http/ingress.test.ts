@@ -171,3 +171,18 @@ describe('a connection to one endpoint cannot carry another host', () => {
     server.close();
   });
 });
+
+describe('half-closing clients', () => {
+  it('a client that sends its request and half-closes still gets the answer (proxy listener)', async () => {
+    const out = await new Promise<string>((resolve) => {
+      const s = net.connect(env.gw.proxyPort, '127.0.0.1');
+      let o = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (o += d));
+      s.on('close', () => resolve(o));
+      s.on('connect', () => s.end(`GET http://plain.test:${env.plain.port}/v1/half HTTP/1.1\r\nHost: plain.test\r\n\r\n`));
+    });
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    expect(out).toContain('"/v1/half"');
+  });
+});

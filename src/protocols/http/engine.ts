@@ -97,7 +97,7 @@ export function createHttpEngine(opts: HttpEngineOptions): HttpEngine {
       if (!concrete) throw new Error(`${endpointId} has only wildcard hosts; a listen sidecar needs one concrete host`);
       const upstream = { host: concrete.host, port: concrete.port ?? 443, tls: true };
       const { host, port } = splitListen(listen);
-      const server = net.createServer((socket) => {
+      const server = net.createServer({ allowHalfOpen: true }, (socket) => {
         socket.setNoDelay(true);
         const profile = core.policy().model.gateway.localProfile;
         const conn: ConnectionInfo = {

@@ -41,7 +41,9 @@ export function splitListen(listen: string): { host: string; port: number } {
 
 export async function startProxyListener(core: EngineCore, opts: ProxyOptions): Promise<ProxyListener> {
   const { host, port } = splitListen(opts.listen);
-  const server = net.createServer((socket) => {
+  // allowHalfOpen: a client that half-closes after its request (`nc -N`, some
+  // scripts) still gets the response; the gateway closes after answering.
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     socket.setNoDelay(true);
     const profile = opts.profile ?? core.policy().model.gateway.localProfile;
     const peer: Peer = { id: 'local:proxy', name: 'proxy', address: `${socket.remoteAddress}:${socket.remotePort}` };
