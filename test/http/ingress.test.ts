@@ -109,6 +109,17 @@ describe('approvals hold only the request that needs one', () => {
   });
 });
 
+describe('deny reasons', () => {
+  it('an approver’s reason quoting a secret is scrubbed before the agent sees it', async () => {
+    const held = curl([...viaTunnel(env, 'api.test', env.api.port), '-X', 'POST', '-d', '{}', `https://api.test:${env.api.port}/v1/refunds`]);
+    await env.gw.approvals.waitPending(1);
+    env.gw.approvals.pending.shift()!.resolve('deny', `the request would have used ${CANARY}`);
+    const out = (await held).stdout;
+    expect(out).toContain('the request would have used ***');
+    expect(out).not.toContain(CANARY);
+  });
+});
+
 describe('unknown hosts, passthrough', () => {
   it('CONNECT to an unknown host is spliced untouched and logged with bytes', async () => {
     const r = await curl(['-x', `http://127.0.0.1:${env.gw.proxyPort}`, '--cacert', env.pki.caPath, ...auth, `https://unknown.test:${env.api.port}/v1/items`]);

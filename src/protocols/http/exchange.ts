@@ -156,7 +156,8 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   if (!enf.allowed) {
     // An unread body cannot be skipped safely: the connection ends with this answer.
     if (req.hasBody && !body.done) sink.closeAfter();
-    answer(sink, req, { status: 403, reason: enf.reason, rule: enf.decision.rule || undefined, kind: 'denied' });
+    // Reasons can come from an approver (an LLM's words): scrubbed like everything else the agent receives.
+    answer(sink, req, { status: 403, reason: currentScrubber(core).scrubText(enf.reason), rule: enf.decision.rule || undefined, kind: 'denied' });
     enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: '403' });
     return outcome();
   }

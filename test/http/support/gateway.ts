@@ -60,14 +60,14 @@ export class MemoryAudit implements AuditSink {
 
 /** Approvals for tests: the test decides each pending request by hand. */
 export class ManualApprovals implements ApprovalRunner {
-  pending: Array<{ host: string; path: string; resolve: (v: 'allow' | 'deny') => void }> = [];
+  pending: Array<{ host: string; path: string; resolve: (v: 'allow' | 'deny', reason?: string) => void }> = [];
   async run(action: import('../../../src/policy/types.js').Action): Promise<import('../../../src/gateway/contracts.js').ApprovalOutcome> {
-    const verdict = await new Promise<'allow' | 'deny'>((resolve) => {
-      this.pending.push({ host: action.host, path: action.facts.http?.path ?? '', resolve });
+    const [verdict, reason] = await new Promise<['allow' | 'deny', string | undefined]>((resolve) => {
+      this.pending.push({ host: action.host, path: action.facts.http?.path ?? '', resolve: (v, r) => resolve([v, r]) });
     });
     return {
       verdict,
-      reason: verdict === 'allow' ? 'approved by the test' : 'rejected by the test',
+      reason: reason ?? (verdict === 'allow' ? 'approved by the test' : 'rejected by the test'),
       stages: [{ approver: 'builtin.dashboard', verdict, reason: 'test', decidedBy: 'test', durationMs: 1 }],
     };
   }
