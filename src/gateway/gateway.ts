@@ -23,12 +23,17 @@ import { initSqlParser } from '../protocols/postgres/sql.js';
 import { createEnforcer } from './enforcer.js';
 import type { Enforcer } from './contracts.js';
 import { ensureAdminToken, startControlServer, type ControlServer } from './control-server.js';
+import { policyDirectory } from './directory.js';
+import { startWireguardTransport, type WireguardTransport } from '../net/transport.js';
+import type { ConnectionEvent } from '../net/types.js';
+import type { AuditSink } from './contracts.js';
 
 export interface GatewayOptions {
   configPath: string;
   env?: NodeJS.ProcessEnv;
   log?: (line: string) => void;
   /** Test seams for services that cannot exist here (Slack, Anthropic) and upstream DNS. */
+  wireguard?: { dnsUpstream?: string[]; dnsPort?: number; interfaceName?: string };
   slackApiUrl?: string;
   anthropicBaseUrl?: string;
   httpLookup?: import('node:net').LookupFunction;
@@ -36,7 +41,7 @@ export interface GatewayOptions {
 
 /** One listening ingress, for the startup banner and tests. */
 export interface Ingress {
-  kind: 'control' | 'proxy' | 'endpoint';
+  kind: 'control' | 'proxy' | 'endpoint' | 'wireguard';
   endpointId?: string;
   address: string;
 }
@@ -52,6 +57,8 @@ export interface RunningGateway {
   audit: AuditLog;
   approvals: ApprovalService;
   enforcer: Enforcer;
+  /** Present when the policy has a `wireguard {}` block. */
+  wireguard: WireguardTransport | null;
   close(): Promise<void>;
 }
 
@@ -74,6 +81,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
   const env = opts.env ?? process.env;
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const cleanups: Array<() => Promise<void> | void> = [];
+  let closing = false;
   const closeAll = async (): Promise<void> => {
     for (const fn of cleanups.reverse()) {
       try {
@@ -170,6 +178,35 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       ingress.push(await startEndpointIngress(endpoint, engines, gateway.localProfile));
     }
 
+    let wireguard: WireguardTransport | null = null;
+    if (gateway.wireguard) {
+      wireguard = await startWireguardTransport({
+        wireguard: gateway.wireguard,
+        stateDir,
+        kv: store.kv,
+        directory: policyDirectory(() => watcher.current()),
+        engines: {
+          postgres: (socket, ctx) => postgres.handleConnection(socket, ctx),
+          tls: (socket, ctx) => http.handleTlsConnection(socket, ctx),
+          http: (socket, ctx) => http.handlePlainHttpConnection(socket, ctx),
+        },
+        ca: { certPem: ca.caCertPem, fingerprintSha256: ca.fingerprintSha256 },
+        events: { onConnection: (event) => auditConnection(audit, event) },
+        log,
+        ...(opts.wireguard?.dnsUpstream ? { dnsUpstream: opts.wireguard.dnsUpstream } : {}),
+        ...(opts.wireguard?.dnsPort !== undefined ? { dnsPort: opts.wireguard.dnsPort } : {}),
+        ...(opts.wireguard?.interfaceName ? { interfaceName: opts.wireguard.interfaceName } : {}),
+      });
+      const wg = wireguard;
+      // Tunnel connections are handed to the engines: close the tunnel before them.
+      cleanups.push(() => wg.close());
+      control.mount(wg.route);
+      ingress.push({ kind: 'wireguard', address: `udp ${gateway.wireguard.listenPort} (${wg.interfaceName} ${wg.gatewayAddress4})` });
+      void wg.wireguardExited.then((why) => {
+        if (!closing) log(`gateway: wireguard-go exited (${why}); the tunnel is down and agents have no network until restart`);
+      });
+    }
+
     for (const i of ingress) {
       log(`gateway: ${i.kind}${i.endpointId ? ` ${i.endpointId}` : ''} listening on ${i.address}`);
     }
@@ -186,7 +223,11 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       audit,
       approvals,
       enforcer,
-      close: closeAll,
+      wireguard,
+      close: async () => {
+        closing = true;
+        await closeAll();
+      },
     };
   } catch (err) {
     await closeAll();
@@ -220,4 +261,28 @@ async function startEndpointIngress(
 function formatAddress(a: import('node:net').AddressInfo | string): string {
   if (typeof a === 'string') return a;
   return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
+
+/** Passthrough relays and refusals of the tunnel are actions too: one audit record each. */
+function auditConnection(audit: AuditSink, e: ConnectionEvent): void {
+  audit.append({
+    time: e.time,
+    peer: e.peer.id,
+    profile: e.profile,
+    endpoint: null,
+    family: 'tcp',
+    host: e.dialedHost ?? e.sni ?? e.dialedIp,
+    facts: { tcp: { ip: e.dialedIp, port: e.dialedPort, ...(e.sni ? { sni: e.sni } : {}), ...(e.dialedHost ? { host: e.dialedHost } : {}) } },
+    rule: '',
+    verdict: e.outcome === 'relayed' ? 'allow' : 'deny',
+    outcome: e.outcome === 'relayed' ? 'allow' : 'deny',
+    reason: e.reason,
+    mode: 'enforce',
+    failClosed: false,
+    credential: null,
+    approvals: [],
+    latencyMs: e.durationMs,
+    bytesIn: e.bytesIn,
+    bytesOut: e.bytesOut,
+  });
 }
