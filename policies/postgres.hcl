@@ -46,11 +46,12 @@ rule "app-db-banned-functions" {
 
 # Reads: every statement of the message is a read (writes hidden in CTEs,
 # EXPLAIN ANALYZE or DO bodies show up in sql.verbs and fall through).
-# `connect` is the session start the Postgres engine decides before login.
+# Logging in is not a statement: rules never see it, so the default deny
+# below refuses statements, not sessions.
 rule "app-db-reads" {
   endpoint  = postgres.app-db
   priority  = 10
-  condition = "sets.contains(['connect', 'select', 'show', 'explain', 'begin', 'commit', 'rollback'], sql.verbs)"
+  condition = "sets.contains(['select', 'show', 'explain', 'begin', 'commit', 'rollback'], sql.verbs)"
   verdict   = "allow"
 }
 

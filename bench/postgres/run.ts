@@ -101,7 +101,7 @@ function policyHcl(pgPort: number, listenPort: number): string {
   rules.push(`rule "reads" {
   endpoint  = postgres.bench
   priority  = 1
-  condition = "sets.contains(['select', 'show', 'begin', 'commit', 'rollback', 'connect', 'set'], sql.verbs)"
+  condition = "sets.contains(['select', 'show', 'begin', 'commit', 'rollback', 'set'], sql.verbs)"
   verdict   = "allow"
 }`);
   return `schema_version = 1

@@ -4,6 +4,7 @@
  * error (absorbed by `&&`/`||` when the other side decides, fail-closed
  * otherwise):
  *   - `sql.inspected == false` → verb, verbs, tables, functions, copy_program unknown
+ *   - `sql.statement_truncated` → statement unknown as well (and everything derived from it)
  *   - `http.body_truncated`    → body, body_json unknown
  *   - a whole family missing from the action → that variable unknown
  * Case-insensitive facts (`http.method`, `sql.verb`, `k8s.verb`) are
@@ -35,17 +36,20 @@ export function activation(facts: Facts): Record<string, unknown> {
   }
   const s = facts.sql;
   if (s) {
-    const known = s.inspected === true;
+    const truncated = s.statement_truncated === true;
+    // Facts derived from the text are known only when the whole text was read and parsed.
+    const known = s.inspected === true && !truncated;
     out['sql'] = new SqlFactsValue(
       known ? lower(s.verb) : undefined,
       known ? s.verbs : undefined,
       known ? s.tables : undefined,
       known ? s.functions : undefined,
-      s.statement,
+      truncated ? undefined : s.statement,
       s.database,
       s.user,
-      known,
+      s.inspected === true,
       known ? s.copy_program === true : undefined,
+      truncated,
     );
   }
   const k = facts.k8s;

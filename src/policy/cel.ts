@@ -57,6 +57,7 @@ const SQL_FIELDS = {
   user: 'string',
   inspected: 'bool',
   copy_program: 'bool',
+  statement_truncated: 'bool',
 } as const;
 
 const K8S_FIELDS = {
@@ -122,6 +123,7 @@ export class SqlFactsValue {
     readonly user: unknown,
     readonly inspected: boolean,
     readonly copy_program: unknown,
+    readonly statement_truncated: boolean,
   ) {}
 }
 

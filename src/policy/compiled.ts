@@ -3,10 +3,11 @@
  *
  * decide is pure, synchronous and total: it never throws and never does I/O.
  * Order of work: profile → endpoint (given, or by host) → credential
- * (forced / placeholder / SQL user / the single one) → rules of that endpoint
- * by priority then declaration order → first match wins → no match: allow,
- * except an uninspectable SQL statement (backstop) → observe mode relaxes the
- * effective verdict to allow.
+ * (forced / placeholder / SQL user / the single one) → a session start stops
+ * here (allow: login needs nothing else) → rules of that endpoint by priority
+ * then declaration order → first match wins → no match: allow, except what
+ * the SQL backstop refuses (uninspectable statement, FunctionCall, startup
+ * options) → observe mode relaxes the effective verdict to allow.
  */
 import type { Action, Credential, Decision, Endpoint, PolicyModel, Rule, Verdict } from './types.js';
 import type { CompiledCondition } from './cel.js';
@@ -53,6 +54,33 @@ const DERIVED_FROM: Record<string, string[]> = {
   'http.body': ['http.body', 'http.body_json', 'http.*', 'content.findings', 'content.score', 'content.verdict', 'content.*'],
   'http.body_json': ['http.body_json', 'http.*'],
 };
+
+/**
+ * The SQL backstop: what "no rule matched" may not allow on a sql endpoint.
+ * Returns why it denies, or null.
+ *   - a statement that was not inspected (unparsable, over the limit) or no
+ *     SQL facts at all (fail closed);
+ *   - a wire FunctionCall (verb `function_call`): it runs a function by OID,
+ *     with nothing to inspect (fail closed);
+ *   - startup `options`: settings only a rule may let in at login.
+ */
+function sqlBackstop(action: Action): { reason: string; failClosed: boolean } | null {
+  const sql = action.facts?.sql;
+  if (!sql || sql.inspected !== true) {
+    const why = sql?.inspect_error ? ` (${sql.inspect_error})` : '';
+    return { reason: `the SQL statement could not be inspected${why} and no rule allowed it; denied (fail closed)`, failClosed: true };
+  }
+  if (Array.isArray(sql.verbs) && sql.verbs.includes('function_call')) {
+    return {
+      reason: 'a FunctionCall (verb function_call) runs a function the gateway cannot inspect; it is denied unless a rule allows it',
+      failClosed: true,
+    };
+  }
+  if (action.phase === 'startup_options') {
+    return { reason: 'no rule allows startup options', failClosed: false };
+  }
+  return null;
+}
 
 export function compilePolicy(doc: LoadedDocument): CompiledPolicy {
   const model = doc.model;
@@ -246,6 +274,12 @@ export function compilePolicy(doc: LoadedDocument): CompiledPolicy {
     // A passthrough credential claims the endpoint but injects nothing.
     const injected = cred && cred.type !== 'passthrough' ? cred.id : null;
 
+    if (action.phase === 'session_start') {
+      // A login only needs the endpoint and the credential; what the session
+      // then does is decided statement by statement.
+      return make('allow', '', ep.id, injected, `session start on ${ep.id}${credId ? ` as ${credId}` : ''}; statements are decided one by one`);
+    }
+
     let act: Record<string, unknown> | undefined;
     for (const { rule, condition } of rulesByEndpoint.get(ep.id) ?? []) {
       if (rule.credential !== undefined && rule.credential !== credId) continue;
@@ -266,10 +300,9 @@ export function compilePolicy(doc: LoadedDocument): CompiledPolicy {
       return ruleDecision(rule, ep.id, injected);
     }
 
-    const sql = action.facts?.sql;
-    if (ep.family === 'sql' && (!sql || sql.inspected !== true)) {
-      const why = sql?.inspect_error ? ` (${sql.inspect_error})` : '';
-      return failClosed(`the SQL statement could not be inspected${why} and no rule allowed it; denied (fail closed)`, ep.id, injected);
+    if (ep.family === 'sql') {
+      const backstop = sqlBackstop(action);
+      if (backstop) return make('deny', '', ep.id, injected, backstop.reason, [], backstop.failClosed);
     }
     return make('allow', '', ep.id, injected, 'no rule matched');
   }

@@ -69,6 +69,13 @@ export interface SqlFacts {
   inspect_error?: string;
   /** Extra facts of ours, e.g. `copy_program` for COPY … PROGRAM. */
   copy_program?: boolean;
+  /**
+   * (ours) True when the statement exceeded `limits.body_buffer` and was not
+   * read. `statement` (and every fact derived from the text) is then
+   * *unknown*, exactly like `http.body` under `http.body_truncated`: a rule
+   * that reads it fails closed.
+   */
+  statement_truncated?: boolean;
 }
 
 /** `k8s.*` — Kubernetes API requests (rules on k8s endpoints also see `http.*`). */
@@ -137,8 +144,22 @@ export interface Action {
   user?: string;
   /** Startup `database` (SQL). */
   database?: string;
-  /** Force a credential by name (fixtures' `action.credential`). */
+  /**
+   * Force a credential by name (fixtures' `action.credential`; the Postgres
+   * engine pins every statement of a session to the credential it logged in with).
+   */
   credential?: string;
+  /**
+   * (ours) What part of a connection this action is, when it is not an
+   * ordinary request or statement:
+   *   - `session_start`: a login (Postgres StartupMessage). `decide` resolves
+   *     profile, endpoint and credential only and evaluates no rules; the
+   *     statements of the session are decided one by one.
+   *   - `startup_options`: settings asked for at login (Postgres `options`),
+   *     decided like statements, but only a rule that matches and allows them
+   *     lets them through (no rule matching → deny).
+   */
+  phase?: 'session_start' | 'startup_options';
   facts: Facts;
 }
 

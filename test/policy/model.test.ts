@@ -223,7 +223,7 @@ profile "p" {
     expect(c.get('basic_auth.b')).toMatchObject({ username: 'bot', slots: ['password'] });
     expect(c.get('postgres_credential.db')).toMatchObject({ user: 'app', database: 'app', slots: ['password'] });
     expect(c.get('anthropic_manual_key.judge')).toMatchObject({ endpoints: [], env: 'ANTHROPIC_API_KEY', slots: ['token'] });
-    expect(c.get('slack_tokens.slack')).toMatchObject({ slots: ['bot', 'signing_secret'] });
+    expect(c.get('slack_tokens.slack')).toMatchObject({ slots: ['bot', 'signing_secret', 'app'] });
     expect(c.get('mtls_credential.m')).toMatchObject({ slots: ['cert', 'key', 'ca'] });
     expect(c.get('bearer_token.gh')!.pos).toMatchObject({ line: 5, col: 1 });
   });

@@ -64,7 +64,7 @@ describe('Postgres gateway end to end (PostgreSQL 15, psql, pg)', () => {
       expect(r.stderr).toBe('');
       expect(r.stdout.trim()).toBe(role);
     }
-    const connects = f.h.audit.filter((a) => (a.facts as { sql: { verb: string } }).sql.verb === 'connect');
+    const connects = f.h.audit.filter((a) => a.reason.startsWith('session start'));
     expect(connects.map((a) => a.credential)).toEqual(
       expect.arrayContaining(['postgres_credential.scram', 'postgres_credential.md5', 'postgres_credential.plain']),
     );
@@ -256,9 +256,15 @@ describe('Postgres gateway end to end (PostgreSQL 15, psql, pg)', () => {
   });
 
   it('startup options are forwarded only when a rule allows the SET they amount to', async () => {
+    const from = f.h.audit.length;
     const refused = await psql(f.port, ['-c', 'SHOW search_path'], { user: 'PH_scram', env: { PGOPTIONS: '-c search_path=pg_catalog' } });
     expect(refused.code).not.toBe(0);
-    expect(refused.stderr).toMatch(/startup options \(SET search_path TO 'pg_catalog'\) refused/);
+    expect(refused.stderr).toMatch(/startup options \(SET search_path TO 'pg_catalog'\) refused: no rule allows startup options/);
+    // The refusal is the policy's decision (the SQL backstop), so the audit record says what the agent saw.
+    expect(f.h.audit.slice(from).map((a) => [a.rule, a.outcome, a.reason])).toEqual([
+      ['', 'deny', 'no rule allows startup options'],
+      ['', 'allow', expect.stringMatching(/^session start/)],
+    ]);
     const allowed = await psql(f.port, ['-c', 'SHOW search_path'], { user: 'PH_md5', env: { PGOPTIONS: '-c search_path=pg_catalog' } });
     expect(allowed.stderr).toBe('');
     expect(allowed.stdout.trim()).toBe('pg_catalog');
@@ -271,9 +277,9 @@ describe('Postgres gateway end to end (PostgreSQL 15, psql, pg)', () => {
     await c.query('TRUNCATE accounts').catch(() => {});
     await c.end();
     await settle(50);
-    const recs = f.h.audit.slice(from).map((a) => [(a.facts as { sql: { verb: string } }).sql.verb, a.outcome, a.status]);
+    const recs = f.h.audit.slice(from).map((a) => [a.rule === '' && a.status === 'ok' ? 'session start' : (a.facts as { sql: { verb: string } }).sql.verb, a.outcome, a.status]);
     expect(recs).toEqual([
-      ['connect', 'allow', 'ok'],
+      ['session start', 'allow', 'ok'],
       ['select', 'allow', 'SELECT 1'],
       ['truncate', 'deny', '42501'],
     ]);

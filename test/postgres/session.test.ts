@@ -131,7 +131,6 @@ describe('PostgresSession', () => {
         user,
         database: 'app',
         maxBuffered: h.policy.model.gateway.limits.bodyBuffer,
-        statementNeeded: () => h.policy.needsFact('postgres.db', 'sql.statement'),
         credentialId: 'postgres_credential.db',
         scrubber: scrubberFor(['vault-pw-0123']),
         probeName: () => 'probe',
@@ -321,6 +320,12 @@ describe('PostgresSession', () => {
     await agentSends(fc);
     expect(upstreamBytes().equals(PROBE)).toBe(true);
     expect(h.actions[0]!.facts.sql).toMatchObject({ verb: 'function_call' });
+    await serverSends(be.error('42601', 'syntax error'), be.ready());
+    const got = parseBackend(agentBytes());
+    // The policy denied it (SQL backstop), so the audit record and the agent agree.
+    expect(got[0]).toMatchObject({ name: 'error', code: '42501' });
+    expect(got[0]!.message).toMatch(/FunctionCall \(verb function_call\)/);
+    expect(h.audit).toEqual([expect.objectContaining({ outcome: 'deny', rule: '', failClosed: true, reason: got[0]!.message })]);
     start({ user: 'fastpath' });
     await agentSends(fc);
     expect(upstreamBytes().equals(fc)).toBe(true);
@@ -347,9 +352,13 @@ describe('PostgresSession', () => {
     const big = 'SELECT ' + Array.from({ length: 400 }, (_, i) => `${i}`).join('+');
     expect(big.length).toBeGreaterThan(1024);
     await agentSends(serialize.query(big));
-    // The test policy reads sql.verb, so the text is needed: denied, never sent.
+    // The test policy reads sql.verb, so the text is needed: the first rule fails closed in decide, nothing is sent.
     expect(upstreamBytes().equals(PROBE)).toBe(true);
-    expect(h.audit[0]).toMatchObject({ outcome: 'deny' });
+    expect(h.actions[0]!.facts.sql).toMatchObject({ inspected: false, statement: '', statement_truncated: true });
+    expect(h.audit[0]).toMatchObject({ outcome: 'deny', rule: 'no-drop', failClosed: true });
+    await serverSends(be.error('42601', 'syntax error'), be.ready());
+    const got = parseBackend(agentBytes());
+    expect(got[0]).toMatchObject({ name: 'error', code: '42501', message: h.audit[0]!.reason });
   });
 
   it('a malformed frame ends the session with 08P01 and nothing after it is forwarded', async () => {
@@ -438,7 +447,6 @@ rule "bulk-loader" {
         user: 'loader',
         database: 'app',
         maxBuffered: 1024,
-        statementNeeded: () => h.policy.needsFact('postgres.db', 'sql.statement'),
         credentialId: 'postgres_credential.db',
         scrubber: null,
       },

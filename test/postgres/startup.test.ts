@@ -12,6 +12,8 @@ import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixt
 import { handlePostgresConnection } from '../../src/protocols/postgres/connection.js';
 import { createPostgresEngine } from '../../src/protocols/postgres/index.js';
 import { parsePostgresRaw } from '../../src/protocols/postgres/raw-fixture.js';
+import { startPostgresListener } from '../../src/protocols/postgres/listener.js';
+import { makeHarness } from './support/harness.js';
 import { actionsFromFixture, type Fixture } from '../../src/policy/fixtures.js';
 
 function startupWithVersion(minor: number, params: Record<string, string>): Buffer {
@@ -34,11 +36,16 @@ rule "deny-drop" {
   verdict   = "deny"
   reason    = "no drop"
 }
-rule "no-connect-for-ph-md5-to-template1" {
+rule "reads" {
   endpoint  = postgres.db
-  condition = "sql.verb == 'connect' && sql.database == 'template1'"
-  verdict   = "deny"
-  reason    = "template1 is off limits"
+  condition = "sets.contains(['select', 'set'], sql.verbs)"
+  verdict   = "allow"
+}
+rule "pg-default" {
+  endpoint = postgres.db
+  priority = -100
+  verdict  = "deny"
+  reason   = "everything else is off limits"
 }
 `);
   });
@@ -113,14 +120,71 @@ rule "no-connect-for-ph-md5-to-template1" {
     expect(got[3]).toMatchObject({ code: '0A000' });
   });
 
-  it('the session start is decided (verb connect, with database and user)', async () => {
+  it('the session start evaluates no rule: a catch-all deny refuses statements, not the login', async () => {
+    const from = f.h.audit.length;
+    const c = await RawClient.connect(f.port, { user: 'PH_scram', database: 'template1' });
+    const since = c.messages.length;
+    c.send(serialize.query('SELECT current_database()'));
+    const got = await c.readyCount(1, since);
+    expect(got.find((m) => m.name === 'dataRow')?.fields).toEqual(['template1']);
+    const since2 = c.messages.length;
+    c.send(serialize.query('CREATE TABLE t (x int)'));
+    const denied = await c.readyCount(1, since2);
+    expect(denied[0]).toMatchObject({ name: 'error', code: '42501', message: 'everything else is off limits' });
+    c.close();
+    const [start, ...rest] = f.h.audit.slice(from);
+    // The login is a record of its own: no rule, the resolved credential, the reason.
+    expect(start).toMatchObject({ rule: '', outcome: 'allow', status: 'ok', credential: 'postgres_credential.scram' });
+    expect(start!.reason).toMatch(/^session start on postgres\.db as postgres_credential\.scram/);
+    expect(start!.facts).toMatchObject({ sql: { statement: '', database: 'template1', user: 'PH_scram' } });
+    expect(rest.map((r) => [r.rule, r.outcome])).toEqual([
+      ['reads', 'allow'],
+      ['pg-default', 'deny'],
+    ]);
+    expect(f.h.actions.slice(-3).map((a) => a.phase)).toEqual(['session_start', undefined, undefined]);
+    // Statements are pinned to the credential the session logged in with.
+    expect(f.h.actions.slice(-2).map((a) => a.credential)).toEqual(['postgres_credential.scram', 'postgres_credential.scram']);
+  });
+
+  it('the session start fails when the credential cannot be resolved (ambiguous user): FATAL 42501, audited', async () => {
     const c = await RawClient.connect(f.port);
-    c.send(serialize.startup({ user: 'PH_scram', database: 'template1' }));
+    c.send(serialize.startup({ user: 'nobody', database: 'postgres' }));
     await c.until(() => c.closed);
-    expect(c.messages[0]).toMatchObject({ name: 'error', code: '42501', message: 'template1 is off limits' });
-    const last = f.h.audit[f.h.audit.length - 1]!;
-    expect(last).toMatchObject({ outcome: 'deny', rule: 'no-connect-for-ph-md5-to-template1' });
-    expect(last.facts).toMatchObject({ sql: { verb: 'connect', database: 'template1', user: 'PH_scram' } });
+    expect(c.messages[0]).toMatchObject({ name: 'error', code: '42501' });
+    expect(c.messages[0]!.message).toMatch(/several credentials can authenticate postgres\.db/);
+    expect(f.h.audit[f.h.audit.length - 1]).toMatchObject({ rule: '', outcome: 'deny', failClosed: true, status: '42501' });
+  });
+
+  it('a credential with no secret in the vault refuses the login: FATAL 42501, audited, nothing sent upstream', async () => {
+    const h = await makeHarness(
+      `
+schema_version = 1
+endpoint "postgres" "db" {
+  host    = "127.0.0.1:${f.pg.port}"
+  sslmode = "disable"
+}
+credential "postgres_credential" "unsealed" {
+  endpoint = postgres.db
+  user     = "app_scram"
+}
+profile "default" {
+  credentials = [postgres_credential.unsealed]
+}
+`,
+      {},
+    );
+    const l = await startPostgresListener({ endpoint: 'postgres.db', listen: '127.0.0.1:0', enforcer: h.enforcer, policy: () => h.policy, profile: 'default' });
+    try {
+      const c = await RawClient.connect(l.address.port, { user: 'anything', database: 'postgres' });
+      await c.until(() => c.closed);
+      expect(c.messages.map((m) => [m.name, m.code, m.message])).toEqual([['error', '42501', 'credential postgres_credential.unsealed has no secret']]);
+      expect(h.audit).toEqual([
+        expect.objectContaining({ rule: '', outcome: 'deny', failClosed: true, credential: 'postgres_credential.unsealed', status: '42501' }),
+      ]);
+    } finally {
+      await l.close();
+      h.cleanup();
+    }
   });
 
   it('a connection handed over by a transport finds its endpoint by the dialed address', async () => {
@@ -163,6 +227,8 @@ rule "no-connect-for-ph-md5-to-template1" {
       await c2.until(() => c2.closed);
       expect(c2.messages[0]).toMatchObject({ name: 'error', code: '28000' });
       expect(c2.messages[0]!.message).toMatch(/no postgres endpoint for unknown\.example/);
+      // The refusal is the session start's audit record (the policy found no endpoint for the host).
+      expect(f.h.audit[f.h.audit.length - 1]).toMatchObject({ endpoint: null, rule: '', status: '28000', host: 'unknown.example' });
       other.close();
     } finally {
       server?.close();
@@ -232,11 +298,11 @@ rule "deny-delete" {
       serialize.query('PREPARE d AS DELETE FROM t; EXECUTE d'),
     ]);
     const actions = parsePostgresRaw(bytes, { endpoint: f.h.policy.model.endpoints.get('postgres.db')!, host: '127.0.0.1', policy: f.h.policy });
-    expect(actions.map((a) => [a.facts.sql!.verb, a.facts.sql!.statement])).toEqual([
-      ['connect', ''],
-      ['select', 'SELECT 1'], // the Parse (covers the first Execute)
-      ['select', 'SELECT 1'], // the Execute of a later batch
-      ['delete', 'PREPARE d AS DELETE FROM t; EXECUTE d'],
+    expect(actions.map((a) => [a.phase ?? 'statement', a.facts.sql!.verb, a.facts.sql!.statement])).toEqual([
+      ['session_start', '', ''],
+      ['statement', 'select', 'SELECT 1'], // the Parse (covers the first Execute)
+      ['statement', 'select', 'SELECT 1'], // the Execute of a later batch
+      ['statement', 'delete', 'PREPARE d AS DELETE FROM t; EXECUTE d'],
     ]);
     expect(actions[0]).toMatchObject({ user: 'PH_scram', database: 'app', placeholders: ['PH_scram'], endpoint: 'postgres.db' });
   });

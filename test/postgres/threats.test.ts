@@ -25,7 +25,7 @@ rule "banned-functions" {
 rule "reads-only" {
   endpoint  = postgres.db
   priority  = 10
-  condition = "sets.contains(['select', 'show', 'begin', 'commit', 'rollback', 'connect', 'set', 'listen', 'explain'], sql.verbs)"
+  condition = "sets.contains(['select', 'show', 'begin', 'commit', 'rollback', 'set', 'listen', 'explain'], sql.verbs)"
   verdict   = "allow"
 }
 rule "default-deny" {

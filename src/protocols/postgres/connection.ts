@@ -3,8 +3,9 @@
  *
  *   startup   SSLRequest → TLS with a gateway-CA leaf for the endpoint host
  *             (or 'N'), GSSENCRequest → 'N', CancelRequest → mapped to the
- *             session it belongs to, StartupMessage → the session start is
- *             decided (verb `connect`), which resolves the credential;
+ *             session it belongs to, StartupMessage → the session start
+ *             resolves endpoint and credential (no rules: every statement
+ *             is decided on its own) and is audited;
  *   login     the gateway logs in upstream with the vault password and
  *             answers the agent with AuthenticationOk, the server's
  *             parameters, its own BackendKeyData and ReadyForQuery;
@@ -34,7 +35,7 @@ import { CancelRegistry, defaultCancelRegistry } from './cancel.js';
 import { FrontendDecoder, FrontendProtocolError, type StartupPacket } from './frontend-decoder.js';
 import { AGENT_HIGH_WATER, PostgresSession } from './session.js';
 import { initSqlParser } from './sql.js';
-import { CONNECT_ANALYSIS, sqlAction, sqlFacts, type ActionContext, StatementMemory } from './statements.js';
+import { credentialMismatch, sessionStartAction, startupOptionsAction, type ActionContext } from './statements.js';
 import { StartupRefused, optionsToSql, planStartup } from './startup-params.js';
 import { cancelUpstream, loginUpstream, type UpstreamConnection, type UpstreamTarget } from './upstream.js';
 import { UpstreamLoginError } from './upstream-login.js';
@@ -90,7 +91,7 @@ function fatalBytes(code: string, message: string): Buffer {
   return errorResponse({ severity: 'FATAL', code, message });
 }
 
-/** Resolve the endpoint this connection is for; null when none (the agent is told why). */
+/** The endpoint the agent is connecting to, for the TLS certificate (the session start then decides for real). */
 function resolveEndpoint(ctx: PostgresConnectionContext): Endpoint | null {
   const policy = ctx.policy();
   if (ctx.endpointId) return policy.model.endpoints.get(ctx.endpointId) ?? null;
@@ -206,11 +207,6 @@ export async function handlePostgresConnection(socket: Socket, ctx: PostgresConn
       startup = { packet: p, raw: next.raw };
     }
 
-    if (!endpoint || endpoint.type !== 'postgres') {
-      const what = ctx.endpointId ?? ctx.dialedHost ?? ctx.dialedIp ?? 'this address';
-      return endWith(fatalBytes(SQLSTATE.invalidAuthorization, `no postgres endpoint for ${what} in profile "${ctx.profile ?? '(any)'}"`));
-    }
-
     let plan;
     try {
       plan = planStartup(startup.packet.params);
@@ -218,7 +214,7 @@ export async function handlePostgresConnection(socket: Socket, ctx: PostgresConn
       if (err instanceof StartupRefused) return endWith(fatalBytes(err.code, err.message));
       throw err;
     }
-    await serveSession(agent, decoder, ctx, endpoint, plan, startup, tls, log);
+    await serveSession(agent, decoder, ctx, plan, startup, tls, log);
   } catch (err) {
     if (err instanceof FrontendProtocolError) return endWith(fatalBytes(SQLSTATE.protocolViolation, err.message));
     log('warn', 'postgres connection failed', { error: err instanceof Error ? err.message : String(err) });
@@ -226,33 +222,46 @@ export async function handlePostgresConnection(socket: Socket, ctx: PostgresConn
   }
 }
 
-async function serveSession(
-  agent: Socket,
-  decoder: FrontendDecoder,
-  ctx: PostgresConnectionContext,
-  endpoint: Endpoint,
-  plan: ReturnType<typeof planStartup>,
-  startup: { packet: Extract<StartupPacket, { type: 'Startup' }>; raw: Buffer },
-  agentTls: boolean,
-  log: NonNullable<PostgresEngineDeps['log']>,
-): Promise<void> {
+/** Where an endpoint's server is (its first host pattern). */
+function upstreamTarget(endpoint: Endpoint, ctx: PostgresConnectionContext): UpstreamTarget {
   const hostPattern = endpoint.hosts[0];
-  const target: UpstreamTarget = {
+  return {
     host: hostPattern?.host ?? 'localhost',
     port: hostPattern?.port ?? UPSTREAM_DEFAULT_PORT,
     sslmode: endpoint.sslmode ?? 'prefer',
     ...(endpoint.caCert ? { caCert: endpoint.caCert } : {}),
     ...(ctx.connectTimeoutMs ? { connectTimeoutMs: ctx.connectTimeoutMs } : {}),
   };
-  const actx: ActionContext = {
-    endpointId: endpoint.id,
-    host: target.host,
-    port: target.port,
+}
+
+/**
+ * What the session start is about: the endpoint the transport named, else
+ * the address the agent dialed (the policy looks the endpoint up by host).
+ */
+function sessionStartContext(ctx: PostgresConnectionContext, plan: ReturnType<typeof planStartup>): ActionContext {
+  const known = ctx.endpointId ? ctx.policy().model.endpoints.get(ctx.endpointId) : undefined;
+  const target = known ? upstreamTarget(known, ctx) : null;
+  return {
+    endpointId: ctx.endpointId ?? '',
+    host: target?.host ?? ctx.dialedHost ?? ctx.dialedIp ?? '',
+    port: target?.port ?? ctx.dialedPort ?? UPSTREAM_DEFAULT_PORT,
     ...(ctx.profile !== undefined ? { profile: ctx.profile } : {}),
     peer: ctx.peer,
     user: plan.user,
-    database: plan.database ?? endpoint.database ?? '',
+    database: plan.database ?? known?.database ?? '',
   };
+}
+
+async function serveSession(
+  agent: Socket,
+  decoder: FrontendDecoder,
+  ctx: PostgresConnectionContext,
+  plan: ReturnType<typeof planStartup>,
+  startup: { packet: Extract<StartupPacket, { type: 'Startup' }>; raw: Buffer },
+  agentTls: boolean,
+  log: NonNullable<PostgresEngineDeps['log']>,
+): Promise<void> {
+  const actx = sessionStartContext(ctx, plan);
   const abort = new AbortController();
   let agentGone = false;
   const onEarlyClose = (): void => {
@@ -267,18 +276,35 @@ async function serveSession(
     setTimeout(() => agent.destroy(), 5000).unref();
   };
 
-  // ── the session start is an action (verb `connect`): it resolves the credential ──
-  const connectEnf = await ctx.enforcer.enforce(sqlAction(actx, sqlFacts(CONNECT_ANALYSIS, '', actx)), abort.signal);
+  // ── the session start resolves endpoint and credential (no rules) and is audited on its own ──
+  const connectEnf = await ctx.enforcer.enforce(sessionStartAction(actx), abort.signal);
   if (agentGone) {
     connectEnf.finish({ bytesIn: startup.raw.length, status: 'closed' });
     return;
   }
+  /** End the login with this error; the session start's audit record carries it. */
+  const refuseWith = (reply: Buffer, status: string): void => {
+    connectEnf.finish({ bytesIn: startup.raw.length, bytesOut: reply.length, status });
+    endWith(reply);
+  };
+  const refuse = (code: string, message: string): void => refuseWith(fatalBytes(code, message), code);
+  const decided = connectEnf.decision;
   if (!connectEnf.allowed) {
-    const reply = fatalBytes(SQLSTATE.insufficientPrivilege, connectEnf.reason || 'connection denied by policy');
-    connectEnf.finish({ bytesIn: startup.raw.length, bytesOut: reply.length, status: SQLSTATE.insufficientPrivilege });
-    return endWith(reply);
+    return refuse(decided.endpoint ? SQLSTATE.insufficientPrivilege : SQLSTATE.invalidAuthorization, connectEnf.reason || 'connection denied by policy');
   }
-  const credentialId = connectEnf.decision.credential;
+  const endpoint = decided.endpoint ? ctx.policy().model.endpoints.get(decided.endpoint) : undefined;
+  if (!endpoint || endpoint.type !== 'postgres') {
+    // An unknown host the policy would pass through: the tunnel relays those before
+    // they reach an engine; this engine only speaks for postgres endpoints.
+    const what = ctx.endpointId ?? ctx.dialedHost ?? ctx.dialedIp ?? 'this address';
+    return refuse(SQLSTATE.invalidAuthorization, `no postgres endpoint for ${what} in profile "${ctx.profile ?? '(any)'}"`);
+  }
+  const target = upstreamTarget(endpoint, ctx);
+  actx.endpointId = endpoint.id;
+  actx.host = target.host;
+  actx.port = target.port;
+  const credentialId = decided.credential;
+  if (credentialId !== null) actx.credential = credentialId;
   const login = connectEnf.material ? postgresLogin(connectEnf.material, plan.user) : { user: plan.user, password: null };
   const database = plan.database ?? endpoint.database ?? connectEnf.material?.credential.database ?? login.user;
   actx.database = database;
@@ -293,19 +319,14 @@ async function serveSession(
       sql = optionsToSql(plan.options);
     } catch (err) {
       const e = err as StartupRefused;
-      const reply = fatalBytes(e.code ?? SQLSTATE.featureNotSupported, e.message);
-      connectEnf.finish({ bytesIn: startup.raw.length, bytesOut: reply.length, status: e.code });
-      return endWith(reply);
+      return refuse(e.code ?? SQLSTATE.featureNotSupported, e.message);
     }
-    const memory = new StatementMemory();
-    const optEnf = await ctx.enforcer.enforce(sqlAction(actx, sqlFacts(memory.analyze(sql), sql, actx)), abort.signal);
-    const ok = optEnf.allowed && optEnf.decision.rule !== '' && optEnf.decision.credential === credentialId;
-    if (!ok || agentGone) {
-      const why = optEnf.allowed ? 'no rule allows them' : optEnf.reason;
-      const reply = fatalBytes(SQLSTATE.insufficientPrivilege, `startup options (${sql}) refused: ${why}`);
+    const optEnf = await ctx.enforcer.enforce(startupOptionsAction(actx, sql), abort.signal);
+    const mismatch = optEnf.allowed ? credentialMismatch(optEnf, credentialId) : null;
+    if (!optEnf.allowed || mismatch || agentGone) {
+      const reply = fatalBytes(SQLSTATE.insufficientPrivilege, `startup options (${sql}) refused: ${mismatch ?? optEnf.reason}`);
       optEnf.finish({ bytesIn: 0, bytesOut: reply.length, status: SQLSTATE.insufficientPrivilege });
-      connectEnf.finish({ bytesIn: startup.raw.length, bytesOut: reply.length, status: SQLSTATE.insufficientPrivilege });
-      return endWith(reply);
+      return refuseWith(reply, SQLSTATE.insufficientPrivilege);
     }
     optEnf.finish({ status: 'ok' });
     extra.push(['options', plan.options]);
@@ -324,9 +345,8 @@ async function serveSession(
       message: scrubber ? scrubber.scrubText(text) : text,
       detail: `the gateway could not log in to ${endpoint.id} as ${login.user}`,
     });
-    connectEnf.finish({ bytesIn: startup.raw.length, bytesOut: reply.length, status: e.serverError?.code ?? e.code });
     log('warn', 'postgres upstream login failed', { endpoint: endpoint.id, error: e.message });
-    return endWith(reply);
+    return refuseWith(reply, e.serverError?.code ?? e.code);
   }
   const upstream = up.socket;
   upstream.on('error', () => {});
@@ -344,9 +364,7 @@ async function serveSession(
         : null;
   if (unsafe) {
     upstream.destroy();
-    const reply = fatalBytes(SQLSTATE.featureNotSupported, `${unsafe}; the gateway cannot inspect SQL the way the server would parse it`);
-    connectEnf.finish({ bytesIn: startup.raw.length, bytesOut: reply.length, status: SQLSTATE.featureNotSupported });
-    return endWith(reply);
+    return refuse(SQLSTATE.featureNotSupported, `${unsafe}; the gateway cannot inspect SQL the way the server would parse it`);
   }
 
   // ── answer the agent as its server ──
@@ -378,7 +396,6 @@ async function serveSession(
       {
         ...actx,
         maxBuffered: policyNow().model.gateway.limits.bodyBuffer,
-        statementNeeded: () => policyNow().needsFact(endpoint.id, 'sql.statement'),
         credentialId,
         scrubber,
         txStatus: up.txStatus,

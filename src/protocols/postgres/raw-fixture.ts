@@ -3,7 +3,8 @@
  * starting with its StartupMessage), replayed through the engine's own
  * decoder and statement memory into the Actions the live gateway would
  * decide — one per Query, Parse, uncovered Execute and FunctionCall, plus
- * the session start (`connect`) and startup `options` when the bytes carry a
+ * the session start (phase `session_start`: credential resolution, no rules)
+ * and startup `options` (phase `startup_options`) when the bytes carry a
  * StartupMessage. Every message is assumed allowed (the fixture asserts the
  * combined verdict), so a Parse covers the Executes of its batch exactly as
  * it does live. Malformed framing fails the fixture.
@@ -12,7 +13,7 @@ import type { Action } from '../../policy/types.js';
 import { registerRawParser, type RawParseContext } from '../../policy/fixtures.js';
 import { FrontendDecoder, type DecodeEvent } from './frontend-decoder.js';
 import { initSqlParser } from './sql.js';
-import { CONNECT_ANALYSIS, StatementMemory, sqlAction, sqlFacts, type ActionContext, type DecisionInput } from './statements.js';
+import { StatementMemory, messageAction, sessionStartAction, startupOptionsAction, type ActionContext, type DecisionInput } from './statements.js';
 import { optionsToSql, planStartup } from './startup-params.js';
 import { CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, PROTOCOL_3_0, SSL_REQUEST_CODE } from './wire.js';
 
@@ -42,15 +43,7 @@ export function parsePostgresRaw(bytes: Buffer, ctx: RawParseContext): Action[] 
   let batch = 0;
   let executed = false;
 
-  const emit = (input: DecisionInput | null, sqlText?: string): void => {
-    let action: Action;
-    if (input) {
-      const { analysis, text } = memory.decisionInput(input);
-      memory.allowed(input, analysis, text, batch);
-      action = sqlAction(actx, sqlFacts(analysis, text, actx));
-    } else {
-      action = sqlAction(actx, sqlFacts(sqlText === undefined ? CONNECT_ANALYSIS : memory.analyze(sqlText), sqlText ?? '', actx));
-    }
+  const push = (action: Action): void => {
     if (!fromStartup) {
       // Without a StartupMessage the fixture's own user/database/placeholders apply.
       delete action.user;
@@ -58,6 +51,11 @@ export function parsePostgresRaw(bytes: Buffer, ctx: RawParseContext): Action[] 
       delete action.placeholders;
     }
     actions.push(action);
+  };
+  const emit = (input: DecisionInput): void => {
+    const seen = memory.decisionInput(input);
+    memory.allowed(input, seen.analysis, seen.text, batch);
+    push(messageAction(actx, seen));
   };
 
   const onEvent = (ev: DecodeEvent): void => {
@@ -69,8 +67,8 @@ export function parsePostgresRaw(bytes: Buffer, ctx: RawParseContext): Action[] 
         actx.database = plan.database ?? ctx.endpoint?.database ?? '';
         fromStartup = true;
         decoder.phase = 'typed';
-        emit(null);
-        if (plan.options !== undefined) emit(null, optionsToSql(plan.options));
+        push(sessionStartAction(actx));
+        if (plan.options !== undefined) push(startupOptionsAction(actx, optionsToSql(plan.options), memory));
         return;
       }
       case 'large-start': {

@@ -37,16 +37,20 @@ import type { Scrubber } from '../../vault/scrub.js';
 import { errorResponse, type TxStatus } from './backend-messages.js';
 import { FrontendDecoder, FrontendProtocolError, type DecodeEvent, type LargeHead, type TypedMessage } from './frontend-decoder.js';
 import { AuditGroup, ResponseTracker, type ExpectKind } from './response-tracker.js';
-import { StatementMemory, sqlAction, sqlFacts, type ActionContext, type DecisionInput } from './statements.js';
+import { StatementMemory, credentialMismatch, messageAction, type ActionContext, type DecisionInput } from './statements.js';
 import type { SqlAnalysis } from './sql.js';
 import { SQLSTATE, isAsciiUnsafeClientEncoding } from './wire.js';
 
 export interface SessionConfig extends ActionContext {
-  /** `limits.body_buffer`: the largest statement analysed; larger ones are streamed or denied. */
+  /**
+   * `limits.body_buffer`: the largest statement analysed. A larger one is
+   * decided without its text (`sql.statement_truncated`), then streamed or denied.
+   */
   maxBuffered: number;
-  /** `policy.needsFact(endpoint, 'sql.statement')` under the policy in force now. */
-  statementNeeded(): boolean;
-  /** Credential the session logged in with (null: none injected). A statement resolving another is denied. */
+  /**
+   * Credential the session logged in with (null: none injected). Actions are
+   * pinned to it through `credential`; a decision naming another is denied.
+   */
   credentialId: string | null;
   /** Redacts the injected password (and its encodings) from everything sent to the agent. */
   scrubber: Scrubber | null;
@@ -88,8 +92,6 @@ interface Pending {
   text: string;
   bytesIn: number;
   canceled: boolean;
-  /** Engine-side reason to deny even if the policy allows (statement over the limit and needed). */
-  forceDeny?: string;
 }
 
 /** Messages the server accepts while it reads COPY data (others abort the COPY). */
@@ -202,20 +204,10 @@ export class PostgresSession {
     }
     let allowed = enf.allowed && !p.canceled;
     let reason = enf.reason;
-    if (allowed && p.forceDeny) {
+    const mismatch = allowed ? credentialMismatch(enf, this.cfg.credentialId) : null;
+    if (mismatch) {
       allowed = false;
-      reason = p.forceDeny;
-    }
-    if (allowed && p.input.kind === 'F' && enf.decision.rule === '') {
-      // FunctionCall runs a function by OID with no SQL to inspect: only an explicit rule lets it through.
-      allowed = false;
-      reason = 'FunctionCall (verb function_call) is denied unless a rule allows it';
-    }
-    if (allowed && enf.decision.credential !== this.cfg.credentialId) {
-      allowed = false;
-      reason =
-        `the policy now resolves credential ${enf.decision.credential ?? '(none)'} for this statement, ` +
-        `but the session logged in with ${this.cfg.credentialId ?? 'no credential'}; reconnect`;
+      reason = mismatch;
     }
     if (allowed) this.allow(p, enf);
     else this.deny(p, enf, reason);
@@ -434,13 +426,9 @@ export class PostgresSession {
   // ─────────────────────────── decisions ───────────────────────────
 
   private startDecision(item: Item, input: DecisionInput, bytesIn: number): void {
-    const { analysis, text } = this.memory.decisionInput(input);
-    let forceDeny: string | undefined;
-    if (analysis.inspected === false && 'oversize' in input && input.oversize !== undefined && this.cfg.statementNeeded()) {
-      forceDeny = `${analysis.error ?? 'statement over the limit'} and a rule on ${this.cfg.endpointId} needs its text; denied (fail closed)`;
-    }
-    this.pending = { item, input, analysis, text, bytesIn, canceled: false, ...(forceDeny ? { forceDeny } : {}) };
-    this.io.decide(sqlAction(this.cfg, sqlFacts(analysis, text, this.cfg)));
+    const seen = this.memory.decisionInput(input);
+    this.pending = { item, input, analysis: seen.analysis, text: seen.text, bytesIn, canceled: false };
+    this.io.decide(messageAction(this.cfg, seen));
   }
 
   private allow(p: Pending, enf: Enforcement): void {

@@ -14,8 +14,6 @@
 
 /** Every verb, least dangerous first. `docs/sql-facts.md` prints this table. */
 export const SQL_VERBS: readonly string[] = Object.freeze([
-  // the session start the Postgres engine decides before login (no statement)
-  'connect',
   // transaction and cursor bookkeeping, prepared-statement references
   'begin',
   'savepoint',

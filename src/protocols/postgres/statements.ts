@@ -11,7 +11,9 @@
  * statement uninspectable (fail closed) rather than harmless.
  */
 import type { Action, Peer, SqlFacts } from '../../policy/types.js';
+import type { Enforcement } from '../../gateway/contracts.js';
 import { analyzeSql, mergeAnalyses, toSqlFacts, type SqlAnalysis } from './sql.js';
+import { uninspected } from './sql-analysis.js';
 import { sqlNameKey, wireNameKey } from './wire.js';
 
 export interface StatementInfo {
@@ -59,41 +61,26 @@ export function literalShape(text: string): string {
   return LITERAL_SHAPE_SAFE.test(text) ? text.replace(NUMERIC_LITERAL, '0') : text;
 }
 
-/** An analysis that says "cannot be inspected" — rules reading verb/tables/functions fail closed. */
-export function uninspected(reason: string): SqlAnalysis {
-  return {
-    inspected: false,
-    error: reason,
-    verb: '',
-    verbs: [],
-    tables: [],
-    functions: [],
-    statementCount: 0,
-    copyProgram: false,
-    prepares: [],
-    executes: [],
-    deallocates: [],
-  };
-}
+/**
+ * A wire FunctionCall runs a function by OID: there is no SQL to inspect, so
+ * it carries the verb `function_call`, which the policy's SQL backstop
+ * denies unless a rule allows it.
+ */
+export const FUNCTION_CALL_ANALYSIS: SqlAnalysis = {
+  inspected: true,
+  verb: 'function_call',
+  verbs: ['function_call'],
+  tables: [],
+  functions: [],
+  statementCount: 1,
+  copyProgram: false,
+  prepares: [],
+  executes: [],
+  deallocates: [],
+};
 
-/** Facts of a statement-less action the engine itself names (connect, function_call). */
-function syntheticAnalysis(verb: string): SqlAnalysis {
-  return {
-    inspected: true,
-    verb,
-    verbs: [verb],
-    tables: [],
-    functions: [],
-    statementCount: 1,
-    copyProgram: false,
-    prepares: [],
-    executes: [],
-    deallocates: [],
-  };
-}
-
-export const CONNECT_ANALYSIS = syntheticAnalysis('connect');
-export const FUNCTION_CALL_ANALYSIS = syntheticAnalysis('function_call');
+/** The session start carries no statement; rules never see it (decide stops after resolving the credential). */
+const SESSION_START_ANALYSIS = uninspected('the session start carries no statement');
 
 export class StatementMemory {
   private readonly prepared = new Map<string, StatementInfo>();
@@ -172,8 +159,11 @@ export class StatementMemory {
     return !!portal?.statement && portal.boundBatch === batch && portal.statement.decidedBatch === batch;
   }
 
-  /** What a decision about this message looks at: the analysis and the statement text. */
-  decisionInput(d: DecisionInput): { analysis: SqlAnalysis; text: string } {
+  /**
+   * What a decision about this message looks at: the analysis and the
+   * statement text (`truncated`: the text was over the limit and never read).
+   */
+  decisionInput(d: DecisionInput): { analysis: SqlAnalysis; text: string; truncated?: boolean } {
     switch (d.kind) {
       case 'Q':
       case 'P':
@@ -181,6 +171,7 @@ export class StatementMemory {
           return {
             analysis: uninspected(`statement of ${d.oversize} bytes is over limits.body_buffer (${d.maxBuffered} bytes)`),
             text: '',
+            truncated: true,
           };
         }
         if (d.settingsUncertain && PARSE_SENSITIVE.test(d.sql)) {
@@ -228,6 +219,7 @@ export class StatementMemory {
 // ───────────────────────────── actions ────────────────────────────────────
 
 export interface ActionContext {
+  /** '' when the transport did not say (the session start then looks the endpoint up by `host`). */
   endpointId: string;
   /** The endpoint host the agent dialed (for the Action's host). */
   host: string;
@@ -237,13 +229,21 @@ export interface ActionContext {
   /** Startup user as the agent sent it (may be a placeholder). */
   user: string;
   database: string;
+  /**
+   * The credential the session logged in with: every later action is pinned
+   * to it, so rules keyed to a credential see the role the statements really
+   * run as, and a credential the policy no longer offers denies them.
+   */
+  credential?: string;
 }
 
-export function sqlFacts(a: SqlAnalysis, statement: string, ctx: ActionContext): SqlFacts {
-  return toSqlFacts(a, { statement, database: ctx.database, user: ctx.user });
+export function sqlFacts(a: SqlAnalysis, statement: string, ctx: ActionContext, truncated = false): SqlFacts {
+  const facts = toSqlFacts(a, { statement, database: ctx.database, user: ctx.user });
+  if (truncated) facts.statement_truncated = true;
+  return facts;
 }
 
-export function sqlAction(ctx: ActionContext, facts: SqlFacts): Action {
+export function sqlAction(ctx: ActionContext, facts: SqlFacts, phase?: Action['phase']): Action {
   const action: Action = {
     family: 'sql',
     host: ctx.host,
@@ -256,5 +256,38 @@ export function sqlAction(ctx: ActionContext, facts: SqlFacts): Action {
   };
   if (ctx.profile !== undefined) action.profile = ctx.profile;
   if (ctx.peer) action.peer = ctx.peer;
+  if (ctx.credential !== undefined) action.credential = ctx.credential;
+  if (phase !== undefined) action.phase = phase;
   return action;
+}
+
+/** The login: decide resolves endpoint and credential only (no rules); audited as its own record. */
+export function sessionStartAction(ctx: ActionContext): Action {
+  return sqlAction(ctx, sqlFacts(SESSION_START_ANALYSIS, '', ctx), 'session_start');
+}
+
+/**
+ * Startup `options` as the SET statements they amount to: decided like
+ * statements, except that only a matching rule may allow them.
+ */
+export function startupOptionsAction(ctx: ActionContext, sql: string, memory = new StatementMemory()): Action {
+  return sqlAction(ctx, sqlFacts(memory.analyze(sql), sql, ctx), 'startup_options');
+}
+
+/**
+ * A safety net behind the pin: a session that logged in without an injected
+ * credential cannot take one on later (the policy was reloaded to give the
+ * endpoint one). Returns why the statement is refused, or null.
+ */
+export function credentialMismatch(enf: Pick<Enforcement, 'decision'>, loggedInWith: string | null): string | null {
+  if (enf.decision.credential === loggedInWith) return null;
+  return (
+    `the policy now resolves credential ${enf.decision.credential ?? '(none)'} for this statement, ` +
+    `but the session logged in with ${loggedInWith ?? 'no credential'}; reconnect`
+  );
+}
+
+/** The action for one message the session must decide. */
+export function messageAction(ctx: ActionContext, input: { analysis: SqlAnalysis; text: string; truncated?: boolean }): Action {
+  return sqlAction(ctx, sqlFacts(input.analysis, input.text, ctx, input.truncated === true));
 }
