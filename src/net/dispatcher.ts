@@ -64,7 +64,9 @@ export class Dispatcher {
     const set = this.byPeer.get(peerId);
     if (!set) return 0;
     this.byPeer.delete(peerId);
-    for (const s of set) s.destroy();
+    for (const s of set) {
+      if (!s.destroyed) s.resetAndDestroy();
+    }
     return set.size;
   }
 

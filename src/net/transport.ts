@@ -253,11 +253,14 @@ export async function startWireguardTransport(opts: WireguardTransportOptions): 
     };
 
     const removePeer = async (id: string, kind: 'revoked' | 'left') => {
+      // Forgotten first: from here on nothing from its address is accepted (connections, DNS).
       const record = await peers.remove(id);
       if (!record) return { revoked: false, connectionsClosed: 0 };
-      // Cut the tunnel first, then the connections already accepted from it.
-      await uapiSet(wg.socketPath, { peers: [{ publicKey: record.publicKey, remove: true }] });
+      // Reset its open connections while the tunnel can still carry the RSTs, so the
+      // agent sees them die at once instead of hanging until a TCP timeout; then cut the tunnel.
       const connectionsClosed = dispatcher.destroyPeer(id);
+      if (connectionsClosed > 0) await new Promise((r) => setTimeout(r, 100));
+      await uapiSet(wg.socketPath, { peers: [{ publicKey: record.publicKey, remove: true }] });
       log(`net: device ${id} (${record.name}) ${kind}; ${connectionsClosed} connection(s) closed`);
       opts.events?.onDevice?.({ kind, deviceId: id, name: record.name, profile: record.profile });
       return { revoked: true, connectionsClosed };

@@ -100,6 +100,7 @@ beforeAll(async () => {
   gwCfg = {
     stateDir: join(dir, 'gateway-state'),
     listenPort: 20000 + Math.floor(Math.random() * 30000),
+    controlPort: 8080,
     subnet: '10.55.0.0/24',
     unknownHost: 'passthrough',
     endpoints: [

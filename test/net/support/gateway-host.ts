@@ -29,6 +29,8 @@ export interface GatewayHostConfig {
   caCertPath: string;
   caKeyPath: string;
   caFingerprint: string;
+  /** Control server port (fixed, so a restarted gateway is where clients expect it). */
+  controlPort: number;
 }
 
 const cfg = JSON.parse(process.env.CP_TEST_GATEWAY!) as GatewayHostConfig;
@@ -77,7 +79,21 @@ const engines = {
     held.add(socket);
     const t = new TLSSocket(socket, { isServer: true, secureContext: createSecureContext({ cert, key }) });
     t.on('error', () => t.destroy());
-    t.once('secure', () => hold('tls', t, ctx, (s) => t.write(s)));
+    t.once('secure', () => {
+      // An HTTP client (curl) speaks first: answer it in HTTP; otherwise greet and echo.
+      const timer = setTimeout(() => {
+        t.off('data', onRequest);
+        hold('tls', t, ctx, (s) => t.write(s));
+      }, 150);
+      const onRequest = (d: Buffer) => {
+        clearTimeout(timer);
+        t.off('data', onRequest);
+        send({ type: 'engine', engine: 'tls', ctx, requestLine: d.toString('latin1').split('\r\n')[0] });
+        const body = line('tls', ctx);
+        t.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      };
+      t.on('data', onRequest);
+    });
   },
   http(socket: Socket, ctx: ConnectionContext) {
     let head = '';
@@ -111,7 +127,7 @@ async function main(): Promise<void> {
     events: { onConnection: (e) => send({ type: 'connection', event: e }) },
     log: (l) => send({ type: 'log', line: l }),
   });
-  const control = await startControlServer({ listen: '0.0.0.0:0', adminToken, routes: [transport.route], log: (l) => send({ type: 'log', line: l }) });
+  const control = await startControlServer({ listen: `0.0.0.0:${cfg.controlPort}`, adminToken, routes: [transport.route], log: (l) => send({ type: 'log', line: l }) });
   const port = (control.server.address() as { port: number }).port;
 
   process.on('message', (m: { id: number; cmd: string; args?: Record<string, unknown> }) => {

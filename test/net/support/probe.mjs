@@ -45,7 +45,8 @@ function tcp(p) {
 function hold(p) {
   // Connect, report the first line, then report when the connection dies.
   return new Promise((resolve) => {
-    const sock = p.tls ? tls.connect({ host: p.host, port: p.port, servername: p.tls, rejectUnauthorized: false }) : net.connect(p.port, p.host);
+    const opts = { host: p.host, port: p.port, ...(p.family ? { family: p.family } : {}) };
+    const sock = p.tls ? tls.connect({ ...opts, servername: p.tls, rejectUnauthorized: false }) : net.connect(opts);
     let first = true;
     sock.on('data', (d) => {
       if (first) {
