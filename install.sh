@@ -19,7 +19,7 @@ done
 # Runtime: WireGuard (userspace), nftables for TPROXY, iproute2 for namespaces.
 # Tests: a real PostgreSQL 15 and its clients, curl.
 packages=(
-  ca-certificates curl iproute2 nftables wireguard-go wireguard-tools
+  ca-certificates curl openssl util-linux iproute2 nftables wireguard-go wireguard-tools
   postgresql-15 postgresql-client-15 python3 make g++
 )
 if [ "$want_bench" = 1 ]; then
