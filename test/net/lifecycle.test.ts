@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import { Topology, ADDR } from './support/topology.js';
 import { GatewayProcess, makeCa, tempDir, removeDir, cleanupDevice, CLI, PROBE, ROOT } from './support/harness.js';
 import type { GatewayHostConfig } from './support/gateway-host.js';
-import { tunnelNames } from '../../src/net/client/tunnel.js';
 
 let topo: Topology;
 let dir: string;
@@ -222,6 +221,8 @@ describe('system-wide CA trust', () => {
       `echo "---after-leave: $(ls /usr/local/share/ca-certificates | wc -l)"`,
     ].join('\n');
     const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], { encoding: 'utf8', cwd: ROOT, timeout: 90_000 });
+    const id = /Joined as (dev_[0-9a-f]+)/.exec(r.stdout)?.[1];
+    if (id) devices.push(id);
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Gateway CA trusted system-wide: \/usr\/local\/share\/ca-certificates\/clawpatrol-[0-9a-f]{16}\.crt/);
     expect(r.stdout).toMatch(/clawpatrol-[0-9a-f]{16}\.crt/);
@@ -230,10 +231,7 @@ describe('system-wide CA trust', () => {
     expect(r.stdout).toContain('"engine":"tls"');
     expect(r.stdout).toMatch(/Removed the gateway CA from the system trust store/);
     expect(r.stdout).toMatch(/---after-leave: 0/);
-    const id = /Joined as (dev_[0-9a-f]+)/.exec(r.stdout)?.[1];
-    if (id) devices.push(id);
     expect(readFileSync(bundle, 'utf8')).not.toContain(readFileSync(gwCfg.caCertPath, 'utf8').split('\n')[1]);
   }, 120_000);
 });
 
-void tunnelNames;

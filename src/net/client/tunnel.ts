@@ -11,7 +11,7 @@
  * lock) and the last one out tears it down. If wireguard-go or the gateway
  * is gone, the namespace has no way out at all.
  */
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync, rmSync, writeSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync, rmSync, rmdirSync, writeSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { lookup } from 'node:dns/promises';
@@ -231,16 +231,25 @@ export async function acquireTunnel(config: ClientConfig): Promise<TunnelHandle>
     async release() {
       if (released) return;
       released = true;
+      let last = false;
       await withLock(names.runtimeDir, async () => {
         const state = readState(names.runtimeDir);
         const rest = state ? prune(state) : null;
         if (!rest || rest.users.length === 0) {
           await teardown(names, state);
           for (const f of ['state.json', 'ca-bundle.pem', 'wireguard-go.log']) rmSync(join(names.runtimeDir, f), { force: true });
+          last = true;
         } else {
           writeState(names.runtimeDir, rest);
         }
       });
+      if (last) {
+        try {
+          rmdirSync(names.runtimeDir);
+        } catch {
+          /* a new run already started using it */
+        }
+      }
     },
   };
 }

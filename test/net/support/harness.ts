@@ -36,6 +36,23 @@ export function makeCa(dir: string): { certPath: string; keyPath: string; pem: s
   return { certPath, keyPath, pem, fingerprint: new X509Certificate(pem).fingerprint256 };
 }
 
+/** A server certificate for `name`, signed by `ca`. */
+export function makeLeaf(dir: string, ca: { certPath: string; keyPath: string }, name: string): { certPath: string; keyPath: string } {
+  const keyPath = join(dir, `${name}.key`);
+  const csrPath = join(dir, `${name}.csr`);
+  const certPath = join(dir, `${name}.pem`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(ext, `subjectAltName=DNS:${name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+  for (const args of [
+    ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyPath, '-out', csrPath, '-subj', `/CN=${name}`],
+    ['x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial', '-out', certPath, '-days', '2', '-extfile', ext],
+  ]) {
+    const r = spawnSync('openssl', args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
+  }
+  return { certPath, keyPath };
+}
+
 export class GatewayProcess {
   readonly events: Msg[] = [];
   private nextId = 1;

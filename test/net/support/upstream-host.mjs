@@ -5,6 +5,8 @@
 // escape attempt never reached the upstream.
 import net from 'node:net';
 import dgram from 'node:dgram';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -21,6 +23,17 @@ for (const port of cfg.tcpPorts) {
     s.on('error', () => {});
   });
   srv.listen({ port, host: '::' });
+}
+
+// An HTTPS API that says what credential it received (so a test can see the injected secret arrive).
+if (cfg.https) {
+  const srv = https.createServer({ cert: readFileSync(cfg.https.certPath), key: readFileSync(cfg.https.keyPath) }, (req, res) => {
+    send({ type: 'https', method: req.method, url: req.url, authorization: req.headers.authorization ?? null, host: req.headers.host });
+    const body = JSON.stringify({ path: req.url, authorization: req.headers.authorization ?? null });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+  srv.listen(cfg.https.port, '::');
 }
 
 const records = cfg.dns; // name → { A?: string[], AAAA?: string[] }
