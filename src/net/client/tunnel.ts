@@ -150,8 +150,9 @@ function readOr(path: string, fallback: string): string {
 /** The host's nsswitch.conf with the `hosts:` line replaced by `files dns`. */
 export function nsswitchFor(original: string): string {
   const lines = original.split('\n').filter((l) => !/^\s*hosts\s*:/.test(l));
+  while (lines.length && lines[lines.length - 1]!.trim() === '') lines.pop();
   lines.push('hosts: files dns');
-  return lines.filter((l, i) => l !== '' || i < lines.length - 1).join('\n') + '\n';
+  return lines.join('\n') + '\n';
 }
 
 async function bringUp(config: ClientConfig, names: TunnelNames): Promise<TunnelState> {
