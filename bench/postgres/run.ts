@@ -16,6 +16,7 @@
  * gateway parses each one: no parse-cache help).
  *
  *   npx tsx bench/postgres/run.ts [--seconds 5] [--rounds 3] [--scale 1] [--workload select-only|mixed] [--clients 1|8]
+ *                                 [--paths 'node relay;gateway'] [--profile <dir>]
  *
  * Prints a Markdown table: TPS (median of rounds), ratio to direct and to
  * the relay, p50/p99 transaction latency and the p50 added over direct.
@@ -187,6 +188,8 @@ logfile = ${join(dir, 'pgbouncer.log')}
 interface Run {
   tps: number;
   latenciesUs: number[];
+  /** CPU time of this Node process (every thread: gateway, relay, audit writer) per transaction, µs. */
+  nodeCpuUsPerTx?: number;
 }
 
 function pgbench(port: number, user: string, workload: 'select-only' | 'mixed', clients: number, dir: string): Promise<Run> {
@@ -219,13 +222,24 @@ function pgbench(port: number, user: string, workload: 'select-only' | 'mixed', 
   });
 }
 
+async function startProfiler(): Promise<{ post(method: string, params?: object): Promise<unknown> }> {
+  const { Session } = await import('node:inspector');
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> =>
+    new Promise((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', { interval: 100 });
+  return { post };
+}
+
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)]!;
 };
 
 async function main(): Promise<void> {
@@ -299,17 +313,23 @@ async function main(): Promise<void> {
     });
     cleanups.push(() => bare.close());
 
+    const only = (name: string): string | undefined => {
+      const i = process.argv.indexOf(`--${name}`);
+      return i >= 0 ? process.argv[i + 1] : undefined;
+    };
+    // `--paths 'node relay;gateway'`: only these paths (direct is kept unless `no-direct` is listed).
+    const paths = only('paths')?.split(';');
+    // `--profile <dir>`: a CPU profile of the main thread during the gateway path's runs.
+    const profileDir = only('profile');
+    const profiler = profileDir ? await startProfiler() : null;
     const targets = [
       { name: 'direct', port: pg.port, user: 'bench' },
       { name: 'node relay', port: relay.port, user: 'bench' },
       { name: 'pgbouncer', port: bouncer.port, user: 'bench' },
       { name: 'gateway', port: listenPort, user: 'PH_bench' },
       { name: 'gateway, audit off', port: bare.address.port, user: 'PH_bench' },
-    ];
-    const only = (name: string): string | undefined => {
-      const i = process.argv.indexOf(`--${name}`);
-      return i >= 0 ? process.argv[i + 1] : undefined;
-    };
+    ].filter((t) => !paths || paths.includes(t.name) || (t.name === 'direct' && !paths.includes('no-direct')));
+
     const cases = [
       { workload: 'select-only' as const, clients: 1 },
       { workload: 'select-only' as const, clients: 8 },
@@ -320,7 +340,16 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const c of cases) {
         for (const t of targets) {
+          const profiled = profiler && t.name === 'gateway';
+          if (profiled) await profiler.post('Profiler.start');
+          const cpu0 = process.cpuUsage();
           const r = await pgbench(t.port, t.user, c.workload, c.clients, dir);
+          const cpu = process.cpuUsage(cpu0);
+          if (profiled) {
+            const { profile } = (await profiler.post('Profiler.stop')) as { profile: unknown };
+            writeFileSync(join(profileDir!, `gateway-${c.workload}-c${c.clients}-r${round + 1}.cpuprofile`), JSON.stringify(profile));
+          }
+          r.nodeCpuUsPerTx = (cpu.user + cpu.system) / Math.max(1, r.latenciesUs.length);
           const key = `${c.workload}|${c.clients}|${t.name}`;
           if (!results.has(key)) results.set(key, []);
           results.get(key)!.push(r);
@@ -333,21 +362,32 @@ async function main(): Promise<void> {
     const rows: string[] = [
       `pgbench ${SECONDS}s × ${ROUNDS} rounds, scale ${SCALE}, simple protocol; TPS = median of rounds; latency over all transactions of all rounds.`,
       '',
-      '| workload | clients | path | TPS | vs direct | vs node relay | p50 µs | p99 µs | added p50 µs |',
-      '|---|---:|---|---:|---:|---:|---:|---:|---:|',
+      '"vs relay, paired" is the median over rounds of this path\'s TPS over the relay\'s in the same round; "node CPU" is this process\'s CPU time (all threads) per transaction.',
+      '',
+      '| workload | clients | path | TPS | vs direct | vs node relay | vs relay, paired | node CPU µs/tx | p50 µs | p99 µs | added p50 µs |',
+      '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ];
     for (const c of cases) {
+      const runsOf = (name: string): Run[] => results.get(`${c.workload}|${c.clients}|${name}`) ?? [];
       const stat = (name: string) => {
-        const runs = results.get(`${c.workload}|${c.clients}|${name}`)!;
+        const runs = runsOf(name);
         const lat = runs.flatMap((r) => r.latenciesUs).sort((a, b) => a - b);
-        return { tps: median(runs.map((r) => r.tps)), p50: percentile(lat, 50), p99: percentile(lat, 99) };
+        const relayRuns = runsOf('node relay');
+        return {
+          tps: median(runs.map((r) => r.tps)),
+          paired: median(runs.flatMap((r, i) => (relayRuns[i] ? [r.tps / relayRuns[i]!.tps] : []))),
+          cpu: median(runs.map((r) => r.nodeCpuUsPerTx ?? NaN)),
+          p50: percentile(lat, 50),
+          p99: percentile(lat, 99),
+        };
       };
       const direct = stat('direct');
       const relayS = stat('node relay');
       for (const t of targets) {
         const s = stat(t.name);
+        const cpu = t.name === 'direct' || t.name === 'pgbouncer' ? '—' : s.cpu.toFixed(0);
         rows.push(
-          `| ${c.workload} | ${c.clients} | ${t.name} | ${s.tps.toFixed(0)} | ${(s.tps / direct.tps).toFixed(2)} | ${(s.tps / relayS.tps).toFixed(2)} | ${s.p50.toFixed(0)} | ${s.p99.toFixed(0)} | ${t.name === 'direct' ? '—' : (s.p50 - direct.p50).toFixed(0)} |`,
+          `| ${c.workload} | ${c.clients} | ${t.name} | ${s.tps.toFixed(0)} | ${(s.tps / direct.tps).toFixed(2)} | ${(s.tps / relayS.tps).toFixed(2)} | ${s.paired.toFixed(2)} | ${cpu} | ${s.p50.toFixed(0)} | ${s.p99.toFixed(0)} | ${t.name === 'direct' ? '—' : (s.p50 - direct.p50).toFixed(0)} |`,
         );
       }
     }

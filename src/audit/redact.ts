@@ -35,39 +35,102 @@ export interface RedactOptions {
   headers?: Iterable<string>;
 }
 
-/** A redacted deep copy of the action's facts. */
+/**
+ * The action's facts as they may be recorded: sensitive header values
+ * masked and every secret form overwritten (a copy when anything changed;
+ * the facts themselves when there was nothing to redact — records are not
+ * mutated after they are appended, so sharing them is safe).
+ */
 export function redactFacts(action: Pick<Action, 'facts'>, secrets: Scrubber | readonly string[], opts: RedactOptions = {}): Facts {
   const scrubber = secrets instanceof Scrubber ? secrets : scrubberFor(secrets);
+  return redactWith(action.facts, scrubber, sensitiveHeaderSet(opts.headers ?? []));
+}
+
+function sensitiveHeaderSet(extra: Iterable<string>): ReadonlySet<string> {
   const sensitive = new Set(SENSITIVE_HEADERS);
-  for (const h of opts.headers ?? []) sensitive.add(h.toLowerCase());
-  const facts = action.facts;
-  let out: Facts = { ...facts };
+  for (const h of extra) sensitive.add(h.toLowerCase());
+  return sensitive;
+}
+
+function redactWith(facts: Facts, scrubber: Scrubber, sensitive: ReadonlySet<string>): Facts {
+  let out: Facts = facts;
   if (facts.http) {
     // fromEntries defines own properties: a header named `__proto__` stays a header.
     const headers = Object.fromEntries(
       Object.entries(facts.http.headers ?? {}).map(([k, v]) => [k, sensitive.has(k.toLowerCase()) ? REDACTED : v]),
     ) as Record<string, string>;
-    out = { ...out, http: { ...facts.http, headers } };
+    out = { ...facts, http: { ...facts.http, headers } };
   }
+  if (scrubber.empty || !mayHoldSecret(out, scrubber)) return out;
   return scrubber.scrubDeep(out);
+}
+
+/** Separator between the strings `mayHoldSecret` scans together. */
+const JOIN = '\0';
+
+/**
+ * False only when no string of `value` (keys included, as scrubDeep scrubs
+ * them) contains any form of any secret — then scrubDeep would return an
+ * equal copy, and the facts can be recorded as they are. Every string is
+ * scanned in one pass over their concatenation: a form inside one string is
+ * inside the concatenation too, so this never misses one (a form that only
+ * spans a separator merely sends the facts down the exact path).
+ */
+function mayHoldSecret(value: unknown, scrubber: Scrubber): boolean {
+  const parts: string[] = [];
+  if (!collectStrings(value, parts, 0)) return true;
+  if (parts.length === 0) return false;
+  const bytes = Buffer.from(parts.join(JOIN), 'utf8');
+  return scrubber.scrubBuffer(bytes) !== bytes;
+}
+
+/** Push every string under `value`; false when something is not plain JSON-like data (scrub it exactly). */
+function collectStrings(value: unknown, out: string[], level: number): boolean {
+  if (typeof value === 'string') {
+    out.push(value);
+    return true;
+  }
+  if (value === null || typeof value !== 'object') return true;
+  if (level > 64 || Buffer.isBuffer(value)) return false;
+  if (Array.isArray(value)) {
+    for (const v of value) if (!collectStrings(v, out, level + 1)) return false;
+    return true;
+  }
+  for (const k in value) {
+    if (!Object.prototype.hasOwnProperty.call(value, k)) continue;
+    out.push(k);
+    if (!collectStrings((value as Record<string, unknown>)[k], out, level + 1)) return false;
+  }
+  return true;
 }
 
 /**
  * The Enforcer's `redactFacts` dependency: follows policy reloads (headers)
- * and the vault's current values.
+ * and the vault's current values. It runs for every audit record, so the
+ * scrubber (an automaton compiled from every form of every secret) is
+ * reused for as long as the vault hands out the same list of values — the
+ * vault caches that list and returns a new array only when it may have
+ * changed — and the header set for as long as the policy is the same.
  */
 export function createFactsRedactor(deps: {
   model: () => Pick<PolicyModel, 'credentials'>;
   secrets: Pick<SecretResolver, 'allValues'>;
 }): (action: Action) => Facts {
   let lastModel: Pick<PolicyModel, 'credentials'> | null = null;
-  let headers: string[] = [];
+  let sensitive: ReadonlySet<string> = sensitiveHeaderSet([]);
+  let lastValues: readonly string[] | null = null;
+  let scrubber: Scrubber | null = null;
   return (action) => {
     const model = deps.model();
     if (model !== lastModel) {
-      headers = credentialHeaders(model);
+      sensitive = sensitiveHeaderSet(credentialHeaders(model));
       lastModel = model;
     }
-    return redactFacts(action, deps.secrets.allValues(), { headers });
+    const values = deps.secrets.allValues();
+    if (values !== lastValues || scrubber === null) {
+      scrubber = scrubberFor(values);
+      lastValues = values;
+    }
+    return redactWith(action.facts, scrubber, sensitive);
   };
 }

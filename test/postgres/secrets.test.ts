@@ -4,8 +4,17 @@
  * back in a row, not when the login fails.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { serialize } from 'pg-protocol';
-import { secretForms } from '../../src/vault/scrub.js';
+import type { Action } from '../../src/policy/types.js';
+import { openStore } from '../../src/store/index.js';
+import { openVault } from '../../src/vault/index.js';
+import { createFactsRedactor, redactFacts } from '../../src/audit/redact.js';
+import { makeHarness } from './support/harness.js';
+import fc from 'fast-check';
+import { scrubberFor, secretForms } from '../../src/vault/scrub.js';
 import { RawClient } from './support/raw-client.js';
 import { PASSWORDS, startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
 
@@ -70,5 +79,89 @@ rule "no-drop" {
     } finally {
       f.pg.sql(`ALTER ROLE app_plain PASSWORD '${PASSWORDS.plain}'`);
     }
+  });
+});
+
+describe('audit records of statements never hold a vault secret', () => {
+  it('the facts redactor follows the vault: a secret set or rotated after it was built is redacted from the next record', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'cp-pg-redact-'));
+    const store = await openStore({ stateDir: root });
+    try {
+      const loaded = await makeHarness(
+        `
+schema_version = 1
+endpoint "postgres" "db" { host = "db.test:5432" }
+credential "postgres_credential" "db" {
+  endpoint = postgres.db
+  user     = "app"
+}
+`,
+        {},
+      );
+      const model = loaded.policy.model;
+      loaded.cleanup();
+      const vault = await openVault({ store, stateDir: root, model: () => model, env: {}, refreshMs: 0 });
+      const redact = createFactsRedactor({ model: () => model, secrets: vault });
+      const statement = (secret: string): Action => ({
+        family: 'sql',
+        host: 'db.test',
+        facts: {
+          sql: {
+            verb: 'select',
+            verbs: ['select'],
+            tables: [],
+            functions: [],
+            statement: `SELECT '${secret}', '${Buffer.from(secret).toString('base64')}'`,
+            database: 'app',
+            user: 'app',
+            inspected: true,
+          },
+        },
+      });
+      const first = 'first-Vault-Pass-1234';
+      const second = 'second-Vault-Pass-5678';
+      expect(JSON.stringify(redact(statement(first)))).toContain(first); // not a secret yet
+      await vault.set('postgres_credential.db', 'password', first);
+      const r1 = JSON.stringify(redact(statement(first)));
+      expect(r1).not.toContain(first);
+      expect(r1).not.toContain(Buffer.from(first).toString('base64'));
+      await vault.set('postgres_credential.db', 'password', second);
+      const r2 = JSON.stringify(redact(statement(second)));
+      expect(r2).not.toContain(second);
+      expect(r2).toContain('*'.repeat(second.length));
+    } finally {
+      await store.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the redactor skips the copy only when scrubbing would change nothing', () => {
+  it('property: redactFacts equals the exact deep scrub for facts with and without secret forms, anywhere', () => {
+    const secret = 'prop-Vault-Pass-4242';
+    const forms = secretForms(secret).map((f) => f.toString('utf8'));
+    const scrubber = scrubberFor([secret]);
+    const text = fc.oneof(
+      fc.string({ maxLength: 12 }),
+      fc.tuple(fc.string({ maxLength: 6 }), fc.constantFrom(...forms), fc.string({ maxLength: 6 })).map(([a, f, b]) => a + f + b),
+      // Halves of a form in two neighbouring strings must not be redacted (and must not break the fast path).
+      fc.constantFrom(...forms).map((f) => f.slice(0, Math.floor(f.length / 2))),
+      fc.constantFrom(...forms).map((f) => f.slice(Math.floor(f.length / 2))),
+    );
+    const tree = fc.letrec((tie) => ({
+      node: fc.oneof({ depthSize: 'small' }, text, fc.integer(), fc.boolean(), fc.array(tie('node'), { maxLength: 4 }), fc.dictionary(text, tie('node'), { maxKeys: 4 })),
+    })).node;
+    fc.assert(
+      fc.property(fc.array(text, { maxLength: 5 }), text, tree, (tables, statement, extra) => {
+        const facts = {
+          sql: { verb: 'select', verbs: ['select'], tables, functions: [], statement, database: 'app', user: 'u', inspected: true },
+          extra,
+        } as unknown as Action['facts'];
+        const got = redactFacts({ facts }, scrubber);
+        expect(got).toEqual(scrubber.scrubDeep(facts));
+        expect(JSON.stringify(got)).not.toContain(secret);
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
