@@ -179,19 +179,40 @@ export class AuditLog implements AuditSink {
     return this.writing;
   }
 
+  /**
+   * Write queue[head…] in batches, up to `writer.maxInFlight` at once. A
+   * batch leaves the queue only once the writer confirmed it; confirmations
+   * come in order, and a writer that allows several in flight refuses every
+   * batch sent after one that failed, so the written records are always a
+   * prefix of the queue.
+   */
   private async writeLoop(): Promise<void> {
-    while (this.pending) {
-      const batch = this.queue.slice(this.head, this.head + this.batchSize);
+    const inFlight: Array<{ size: number; done: Promise<number> }> = [];
+    let sent = 0; // records of queue[head…] handed to the writer and not yet confirmed
+    let startsRun = true; // this loop is a run: it ends at the first failure, with every write settled
+    while (this.pending > sent || inFlight.length) {
+      while (this.pending > sent && inFlight.length < this.writer.maxInFlight) {
+        const from = this.head + sent;
+        const batch = this.queue.slice(from, from + this.batchSize);
+        const done = this.writer.write(batch, this.now(), startsRun);
+        startsRun = false;
+        done.catch(() => undefined); // awaited in order below
+        inFlight.push({ size: batch.length, done });
+        sent += batch.length;
+      }
+      const next = inFlight.shift()!;
       try {
-        await this.writer.write(batch, this.now());
+        await next.done;
       } catch (err) {
+        await Promise.allSettled(inFlight.map((b) => b.done)); // refused by the writer: they stay queued too
         this.st.failing = true;
         this.report(err);
         if (!this.closed) this.kick(RETRY_DELAY_MS);
         return;
       }
       // Only now drop them: the batch is committed.
-      this.head += batch.length;
+      sent -= next.size;
+      this.head += next.size;
       if (this.head === this.queue.length) {
         this.queue = [];
         this.head = 0;
@@ -199,10 +220,10 @@ export class AuditLog implements AuditSink {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
       }
-      this.st.written += batch.length;
+      this.st.written += next.size;
       this.st.failing = false;
       this.st.lastError = null;
-      // Let the data path run between batches.
+      // Let the data path run between batches (an inline SQLite write settles at once).
       if (this.pending) await new Promise((r) => setImmediate(r));
     }
   }

@@ -21,6 +21,8 @@ const key = data.key ? Buffer.from(data.key) : null;
 
 let store: Store | null = null;
 let writer: StoreAuditWriter | null = null;
+/** Set when a write failed: the rest of its run, already on its way, is refused so nothing overtakes it. */
+let refusing = false;
 
 async function ready(): Promise<StoreAuditWriter> {
   if (!writer) {
@@ -32,8 +34,16 @@ async function ready(): Promise<StoreAuditWriter> {
 
 async function serve(req: WriterRequest): Promise<number> {
   switch (req.op) {
-    case 'write':
-      return (await ready()).write(req.records, req.now);
+    case 'write': {
+      if (req.startsRun) refusing = false;
+      if (refusing) throw new Error('not written: an earlier batch failed');
+      try {
+        return await (await ready()).write(req.records, req.now);
+      } catch (err) {
+        refusing = true;
+        throw err;
+      }
+    }
     case 'prune':
       return (await ready()).prune(req.retention, req.now);
     case 'close': {

@@ -15,7 +15,8 @@ export interface WriterThreadData {
 }
 
 export type WriterRequest =
-  | { id: number; op: 'write'; records: readonly AuditRecordInput[]; now: number }
+  /** After a write fails the thread refuses the rest of its run (AuditWriter.write). */
+  | { id: number; op: 'write'; records: readonly AuditRecordInput[]; now: number; startsRun: boolean }
   | { id: number; op: 'prune'; retention: RetentionPolicy; now: number }
   /** Close the thread's connection; the thread then ends. */
   | { id: number; op: 'close' };

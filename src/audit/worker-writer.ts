@@ -37,6 +37,8 @@ type Request = Unsent<WriterRequest>;
 
 export class WorkerAuditWriter implements AuditWriter {
   readonly kind = 'thread' as const;
+  /** Two: the thread links one batch while the next is being copied to it. */
+  readonly maxInFlight = 2;
   private worker: Worker | null = null;
   private readonly outstanding = new Map<number, Outstanding>();
   private nextId = 1;
@@ -48,8 +50,8 @@ export class WorkerAuditWriter implements AuditWriter {
     private readonly key: Buffer | null,
   ) {}
 
-  write(records: readonly AuditRecordInput[], now: number): Promise<number> {
-    return this.request({ op: 'write', records, now });
+  write(records: readonly AuditRecordInput[], now: number, startsRun: boolean): Promise<number> {
+    return this.request({ op: 'write', records, now, startsRun });
   }
 
   prune(retention: RetentionPolicy, now: number): Promise<number> {

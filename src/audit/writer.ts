@@ -21,12 +21,23 @@ export interface AuditWriter {
   /** Where the work runs: `thread` (a worker thread with its own connection) or `inline` (the caller's thread). */
   readonly kind: 'thread' | 'inline';
   /**
+   * How many writes may be outstanding at once. More than one only for a
+   * writer that commits them in the order they were made and, once a write
+   * failed, refuses the rest of that run (see `write`).
+   */
+  readonly maxInFlight: number;
+  /**
    * Link `records` after the stored head and commit them in one transaction;
    * resolves with the number written. A rejection means the batch must be
    * written again (it was not committed, or — only if the writer thread died
    * between its commit and its reply — it may have been).
+   *
+   * Writes come in runs: `startsRun` is true for the first write after every
+   * earlier one has settled. Within a run, a write after a failed one is
+   * refused, so no batch overtakes a failed one; the caller then starts a new
+   * run with the failed batch.
    */
-  write(records: readonly AuditRecordInput[], now: number): Promise<number>;
+  write(records: readonly AuditRecordInput[], now: number, startsRun: boolean): Promise<number>;
   /** Apply retention; resolves with the number of records pruned. */
   prune(retention: RetentionPolicy, now: number): Promise<number>;
   close(): Promise<void>;
@@ -39,6 +50,8 @@ export function hasRetention(r: RetentionPolicy | undefined): r is RetentionPoli
 /** Writes through an `AuditRepo` on the calling thread. */
 export class StoreAuditWriter implements AuditWriter {
   readonly kind = 'inline' as const;
+  // Two appends in flight on a PostgreSQL pool could commit out of order.
+  readonly maxInFlight = 1;
 
   constructor(
     private readonly audit: AuditRepo,

@@ -168,3 +168,41 @@ describe('audit writer thread', () => {
     expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 2 });
   });
 });
+
+describe('audit writer thread: two batches in flight', () => {
+  let root: string;
+  let store: Store;
+  beforeEach(async () => {
+    root = mkdtempSync(join(tmpdir(), 'clawpatrol-audit-pipe-'));
+    store = await openStore({ stateDir: join(root, 'state') });
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('a batch sent behind a failed one is refused, never committed ahead of it; the next run writes again', async () => {
+    const writer = new WorkerAuditWriter(store.reopenOptions!(), null);
+    const poisoned = record(1, { bytesIn: 10n as unknown as number }); // canonical JSON refuses a bigint
+    const failed = writer.write([poisoned], 0, true);
+    const behind = writer.write([record(2)], 0, false);
+    await expect(failed).rejects.toThrow('canonicalJson: bigint is not JSON');
+    await expect(behind).rejects.toThrow('not written: an earlier batch failed');
+    expect(await store.audit.count()).toBe(0);
+    expect(await writer.write([record(2)], 0, true)).toBe(1);
+    expect(await writer.write([record(3)], 0, false)).toBe(1);
+    expect((await store.audit.range({ limit: 10 })).map((r) => (JSON.parse(r.record) as { bytesIn: number }).bytesIn)).toEqual([102, 103]);
+    await writer.close();
+  });
+
+  it('the audit log keeps every batch of a failed run queued, in order', async () => {
+    const errors: string[] = [];
+    const log = new AuditLog({ store, key: null, onError: (e) => errors.push(e.message) });
+    for (let i = 1; i <= 300; i++) log.append(record(i, i === 3 ? { bytesIn: 3n as unknown as number } : {}));
+    await expect(log.flush()).rejects.toThrow('audit: 300 records could not be written: canonicalJson: bigint is not JSON');
+    expect(log.stats()).toMatchObject({ queued: 300, written: 0, failing: true });
+    expect(errors).toEqual(['canonicalJson: bigint is not JSON']);
+    expect(await store.audit.count()).toBe(0);
+    await expect(log.close()).rejects.toThrow(/300 records could not be written/);
+  });
+});
