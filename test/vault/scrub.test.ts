@@ -250,3 +250,108 @@ describe('scrubberFor', () => {
     expect(scrubberFor(['aaaa1111'])).not.toBe(scrubberFor(['aaaa1111', 'bbbb2222']));
   });
 });
+
+/** The obvious scrubber: every occurrence of every form, found with indexOf, overwritten. */
+function referenceScrub(values: readonly string[], input: Buffer): Buffer {
+  const out = Buffer.from(input);
+  for (const v of values) {
+    for (const form of secretForms(v)) {
+      for (let at = input.indexOf(form); at !== -1; at = input.indexOf(form, at + 1)) out.fill(0x2a, at, at + form.length);
+    }
+  }
+  return out;
+}
+
+/** The longest tail of `seen` that could still grow into a form (a proper prefix of one). */
+function referenceHold(forms: readonly Buffer[], seen: Buffer): number {
+  for (let d = seen.length; d > 0; d--) {
+    const tail = seen.subarray(seen.length - d);
+    if (forms.some((f) => f.length > d && f.subarray(0, d).equals(tail))) return d;
+  }
+  return 0;
+}
+
+function cutAt(input: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => c % (input.length + 1)))].sort((a, b) => a - b);
+  const chunks: Buffer[] = [];
+  let prev = 0;
+  for (const p of points) {
+    chunks.push(input.subarray(prev, p));
+    prev = p;
+  }
+  chunks.push(input.subarray(prev));
+  return chunks;
+}
+
+describe('scrubber: differential against the obvious implementation', () => {
+  // A small alphabet shared by secrets and noise, so inputs are full of near-misses:
+  // partial forms, forms overlapping each other, forms cut at a chunk boundary.
+  const alphabet = ['a', 'b', 'A', '0', '1', '%', '2', 'F', '\\', 'u', '/', '+', '=', '-', '_', 'é'];
+  const secretArb = fc.string({ unit: fc.constantFrom(...alphabet), minLength: 4, maxLength: 24 });
+  const noiseArb = fc.string({ unit: fc.constantFrom(...alphabet, 'Y', 'W', 'J', 'h', 'x', '"', ' '), maxLength: 40 });
+
+  it('one-shot and streamed output equal the reference on random inputs with planted forms', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(secretArb, { minLength: 1, maxLength: 3 }),
+        fc.array(fc.tuple(noiseArb, fc.nat(), fc.nat(), fc.boolean()), { maxLength: 8 }),
+        fc.array(fc.nat({ max: 2000 }), { maxLength: 8 }),
+        async (secrets, segments, cuts) => {
+          const forms = secrets.flatMap((v) => secretForms(v));
+          if (forms.length === 0) return;
+          // Noise, then a form (whole, or cut short so only a prefix is there).
+          const parts: Buffer[] = [];
+          for (const [noise, which, cut, whole] of segments) {
+            parts.push(Buffer.from(noise));
+            const form = forms[which % forms.length]!;
+            parts.push(whole ? form : form.subarray(0, cut % form.length));
+          }
+          const input = Buffer.concat(parts);
+          const expected = referenceScrub(secrets, input);
+          const s = new Scrubber(secrets);
+          expect(s.scrubBuffer(input).equals(expected)).toBe(true);
+          const chunks = cutAt(input, cuts);
+          const { out, emittedAfter } = await streamThrough(s, chunks);
+          expect(out.equals(expected)).toBe(true);
+          // After each chunk exactly the tail that could still begin a form is held back.
+          let written = 0;
+          chunks.forEach((c, i) => {
+            written += c.length;
+            expect(written - emittedAfter[i]!).toBe(referenceHold(forms, input.subarray(0, written)));
+          });
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it('every form of a real token at every offset of a long text, and at every chunk boundary', async () => {
+    const secrets = ['ghp_' + randomBytes(27).toString('base64url').slice(0, 36), 'sk-bench-secret-0123456789abcdef', CANARY];
+    const s = new Scrubber(secrets);
+    const filler = Buffer.from(JSON.stringify({ text: 'lorem ipsum '.repeat(400), b64: randomBytes(600).toString('base64'), hex: randomBytes(300).toString('hex') }));
+    for (const form of secrets.flatMap((v) => secretForms(v))) {
+      const at = form[0]! % 97; // a varying place per form
+      const input = Buffer.concat([filler.subarray(0, 1000 + at), form, filler.subarray(1000 + at)]);
+      const expected = referenceScrub(secrets, input);
+      expect(expected.includes(form)).toBe(false);
+      expect(s.scrubBuffer(input).equals(expected)).toBe(true);
+      for (const cut of [1000 + at, 1001 + at, 1000 + at + (form.length >> 1), 999 + at + form.length]) {
+        const { out } = await streamThrough(s, [input.subarray(0, cut), input.subarray(cut)]);
+        expect(out.equals(expected), `cut at ${cut}`).toBe(true);
+      }
+    }
+  });
+
+  it('Scrubber.scan continued by state (the Postgres engine holds bytes itself) equals one-shot', () => {
+    const s = new Scrubber(['token-1234', '1234-abcd', CANARY]);
+    const input = Buffer.from(`x token-1234-abcd y ${CANARY} z token-12`);
+    const expected = referenceScrub(['token-1234', '1234-abcd', CANARY], input);
+    for (let cut = 0; cut <= input.length; cut++) {
+      const a = s.scan(input.subarray(0, cut), 0, 0, null);
+      const keep = a.output.subarray(0, a.output.length - a.hold);
+      const joined = Buffer.concat([a.output.subarray(a.output.length - a.hold), input.subarray(cut)]);
+      const b = s.scan(joined, a.hold, a.state, joined);
+      expect(Buffer.concat([keep, b.output]).equals(expected), `cut at ${cut}`).toBe(true);
+    }
+  });
+});
