@@ -34,6 +34,7 @@ import { createFactsRedactor } from '../../src/audit/redact.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import { startPostgresListener } from '../../src/protocols/postgres/listener.js';
 import { initSqlParser } from '../../src/protocols/postgres/sql.js';
+import { benchRules } from './policy.js';
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -54,57 +55,8 @@ SELECT a.aid, a.abalance, t.tbalance FROM pgbench_accounts a JOIN pgbench_teller
 SELECT count(*), max(abalance) FROM pgbench_accounts WHERE aid BETWEEN :aid AND :aid + 20;
 `;
 
-/** 20 rules of the kinds operators write; reads fall through 19 of them to the allow rule. */
+/** The benchmark policy: the 20 rules of policy.ts on an endpoint with a local listener. */
 function policyHcl(pgPort: number, listenPort: number): string {
-  const denyFunctions = ['pg_read_file', 'pg_ls_dir', 'lo_export', 'lo_import', 'dblink_exec', 'set_config', 'pg_terminate_backend'];
-  const rules: string[] = [
-    `rule "banned-functions" {
-  endpoint  = postgres.bench
-  priority  = 100
-  condition = "sql.copy_program || sets.intersects(sql.functions, [${denyFunctions.map((f) => `'${f}'`).join(', ')}])"
-  verdict   = "deny"
-  reason    = "function not available"
-}`,
-    `rule "no-ddl" {
-  endpoint  = postgres.bench
-  priority  = 90
-  condition = "sets.intersects(sql.verbs, ['drop', 'truncate', 'alter', 'create', 'grant', 'revoke'])"
-  verdict   = "deny"
-}`,
-    `rule "no-do" {
-  endpoint  = postgres.bench
-  priority  = 89
-  condition = "sql.verb == 'do' || sql.verb == 'call'"
-  verdict   = "deny"
-}`,
-    `rule "history-append-only" {
-  endpoint  = postgres.bench
-  priority  = 80
-  condition = "'pgbench_history' in sql.tables && sql.verb in ['update', 'delete']"
-  verdict   = "deny"
-}`,
-  ];
-  for (let i = 0; i < 14; i++) {
-    rules.push(`rule "tenant-${i}" {
-  endpoint  = postgres.bench
-  priority  = ${70 - i}
-  condition = "'tenant_${i}.ledger' in sql.tables || sql.statement.contains('/* tenant ${i} */')"
-  verdict   = "deny"
-  reason    = "tenant ${i} is off limits"
-}`);
-  }
-  rules.push(`rule "writes-need-approval" {
-  endpoint  = postgres.bench
-  priority  = 5
-  condition = "sets.intersects(sql.verbs, ['insert', 'update', 'delete', 'merge', 'copy'])"
-  approve   = [builtin.dashboard]
-}`);
-  rules.push(`rule "reads" {
-  endpoint  = postgres.bench
-  priority  = 1
-  condition = "sets.contains(['select', 'show', 'begin', 'commit', 'rollback', 'set'], sql.verbs)"
-  verdict   = "allow"
-}`);
   return `schema_version = 1
 gateway {
   limits {
@@ -123,7 +75,7 @@ credential "postgres_credential" "bench" {
 profile "default" {
   credentials = [{ credential = postgres_credential.bench, placeholder = "PH_bench" }]
 }
-${rules.join('\n')}
+${benchRules('postgres.bench')}
 `;
 }
 
@@ -319,7 +271,7 @@ async function main(): Promise<void> {
     };
     // `--paths 'node relay;gateway'`: only these paths (direct is kept unless `no-direct` is listed).
     const paths = only('paths')?.split(';');
-    // `--profile <dir>`: a CPU profile of the main thread during the gateway path's runs.
+    // `--profile <dir>`: a CPU profile of the main thread during one path's runs (`--profile-path`, default gateway).
     const profileDir = only('profile');
     const profiler = profileDir ? await startProfiler() : null;
     const targets = [
@@ -340,14 +292,14 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const c of cases) {
         for (const t of targets) {
-          const profiled = profiler && t.name === 'gateway';
+          const profiled = profiler && t.name === (only('profile-path') ?? 'gateway');
           if (profiled) await profiler.post('Profiler.start');
           const cpu0 = process.cpuUsage();
           const r = await pgbench(t.port, t.user, c.workload, c.clients, dir);
           const cpu = process.cpuUsage(cpu0);
           if (profiled) {
             const { profile } = (await profiler.post('Profiler.stop')) as { profile: unknown };
-            writeFileSync(join(profileDir!, `gateway-${c.workload}-c${c.clients}-r${round + 1}.cpuprofile`), JSON.stringify(profile));
+            writeFileSync(join(profileDir!, `${t.name.replace(/\W+/g, '-')}-${c.workload}-c${c.clients}-r${round + 1}.cpuprofile`), JSON.stringify(profile));
           }
           r.nodeCpuUsPerTx = (cpu.user + cpu.system) / Math.max(1, r.latenciesUs.length);
           const key = `${c.workload}|${c.clients}|${t.name}`;

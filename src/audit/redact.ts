@@ -65,6 +65,12 @@ function redactWith(facts: Facts, scrubber: Scrubber, sensitive: ReadonlySet<str
   return scrubber.scrubDeep(out);
 }
 
+function sameValues(a: readonly string[], b: readonly string[] | null): boolean {
+  if (b === null || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Separator between the strings `mayHoldSecret` scans together. */
 const JOIN = '\0';
 
@@ -108,9 +114,9 @@ function collectStrings(value: unknown, out: string[], level: number): boolean {
  * The Enforcer's `redactFacts` dependency: follows policy reloads (headers)
  * and the vault's current values. It runs for every audit record, so the
  * scrubber (an automaton compiled from every form of every secret) is
- * reused for as long as the vault hands out the same list of values — the
- * vault caches that list and returns a new array only when it may have
- * changed — and the header set for as long as the policy is the same.
+ * reused for as long as the vault hands out the same values (the same
+ * array — the vault caches it — or an equal one), and the header set for as
+ * long as the policy is the same.
  */
 export function createFactsRedactor(deps: {
   model: () => Pick<PolicyModel, 'credentials'>;
@@ -127,10 +133,8 @@ export function createFactsRedactor(deps: {
       lastModel = model;
     }
     const values = deps.secrets.allValues();
-    if (values !== lastValues || scrubber === null) {
-      scrubber = scrubberFor(values);
-      lastValues = values;
-    }
+    if (scrubber === null || (values !== lastValues && !sameValues(values, lastValues))) scrubber = scrubberFor(values);
+    lastValues = values;
     return redactWith(action.facts, scrubber, sensitive);
   };
 }

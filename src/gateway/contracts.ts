@@ -104,6 +104,13 @@ export interface Enforcement {
 
 export interface Enforcer {
   enforce(action: Action, signal?: AbortSignal): Promise<Enforcement>;
+  /**
+   * The same path as `enforce`, answered at once when the decision needs no
+   * approval (allow or deny), so an engine's hot path does not wait a
+   * promise per action. Returns null when approvals must run: call
+   * `enforce` instead. Optional: engines fall back to `enforce`.
+   */
+  enforceNow?(action: Action): Enforcement | null;
 }
 
 // ───────────────────────────── control API ────────────────────────────────

@@ -7,11 +7,13 @@
  *   → audit.append(...)              (when the engine calls `finish`)
  *
  * Engines never call the policy, approvals or vault directly; they build an
- * Action, await `enforce`, apply `allowed` natively, and call `finish` once
- * the action has run so the audit record carries bytes, status and latency.
+ * Action, await `enforce` (or take `enforceNow`'s answer when no approval is
+ * needed), apply `allowed` natively, and call `finish` once the action has
+ * run so the audit record carries bytes, status and latency.
  */
 import type { Action, Decision } from '../policy/types.js';
 import type {
+  ApprovalOutcome,
   ApprovalRunner,
   ApprovalStage,
   AuditSink,
@@ -39,72 +41,74 @@ export interface EnforcerDeps {
 
 export function createEnforcer(deps: EnforcerDeps): Enforcer {
   const now = deps.now ?? (() => performance.now());
+
+  /** Everything after the decision (and its approvals): the secret, then the Enforcement. */
+  function conclude(action: Action, decision: Decision, started: number, approved?: ApprovalOutcome): Enforcement {
+    let allowed = approved ? approved.verdict === 'allow' : decision.effective === 'allow';
+    let reason = approved ? approved.reason : decision.reason;
+    const stages: ApprovalStage[] = approved ? approved.stages : [];
+    let failClosed = decision.failClosed;
+
+    let material: CredentialMaterial | null = null;
+    if (allowed && decision.credential) {
+      const resolved = deps.secrets.resolve(decision.credential);
+      if ('missing' in resolved) {
+        // Never send an unauthenticated request upstream in the agent's name.
+        allowed = false;
+        reason = resolved.missing;
+        failClosed = true;
+      } else {
+        material = resolved;
+      }
+    }
+
+    let finished = false;
+    return {
+      allowed,
+      decision,
+      reason,
+      approvals: stages,
+      material,
+      finish(result = {}) {
+        if (finished) return;
+        finished = true;
+        deps.audit.append({
+          time: new Date().toISOString(),
+          peer: action.peer?.id ?? null,
+          profile: action.profile ?? null,
+          endpoint: decision.endpoint,
+          family: action.family,
+          host: action.host,
+          facts: deps.redactFacts(action),
+          rule: decision.rule,
+          verdict: decision.verdict,
+          outcome: allowed ? 'allow' : 'deny',
+          reason,
+          mode: decision.mode,
+          failClosed,
+          credential: decision.credential,
+          approvals: stages,
+          latencyMs: Math.round((now() - started) * 1000) / 1000,
+          bytesIn: result.bytesIn ?? 0,
+          bytesOut: result.bytesOut ?? 0,
+          ...(result.status !== undefined ? { status: result.status } : {}),
+        });
+      },
+    };
+  }
+
   return {
     async enforce(action: Action, signal?: AbortSignal): Promise<Enforcement> {
       const started = now();
       const decision = safeDecide(deps.policy(), action);
-      let allowed: boolean;
-      let reason = decision.reason;
-      let stages: ApprovalStage[] = [];
-      let failClosed = decision.failClosed;
-
-      if (decision.effective === 'deny') {
-        allowed = false;
-      } else if (decision.effective === 'approve') {
-        const outcome = await deps.approvals.run(action, decision, signal);
-        allowed = outcome.verdict === 'allow';
-        reason = outcome.reason;
-        stages = outcome.stages;
-      } else {
-        allowed = true;
-      }
-
-      let material: CredentialMaterial | null = null;
-      if (allowed && decision.credential) {
-        const resolved = deps.secrets.resolve(decision.credential);
-        if ('missing' in resolved) {
-          // Never send an unauthenticated request upstream in the agent's name.
-          allowed = false;
-          reason = resolved.missing;
-          failClosed = true;
-        } else {
-          material = resolved;
-        }
-      }
-
-      let finished = false;
-      return {
-        allowed,
-        decision,
-        reason,
-        approvals: stages,
-        material,
-        finish(result = {}) {
-          if (finished) return;
-          finished = true;
-          deps.audit.append({
-            time: new Date().toISOString(),
-            peer: action.peer?.id ?? null,
-            profile: action.profile ?? null,
-            endpoint: decision.endpoint,
-            family: action.family,
-            host: action.host,
-            facts: deps.redactFacts(action),
-            rule: decision.rule,
-            verdict: decision.verdict,
-            outcome: allowed ? 'allow' : 'deny',
-            reason,
-            mode: decision.mode,
-            failClosed,
-            credential: decision.credential,
-            approvals: stages,
-            latencyMs: Math.round((now() - started) * 1000) / 1000,
-            bytesIn: result.bytesIn ?? 0,
-            bytesOut: result.bytesOut ?? 0,
-            ...(result.status !== undefined ? { status: result.status } : {}),
-          });
-        },
-      };
+      if (decision.effective !== 'approve') return conclude(action, decision, started);
+      const outcome = await deps.approvals.run(action, decision, signal);
+      return conclude(action, decision, started, outcome);
+    },
+    enforceNow(action: Action): Enforcement | null {
+      const started = now();
+      const decision = safeDecide(deps.policy(), action);
+      return decision.effective === 'approve' ? null : conclude(action, decision, started);
     },
   };
 }

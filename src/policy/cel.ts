@@ -18,6 +18,7 @@
  */
 import { Environment, type ASTNode } from '@marcbachmann/cel-js';
 import type { Family } from './types.js';
+import { UNSURE, compileFast } from './cel-fast.js';
 
 class SetsNamespace {}
 
@@ -84,6 +85,14 @@ export const FAMILY_VARIABLES: Record<Family, string[]> = {
   sql: ['sql', 'content'],
   k8s: ['k8s', 'http', 'content'],
 };
+
+const FIELD_TYPES: Record<string, Record<string, string>> = { http: HTTP_FIELDS, sql: SQL_FIELDS, k8s: K8S_FIELDS, content: CONTENT_FIELDS };
+
+/** The declared CEL type of `variable.field` (what cel-js checks values against). */
+export function fieldType(variable: string, field: string): string | undefined {
+  const fields = FIELD_TYPES[variable];
+  return fields && Object.prototype.hasOwnProperty.call(fields, field) ? fields[field] : undefined;
+}
 
 export const FACT_FIELDS: Record<string, readonly string[]> = {
   http: Object.keys(HTTP_FIELDS),
@@ -189,6 +198,10 @@ export interface CompiledCondition {
   /** The expression actually evaluated (after case-folding rewrites). */
   compiled: string;
   evaluate: (activation: Record<string, unknown>) => unknown;
+  /** cel-js alone (what `evaluate` falls back to; for tests and diagnostics). */
+  celEvaluate: (activation: Record<string, unknown>) => unknown;
+  /** True when `evaluate` has a fast path (cel-fast.ts) in front of cel-js. */
+  fast: boolean;
   /** Facts read: `http.method`, … and `http.*` when the whole variable is used. */
   reads: Set<string>;
   /** True when the static type is dyn (must be checked to be a bool at run time). */
@@ -237,14 +250,25 @@ export function compileCondition(source: string, family: Family): CompileResult 
       return { ok: false, error: toCelError(err) };
     }
   }
+  const celEvaluate = runnable as unknown as (a: Record<string, unknown>) => unknown;
+  const dynamicType = checked.type === 'dyn';
+  // The fast path answers when it is sure; cel-js stays the authority for everything else.
+  const fast = dynamicType ? null : compileFast(runnable.ast as ASTNode, fieldType);
   return {
     ok: true,
     condition: {
       source,
       compiled,
-      evaluate: runnable as unknown as (a: Record<string, unknown>) => unknown,
+      evaluate: fast
+        ? (a) => {
+            const r = fast(a);
+            return r === UNSURE ? celEvaluate(a) : r;
+          }
+        : celEvaluate,
+      celEvaluate,
+      fast: fast !== null,
       reads,
-      dynamicType: checked.type === 'dyn',
+      dynamicType,
     },
   };
 }

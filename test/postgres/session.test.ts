@@ -390,6 +390,71 @@ describe('PostgresSession', () => {
   });
 });
 
+describe('PostgresSession with decisions answered at once (Enforcer.enforceNow)', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    await initSqlParser();
+    h = await makeHarness(POLICY, { 'postgres_credential.db': { password: 'vault-pw-0123' } });
+  });
+  afterAll(() => h.cleanup());
+
+  function syncSession(): { session: PostgresSession; up: Buffer[]; agent: Buffer[] } {
+    const up: Buffer[] = [];
+    const agent: Buffer[] = [];
+    const session: PostgresSession = new PostgresSession(
+      {
+        endpointId: 'postgres.db',
+        host: 'db.test',
+        port: 5432,
+        profile: 'default',
+        peer: { id: 'sync' },
+        user: 'app',
+        database: 'app',
+        maxBuffered: h.policy.model.gateway.limits.bodyBuffer,
+        credentialId: 'postgres_credential.db',
+        scrubber: null,
+        probeName: () => 'probe',
+      },
+      {
+        toAgent: (d) => agent.push(Buffer.from(d)),
+        toUpstream: (d) => up.push(Buffer.from(d)),
+        decide: (action) => h.enforcer.enforceNow!(action) ?? void h.enforcer.enforce(action).then((e) => session.decided(e)),
+        close: () => {},
+      },
+    );
+    return { session, up, agent };
+  }
+
+  it('a long pipeline is decided and forwarded in one pass, with a denial in the middle handled like the server', () => {
+    h.actions.length = 0;
+    h.audit.length = 0;
+    const { session, up } = syncSession();
+    const pbe = (i: number): Buffer[] => [serialize.parse({ name: `s${i}`, text: `SELECT ${i}` }), serialize.bind({ statement: `s${i}` }), serialize.execute({})];
+    const first = Array.from({ length: 3000 }, (_, i) => pbe(i)).flat();
+    session.fromAgent(Buffer.concat([...first, serialize.sync()])); // no await: every decision came back at once
+    expect(h.actions).toHaveLength(3000);
+    expect(Buffer.concat(up.splice(0)).equals(Buffer.concat([...first, serialize.sync()]))).toBe(true);
+    session.fromUpstream(Buffer.concat([...Array.from({ length: 3000 }, () => Buffer.concat([msg('1'), msg('2'), be.dataRow('1'), be.complete('SELECT 1')])), be.ready()]));
+    // A denied Parse in the middle of a batch: the server skips to Sync, and so does the gateway.
+    const before = Array.from({ length: 10 }, (_, i) => pbe(3000 + i)).flat();
+    const after = Array.from({ length: 10 }, (_, i) => pbe(4000 + i)).flat();
+    session.fromAgent(Buffer.concat([...before, serialize.parse({ text: 'DROP TABLE users' }), serialize.bind({}), serialize.execute({}), ...after, serialize.sync()]));
+    expect(Buffer.concat(up).equals(Buffer.concat([...before, serialize.execute({ portal: 'probe', rows: 0 }), serialize.sync()]))).toBe(true);
+    expect(h.actions).toHaveLength(3011);
+    expect(h.audit.filter((a) => a.outcome === 'deny')).toEqual([expect.objectContaining({ rule: 'no-drop' })]);
+  });
+
+  it('an oversized Query decided at once is discarded when denied and streamed when allowed', async () => {
+    h.actions.length = 0;
+    const { session, up } = syncSession();
+    const big = 'SELECT ' + Array.from({ length: 400 }, (_, i) => `${i}`).join('+');
+    session.fromAgent(serialize.query(big));
+    // POLICY reads sql.verb: the text is needed, so the first rule fails closed.
+    expect(Buffer.concat(up).equals(PROBE)).toBe(true);
+    expect(h.actions[0]!.facts.sql).toMatchObject({ statement_truncated: true });
+  });
+});
+
 describe('StatementMemory', () => {
   beforeAll(() => initSqlParser());
 

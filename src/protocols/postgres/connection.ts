@@ -408,6 +408,16 @@ async function serveSession(
           if (!upstream.write(data)) agent.pause();
         },
         decide: (action: Action) => {
+          // No approval needed (the common case): answered at once, no promise, no abort controller.
+          let now: Enforcement | null | undefined;
+          try {
+            now = ctx.enforcer.enforceNow?.(action);
+          } catch (err) {
+            log('warn', 'enforcer failed', { error: err instanceof Error ? err.message : String(err) });
+            queueMicrotask(() => corked(() => s.shutdown('enforcer failed')));
+            return;
+          }
+          if (now) return now;
           const ac = new AbortController();
           pendingAbort = ac;
           ctx.enforcer.enforce(action, ac.signal).then(

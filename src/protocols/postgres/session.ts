@@ -63,8 +63,13 @@ export interface SessionConfig extends ActionContext {
 export interface SessionIO {
   toAgent(data: Buffer): void;
   toUpstream(data: Buffer): void;
-  /** Start the enforcement of `action`; the adapter answers with `session.decided(...)`. One at a time. */
-  decide(action: Action): void;
+  /**
+   * Start the enforcement of `action`, one at a time. Either return the
+   * Enforcement at once (no approval needed: the session applies it and
+   * carries on with the messages behind it), or return nothing and answer
+   * later with `session.decided(...)`.
+   */
+  decide(action: Action): Enforcement | void;
   /** The session is over (after a Terminate, a fatal error or a closed socket). */
   close(reason: string): void;
 }
@@ -182,35 +187,9 @@ export class PostgresSession {
     this.pump();
   }
 
-  /** The enforcement the session asked for through `io.decide`. */
+  /** The enforcement the session asked for through `io.decide` (when it did not come back at once). */
   decided(enf: Enforcement): void {
-    const p = this.pending;
-    if (!p) {
-      enf.finish({ status: 'unexpected' });
-      return;
-    }
-    this.pending = null;
-    if (this.closed) {
-      enf.finish({ status: 'closed' });
-      return;
-    }
-    if (this.discarding) {
-      // The server reported an error in this batch while we were deciding:
-      // it skips this message anyway, so it is dropped, not run.
-      enf.finish({ bytesIn: p.bytesIn, status: 'skipped' });
-      this.dropItem(p.item);
-      this.pump();
-      return;
-    }
-    let allowed = enf.allowed && !p.canceled;
-    let reason = enf.reason;
-    const mismatch = allowed ? credentialMismatch(enf, this.cfg.credentialId) : null;
-    if (mismatch) {
-      allowed = false;
-      reason = mismatch;
-    }
-    if (allowed) this.allow(p, enf);
-    else this.deny(p, enf, reason);
+    this.settle(enf);
     this.pump();
   }
 
@@ -316,14 +295,18 @@ export class PostgresSession {
         case 'P':
           // Barrier: the server reports setting changes just before ReadyForQuery.
           if (this.tracker.readyOutstanding > 0) return;
-          this.startDecision(
-            item,
-            m.type === 'Q'
-              ? { kind: 'Q', sql: m.sql, settingsUncertain: this.executedSinceReady }
-              : { kind: 'P', name: m.name, sql: m.sql, settingsUncertain: this.executedSinceReady },
-            m.raw.length,
-          );
-          return;
+          if (
+            !this.startDecision(
+              item,
+              m.type === 'Q'
+                ? { kind: 'Q', sql: m.sql, settingsUncertain: this.executedSinceReady }
+                : { kind: 'P', name: m.name, sql: m.sql, settingsUncertain: this.executedSinceReady },
+              m.raw.length,
+            )
+          ) {
+            return;
+          }
+          continue; // decided at once: the item is consumed
         case 'E':
           if (this.memory.covers(m.portal, this.batch)) {
             // Parsed and decided in this very batch: that decision covers its execution.
@@ -331,11 +314,11 @@ export class PostgresSession {
             this.executedSinceReady = true;
             break;
           }
-          this.startDecision(item, { kind: 'E', portal: m.portal }, m.raw.length);
-          return;
+          if (!this.startDecision(item, { kind: 'E', portal: m.portal }, m.raw.length)) return;
+          continue;
         case 'F':
-          this.startDecision(item, { kind: 'F' }, m.raw.length);
-          return;
+          if (!this.startDecision(item, { kind: 'F' }, m.raw.length)) return;
+          continue;
         case 'B':
           this.memory.bind(m.portal, m.statement, this.batch);
           this.forward(m.raw, 'B', this.batchGroup);
@@ -387,19 +370,25 @@ export class PostgresSession {
         switch (item.head.type) {
           case 'Q':
             if (this.tracker.readyOutstanding > 0) return false;
-            this.startDecision(item, { kind: 'Q', sql: '', oversize: item.frameLength - 5, maxBuffered: this.cfg.maxBuffered }, item.frameLength);
-            return false;
+            if (!this.startDecision(item, { kind: 'Q', sql: '', oversize: item.frameLength - 5, maxBuffered: this.cfg.maxBuffered }, item.frameLength)) {
+              return false;
+            }
+            break;
           case 'P':
             if (this.tracker.readyOutstanding > 0) return false;
-            this.startDecision(
-              item,
-              { kind: 'P', name: item.head.name, sql: '', oversize: item.frameLength - 5, maxBuffered: this.cfg.maxBuffered },
-              item.frameLength,
-            );
-            return false;
+            if (
+              !this.startDecision(
+                item,
+                { kind: 'P', name: item.head.name, sql: '', oversize: item.frameLength - 5, maxBuffered: this.cfg.maxBuffered },
+                item.frameLength,
+              )
+            ) {
+              return false;
+            }
+            break;
           case 'F':
-            this.startDecision(item, { kind: 'F' }, item.frameLength);
-            return false;
+            if (!this.startDecision(item, { kind: 'F' }, item.frameLength)) return false;
+            break;
           case 'B':
             this.memory.bind(item.head.portal, item.head.statement, this.batch);
             this.tracker.expect('B', this.batchGroup);
@@ -425,10 +414,47 @@ export class PostgresSession {
 
   // ─────────────────────────── decisions ───────────────────────────
 
-  private startDecision(item: Item, input: DecisionInput, bytesIn: number): void {
+  /**
+   * Ask for the decision on `item`. True when it came back at once and was
+   * applied (the item is consumed or set to stream/discard): the pump goes on.
+   */
+  private startDecision(item: Item, input: DecisionInput, bytesIn: number): boolean {
     const seen = this.memory.decisionInput(input);
     this.pending = { item, input, analysis: seen.analysis, text: seen.text, bytesIn, canceled: false };
-    this.io.decide(messageAction(this.cfg, seen));
+    const enf = this.io.decide(messageAction(this.cfg, seen));
+    if (!enf) return false;
+    this.settle(enf);
+    return true;
+  }
+
+  /** Apply the enforcement of the pending item. */
+  private settle(enf: Enforcement): void {
+    const p = this.pending;
+    if (!p) {
+      enf.finish({ status: 'unexpected' });
+      return;
+    }
+    this.pending = null;
+    if (this.closed) {
+      enf.finish({ status: 'closed' });
+      return;
+    }
+    if (this.discarding) {
+      // The server reported an error in this batch while we were deciding:
+      // it skips this message anyway, so it is dropped, not run.
+      enf.finish({ bytesIn: p.bytesIn, status: 'skipped' });
+      this.dropItem(p.item);
+      return;
+    }
+    let allowed = enf.allowed && !p.canceled;
+    let reason = enf.reason;
+    const mismatch = allowed ? credentialMismatch(enf, this.cfg.credentialId) : null;
+    if (mismatch) {
+      allowed = false;
+      reason = mismatch;
+    }
+    if (allowed) this.allow(p, enf);
+    else this.deny(p, enf, reason);
   }
 
   private allow(p: Pending, enf: Enforcement): void {

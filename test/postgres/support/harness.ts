@@ -68,6 +68,12 @@ export async function makeHarness(hcl: string, secrets: Record<string, Record<st
       actions.push(action);
       return inner.enforce(action, signal);
     },
+    // Engines take this path when no approval is needed; an approval falls back to `enforce`.
+    enforceNow(action) {
+      const now = inner.enforceNow!(action);
+      if (now) actions.push(action);
+      return now;
+    },
   };
   return h;
 }
