@@ -20,9 +20,14 @@
  *   sse        a 1000-event SSE stream, sequential: time to first event, time to last
  *
  *   node --import tsx bench/http/run.ts [--seconds 4] [--rounds 3] [--only json-c1,json-c16]
+ *       [--paths direct,gateway-tunnel,…] [--baseline DIR]
+ *
+ * `--baseline DIR`: also run the gateway of another checkout (e.g.
+ * `git worktree add DIR <commit>`) as path `baseline-tunnel`, side by side
+ * with this one — before/after numbers for a change from one run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -37,10 +42,13 @@ const arg = (name: string, dflt: string): string => {
 const SECONDS = Number(arg('seconds', '4'));
 const ROUNDS = Number(arg('rounds', '3'));
 const ONLY = arg('only', '').split(',').filter(Boolean);
+const PATHS = arg('paths', '').split(',').filter(Boolean);
+const BASELINE = arg('baseline', '');
 /** `--profile DIR`: write a V8 CPU profile of the gateway process there. */
 const PROFILE = arg('profile', '');
 const UPSTREAM_IP = '127.0.0.2';
 const INGRESS_IP = '127.0.0.3';
+const BASELINE_INGRESS_IP = '127.0.0.4';
 
 const POLICY = (caFile: string) => `
 schema_version = 1
@@ -172,8 +180,8 @@ async function sse(d: Dispatcher, url: string, seconds: number): Promise<Sample>
   return { rps: totals.length / seconds, p50: percentile(totals, 50), p99: percentile(totals, 99), mbps: 0, errors, ttfb: percentile(firsts, 50) };
 }
 
-function spawnJson(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], env });
+function spawnJson(cmd: string, args: string[], cwd = process.cwd()): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], cwd });
   return new Promise((resolve, reject) => {
     const rl = createInterface({ input: child.stdout! });
     rl.once('line', (line) => resolve({ child, info: JSON.parse(line) as Record<string, unknown> }));
@@ -229,6 +237,16 @@ async function main(): Promise<void> {
     const gw = await spawnJson(process.execPath, [...prof, ...tsx, 'bench/http/gateway.ts', dir, UPSTREAM_IP, INGRESS_IP, String(port)]);
     children.push(gw.child);
     const gatewayCa = readFileSync(gw.info['caPath'] as string, 'utf8');
+    let baseline: { child: ChildProcess; ca: string } | null = null;
+    if (BASELINE) {
+      // Its own state directory, so the two gateways share no vault, CA or audit database.
+      const baseDir = join(dir, 'baseline');
+      mkdirSync(baseDir);
+      writeFileSync(join(baseDir, 'policy.hcl'), POLICY(pki.caPath));
+      const b = await spawnJson(process.execPath, [...tsx, 'bench/http/gateway.ts', baseDir, UPSTREAM_IP, BASELINE_INGRESS_IP, String(port)], BASELINE);
+      children.push(b.child);
+      baseline = { child: b.child, ca: readFileSync(b.info['caPath'] as string, 'utf8') };
+    }
     const mitmPort = await freePort();
     const mitmConf = join(dir, 'mitm');
     const mitm = spawn(
@@ -243,7 +261,7 @@ async function main(): Promise<void> {
     const mitmCa = readFileSync(mitmCaPath, 'utf8');
 
     const ipOrigin = `https://${UPSTREAM_IP}:${port}`;
-    const targets: Target[] = [
+    const allTargets: Target[] = [
       { name: 'direct', origin: ipOrigin, dispatcher: (c) => new Agent({ connections: c, connect: { ca: pki.caPem } }) },
       {
         name: 'gateway-tunnel',
@@ -257,6 +275,16 @@ async function main(): Promise<void> {
         dispatcher: (c) => new ProxyAgent({ uri: `http://127.0.0.1:${gw.info['proxyPort']}`, connections: c, requestTls: { ca: gatewayCa } }),
         pid: gw.child.pid,
       },
+      ...(baseline
+        ? [
+            {
+              name: 'baseline-tunnel',
+              origin: `https://bench.test:${port}`,
+              dispatcher: (c: number) => new Agent({ connections: c, connect: { ca: baseline.ca, lookup: lookupTo(BASELINE_INGRESS_IP) } }),
+              pid: baseline.child.pid,
+            },
+          ]
+        : []),
       {
         name: 'mitmproxy',
         origin: ipOrigin,
@@ -264,14 +292,16 @@ async function main(): Promise<void> {
         pid: mitm.pid,
       },
     ];
+    const targets = allTargets.filter((t) => PATHS.length === 0 || PATHS.includes(t.name) || t.name === 'direct' || t.name === 'mitmproxy');
     const big = Buffer.alloc(1024 * 1024, 0x62);
-    const workloads: Array<{ name: string; connections: number; run: (d: Dispatcher, origin: string, seconds: number) => Promise<Sample> }> = [
+    const allWorkloads: Array<{ name: string; connections: number; run: (d: Dispatcher, origin: string, seconds: number) => Promise<Sample> }> = [
       { name: 'json-c1', connections: 1, run: (d, o, s) => load(d, `${o}/json`, { method: 'GET', connections: 1, seconds: s }) },
       { name: 'json-c16', connections: 16, run: (d, o, s) => load(d, `${o}/json`, { method: 'GET', connections: 16, seconds: s }) },
       { name: 'big-c4', connections: 4, run: (d, o, s) => load(d, `${o}/big`, { method: 'GET', connections: 4, seconds: s }) },
       { name: 'upload-c4', connections: 4, run: (d, o, s) => load(d, `${o}/upload`, { method: 'POST', body: big, connections: 4, seconds: s }) },
       { name: 'sse', connections: 1, run: (d, o, s) => sse(d, `${o}/sse?n=1000`, s) },
-    ].filter((w) => ONLY.length === 0 || ONLY.includes(w.name));
+    ];
+    const workloads = allWorkloads.filter((w) => ONLY.length === 0 || ONLY.includes(w.name));
 
     const results = new Map<string, Sample[]>();
     for (let round = 0; round < ROUNDS; round++) {

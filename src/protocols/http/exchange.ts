@@ -461,20 +461,56 @@ function headerObjectPairs(h: http2.IncomingHttpHeaders): FieldList {
   return out;
 }
 
-/** Copy the upstream body to the agent as it arrives (SSE, long polls), through the scrubber. */
+/**
+ * Copy the upstream body to the agent as it arrives (SSE, long polls),
+ * through the scrubber. Each turn takes everything the upstream has buffered
+ * (a TLS socket delivers 16 KiB records one by one; a read returns all of
+ * them), so a large body leaves in large writes — one TLS write of several
+ * records and one system call each — while a lone SSE event still goes out
+ * at once. Waits for the agent to take each write (backpressure).
+ */
 async function pump(source: Readable, scrubber: Scrubber, sink: ResponseSink): Promise<void> {
-  let stream: Readable = source;
-  if (!scrubber.empty) {
-    const scrub = scrubber.stream();
-    source.once('error', (err) => scrub.destroy(err));
-    stream = source.pipe(scrub);
-  }
+  const cursor = scrubber.cursor();
   try {
-    for await (const chunk of stream) await sink.write(chunk as Buffer);
+    for (;;) {
+      const chunk = source.read() as Buffer | null;
+      if (chunk !== null) {
+        const clean = cursor.push(chunk);
+        if (clean.length) await sink.write(clean);
+      } else if (source.readableEnded) {
+        break;
+      } else {
+        await readable(source);
+      }
+    }
+    const tail = cursor.end();
+    if (tail.length) await sink.write(tail);
   } finally {
-    // The agent went away (or the scrubber failed): stop reading the upstream.
+    // The agent went away (or the upstream failed): stop reading the upstream.
     if (!source.readableEnded) source.destroy();
   }
+}
+
+/** Resolves when `source` has data or has ended; rejects when it fails or closes before its end. */
+function readable(source: Readable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      source.removeListener('readable', onReadable);
+      source.removeListener('end', onReadable);
+      source.removeListener('error', done);
+      source.removeListener('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onReadable = () => done();
+    const onClose = () => done(source.readableEnded ? undefined : new Error('the upstream closed the response before its end'));
+    if (source.errored) return reject(source.errored);
+    if (source.destroyed) return onClose();
+    source.on('readable', onReadable);
+    source.on('end', onReadable);
+    source.on('error', done);
+    source.on('close', onClose);
+  });
 }
 
 function forwardWebSocket(

@@ -230,10 +230,20 @@ function lingeringClose(socket: Duplex): void {
 const CRLF = '\r\n';
 
 /**
- * Writes one response with the gateway's own framing. The head is held until
- * the first body bytes (or the end) so that both leave in one TLS record and
- * one packet; if no body follows within the same turn of the event loop
- * (SSE, long polls) the head goes out alone, so nothing waits on the body.
+ * Bytes a response may queue on the socket within one turn of the event
+ * loop before it waits for the agent to take them. Well above one TLS
+ * record (16 KiB), so that the records an upstream delivers one callback at
+ * a time leave as one write.
+ */
+const COALESCE_BYTES = 256 * 1024;
+
+/**
+ * Writes one response with the gateway's own framing. Everything written in
+ * one turn of the event loop — the head, the body chunks the upstream
+ * delivered in that turn, the end — is corked and leaves at the end of the
+ * turn as one write: one TLS write (several records when large) and one
+ * system call, instead of one per piece. Nothing waits longer than that turn,
+ * so an SSE event still reaches the agent at once.
  */
 class H1Sink implements ResponseSink {
   started = false;
@@ -242,13 +252,13 @@ class H1Sink implements ResponseSink {
   mustClose = false;
   private chunked = false;
   private ended = false;
-  private pendingHead: string | null = null;
-  private headTimer: NodeJS.Immediate | null = null;
+  /** Set while the socket is corked until the end of this turn. */
+  private release: NodeJS.Immediate | null = null;
 
   constructor(
     private readonly socket: Duplex,
     private readonly request: RequestHead,
-    private readonly release: () => Buffer,
+    private readonly releaseSocket: () => Buffer,
   ) {}
 
   head(status: number, fields: FieldList, length: BodyLength): void {
@@ -273,36 +283,26 @@ class H1Sink implements ResponseSink {
     else if (this.request.version === '1.0') out += `connection: keep-alive${CRLF}`;
     out += CRLF;
     this.bytesOut += Buffer.byteLength(out);
-    this.pendingHead = out;
-    this.headTimer = setImmediate(() => this.flushHead());
-  }
-
-  private flushHead(): void {
-    if (this.headTimer) clearImmediate(this.headTimer);
-    this.headTimer = null;
-    if (this.pendingHead === null) return;
-    const head = this.pendingHead;
-    this.pendingHead = null;
-    this.socket.write(head);
+    this.hold();
+    this.socket.write(out);
   }
 
   write(chunk: Buffer): Promise<void> {
     if (chunk.length === 0 || this.ended) return Promise.resolve();
-    this.socket.cork();
-    this.flushHead();
-    let ok: boolean;
+    this.hold();
     if (this.chunked) {
       const size = `${chunk.length.toString(16)}${CRLF}`;
       this.bytesOut += size.length + chunk.length + 2;
       this.socket.write(size);
       this.socket.write(chunk);
-      ok = this.socket.write(CRLF);
+      this.socket.write(CRLF);
     } else {
       this.bytesOut += chunk.length;
-      ok = this.socket.write(chunk);
+      this.socket.write(chunk);
     }
-    this.socket.uncork();
-    if (ok) return Promise.resolve();
+    if (this.socket.writableLength < COALESCE_BYTES) return Promise.resolve();
+    this.flush();
+    if (!this.socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const onDrain = () => {
         this.socket.removeListener('close', onClose);
@@ -320,8 +320,6 @@ class H1Sink implements ResponseSink {
   end(trailers: FieldList = []): void {
     if (this.ended) return;
     this.ended = true;
-    this.socket.cork();
-    this.flushHead();
     if (this.chunked) {
       let out = `0${CRLF}`;
       for (const [name, value] of trailers) {
@@ -330,14 +328,14 @@ class H1Sink implements ResponseSink {
       }
       out += CRLF;
       this.bytesOut += out.length;
+      this.hold();
       this.socket.write(out);
     }
-    this.socket.uncork();
+    this.flush();
   }
 
   abort(): void {
-    if (this.headTimer) clearImmediate(this.headTimer);
-    this.pendingHead = null;
+    this.flush();
     this.ended = true;
     this.mustClose = true;
     this.socket.destroy();
@@ -347,6 +345,23 @@ class H1Sink implements ResponseSink {
     this.mustClose = true;
   }
 
+  /** Cork the socket until the end of this turn (or an earlier flush). */
+  private hold(): void {
+    if (this.release !== null) return;
+    this.socket.cork();
+    this.release = setImmediate(() => {
+      this.release = null;
+      this.socket.uncork();
+    });
+  }
+
+  private flush(): void {
+    if (this.release === null) return;
+    clearImmediate(this.release);
+    this.release = null;
+    this.socket.uncork();
+  }
+
   takeOver = (status: number, fields: FieldList): { socket: Duplex; head: Buffer } => {
     this.started = true;
     let out = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
@@ -354,6 +369,6 @@ class H1Sink implements ResponseSink {
     out += CRLF;
     this.bytesOut += Buffer.byteLength(out);
     this.socket.write(out);
-    return { socket: this.socket, head: this.release() };
+    return { socket: this.socket, head: this.releaseSocket() };
   };
 }
