@@ -29,7 +29,8 @@ import { join } from 'node:path';
 import { startPgCluster, freePort, type PgCluster } from '../../test/support/pg-cluster.js';
 import { loadPolicy, formatDiagnostic } from '../../src/policy/index.js';
 import { createEnforcer } from '../../src/gateway/enforcer.js';
-import { AuditLog } from '../../src/audit/index.js';
+import { AuditLog, AUDIT_KEY_PURPOSE } from '../../src/audit/index.js';
+import { openVault } from '../../src/vault/index.js';
 import { createFactsRedactor } from '../../src/audit/redact.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import { startPostgresListener } from '../../src/protocols/postgres/listener.js';
@@ -220,19 +221,22 @@ async function main(): Promise<void> {
     const loaded = await loadPolicy(join(dir, 'policy.hcl'));
     if (!loaded.ok) throw new Error(loaded.diagnostics.map(formatDiagnostic).join('\n'));
     const policy = loaded.policy;
+    // Wired as the composition root wires it: the real vault (sealed in the same SQLite store)
+    // as the secret resolver and scrub source, the real audit log and facts redactor.
     const storeDir = mkdtempSync(join(dir, 'state-'));
     const store = openSqliteStore(storeDir);
-    const audit = new AuditLog({ store, key: null, pruneIntervalMs: 0 });
+    const vault = await openVault({ store, stateDir: storeDir, model: () => policy.model, env: {}, key: 'create' });
+    await vault.set('postgres_credential.bench', 'password', PASSWORD);
+    cleanups.push(() => vault.close());
+    const audit = new AuditLog({ store, key: vault.subkey(AUDIT_KEY_PURPOSE), pruneIntervalMs: 0 });
     cleanups.push(() => audit.close());
+    const approvals = { run: async () => ({ verdict: 'deny' as const, reason: 'no approver in the benchmark', stages: [] }) };
     const enforcer = createEnforcer({
       policy: () => policy,
-      secrets: {
-        resolve: (id) => ({ credential: policy.model.credentials.get(id)!, slots: { password: PASSWORD } }),
-        allValues: () => [PASSWORD],
-      },
-      approvals: { run: async () => ({ verdict: 'deny', reason: 'no approver in the benchmark', stages: [] }) },
+      secrets: vault,
+      approvals,
       audit,
-      redactFacts: createFactsRedactor({ model: () => policy.model, secrets: { allValues: () => [PASSWORD] } }),
+      redactFacts: createFactsRedactor({ model: () => policy.model, secrets: vault }),
     });
     const gateway = await startPostgresListener({
       endpoint: 'postgres.bench',
@@ -240,18 +244,15 @@ async function main(): Promise<void> {
       enforcer,
       policy: () => policy,
       profile: 'default',
-      scrubValues: () => [PASSWORD],
+      scrubValues: () => vault.allValues(),
     });
     cleanups.push(() => gateway.close());
     // The same gateway with the audit record's redaction and the audit log replaced by no-ops:
     // shows what the per-statement audit costs on the data path.
     const bareEnforcer = createEnforcer({
       policy: () => policy,
-      secrets: {
-        resolve: (id) => ({ credential: policy.model.credentials.get(id)!, slots: { password: PASSWORD } }),
-        allValues: () => [PASSWORD],
-      },
-      approvals: { run: async () => ({ verdict: 'deny', reason: 'no approver in the benchmark', stages: [] }) },
+      secrets: vault,
+      approvals,
       audit: { append: () => {}, flush: async () => {}, close: async () => {} },
       redactFacts: (a) => a.facts,
     });
@@ -261,7 +262,7 @@ async function main(): Promise<void> {
       enforcer: bareEnforcer,
       policy: () => policy,
       profile: 'default',
-      scrubValues: () => [PASSWORD],
+      scrubValues: () => vault.allValues(),
     });
     cleanups.push(() => bare.close());
 

@@ -15,7 +15,7 @@
  * CPU time is the process's (every thread, so the audit writer thread
  * counts), divided by the statements of the stage; the median of the rounds.
  *
- *   npx tsx bench/postgres/session.bench.ts [--seconds 2] [--rounds 3]
+ *   npx tsx bench/postgres/session.bench.ts [--seconds 2] [--rounds 3] [--only <stage number>]
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -82,6 +82,7 @@ async function run(enforcer: Enforcer, credentialId: string | null): Promise<num
       user: 'bench',
       database: 'postgres',
       ...(credentialId ? { credential: credentialId } : {}),
+      loggedIn: true,
       maxBuffered: 1 << 20,
       credentialId,
       scrubber: scrubberFor([PASSWORD]),
@@ -146,6 +147,9 @@ async function main(): Promise<void> {
       ['+ facts redaction for the audit record', () => run(createEnforcer({ ...common, audit: discard, redactFacts }), cred)],
       ['+ hash-chained audit log (SQLite, writer thread)', () => run(createEnforcer({ ...common, audit, redactFacts }), cred)],
     ];
+    // `--only <n>`: one stage (1-based), e.g. under --cpu-prof.
+    const only = arg('only', 0);
+    if (only > 0) stages.splice(0, stages.length, stages[only - 1]!);
     // Warm up (JIT, caches) once per stage.
     for (const [, stage] of stages) await stage();
     const results = stages.map((): number[] => []);

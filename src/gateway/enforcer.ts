@@ -3,7 +3,7 @@
  *
  *   policy.decide(action)            (pure: rules, CEL, fail-closed)
  *   → approvals.run(...)             (only when the verdict is `approve`)
- *   → secrets.resolve(credential)    (only when allowed; a missing secret denies)
+ *   → secrets.resolve(credential)    (only when allowed and something is injected; a missing secret denies)
  *   → audit.append(...)              (when the engine calls `finish`)
  *
  * Engines never call the policy, approvals or vault directly; they build an
@@ -50,7 +50,8 @@ export function createEnforcer(deps: EnforcerDeps): Enforcer {
     let failClosed = decision.failClosed;
 
     let material: CredentialMaterial | null = null;
-    if (allowed && decision.credential) {
+    // A connection that already logged in with the credential injects nothing: no vault read (it opens the secret).
+    if (allowed && decision.credential && action.upstreamAuthenticated !== true) {
       const resolved = deps.secrets.resolve(decision.credential);
       if ('missing' in resolved) {
         // Never send an unauthenticated request upstream in the agent's name.
@@ -73,7 +74,7 @@ export function createEnforcer(deps: EnforcerDeps): Enforcer {
         if (finished) return;
         finished = true;
         deps.audit.append({
-          time: new Date().toISOString(),
+          time: isoNow(),
           peer: action.peer?.id ?? null,
           profile: action.profile ?? null,
           endpoint: decision.endpoint,
@@ -111,6 +112,18 @@ export function createEnforcer(deps: EnforcerDeps): Enforcer {
       return decision.effective === 'approve' ? null : conclude(action, decision, started);
     },
   };
+}
+
+let lastMs = -1;
+let lastIso = '';
+/** The ISO-8601 time of now, formatted once per millisecond (every action's audit record asks). */
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
 }
 
 /** `decide` is meant to be total; if it ever throws, that is a deny, not a crash. */

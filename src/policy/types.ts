@@ -160,6 +160,13 @@ export interface Action {
    *     lets them through (no rule matching → deny).
    */
   phase?: 'session_start' | 'startup_options';
+  /**
+   * (ours) True when the action runs on a connection that already logged in
+   * upstream with the pinned `credential` (a statement of a Postgres
+   * session): nothing is injected, so the enforcer does not read the secret
+   * again and `material` is null. The decision itself is unchanged.
+   */
+  upstreamAuthenticated?: boolean;
   facts: Facts;
 }
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:net';
 import { serialize } from 'pg-protocol';
 import { RawClient } from './support/raw-client.js';
-import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
+import { PASSWORDS, startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
 import { handlePostgresConnection } from '../../src/protocols/postgres/connection.js';
 import { createPostgresEngine } from '../../src/protocols/postgres/index.js';
 import { parsePostgresRaw } from '../../src/protocols/postgres/raw-fixture.js';
@@ -181,6 +181,56 @@ profile "default" {
       expect(h.audit).toEqual([
         expect.objectContaining({ rule: '', outcome: 'deny', failClosed: true, credential: 'postgres_credential.unsealed', status: '42501' }),
       ]);
+    } finally {
+      await l.close();
+      h.cleanup();
+    }
+  });
+
+  it('statements of a logged-in session are decided without reading the vault again; a removed secret stops new logins only', async () => {
+    const secrets: Record<string, Record<string, string>> = { 'postgres_credential.scram': { password: PASSWORDS.scram } };
+    const h = await makeHarness(
+      `
+schema_version = 1
+endpoint "postgres" "db" {
+  host    = "127.0.0.1:${f.pg.port}"
+  sslmode = "disable"
+}
+credential "postgres_credential" "scram" {
+  endpoint = postgres.db
+  user     = "app_scram"
+}
+profile "default" {
+  credentials = [postgres_credential.scram]
+}
+rule "no-drop" {
+  endpoint  = postgres.db
+  condition = "'drop' in sql.verbs"
+  verdict   = "deny"
+}
+`,
+      secrets,
+    );
+    const l = await startPostgresListener({ endpoint: 'postgres.db', listen: '127.0.0.1:0', enforcer: h.enforcer, policy: () => h.policy, profile: 'default' });
+    try {
+      const c = await RawClient.connect(l.address.port, { user: 'agent', database: 'postgres' });
+      expect(h.actions[0]).toMatchObject({ phase: 'session_start' });
+      expect(h.actions[0]!.upstreamAuthenticated).toBeUndefined();
+      delete secrets['postgres_credential.scram']; // the operator removes the secret
+      const since = c.messages.length;
+      c.send(serialize.query('SELECT current_user'), serialize.query('DROP TABLE accounts'));
+      const got = await c.readyCount(2, since);
+      expect(got.find((m) => m.name === 'dataRow')?.fields).toEqual(['app_scram']);
+      expect(got.find((m) => m.name === 'error')).toMatchObject({ code: '42501', message: 'denied by rule "no-drop"' });
+      expect(h.actions.slice(1).map((a) => [a.upstreamAuthenticated, a.credential])).toEqual([
+        [true, 'postgres_credential.scram'],
+        [true, 'postgres_credential.scram'],
+      ]);
+      c.close();
+      const again = await RawClient.connect(l.address.port, { user: 'agent', database: 'postgres' });
+      await again.until(() => again.closed);
+      expect(again.messages[0]).toMatchObject({ name: 'error', code: '42501', message: 'credential postgres_credential.scram has no secret' });
+      expect(f.count('accounts')).toBe(100);
     } finally {
       await l.close();
       h.cleanup();

@@ -305,6 +305,7 @@ async function serveSession(
   actx.port = target.port;
   const credentialId = decided.credential;
   if (credentialId !== null) actx.credential = credentialId;
+  actx.loggedIn = true;
   const login = connectEnf.material ? postgresLogin(connectEnf.material, plan.user) : { user: plan.user, password: null };
   const database = plan.database ?? endpoint.database ?? connectEnf.material?.credential.database ?? login.user;
   actx.database = database;

@@ -17,6 +17,8 @@ export class ByteBoundedLru<V> {
   private bytes = 0;
   private hits = 0;
   private misses = 0;
+  /** The most recently used key: a hit on it needs no reordering (hot loops repeat one statement). */
+  private newest: string | undefined;
 
   constructor(private maxBytes: number) {}
 
@@ -27,8 +29,11 @@ export class ByteBoundedLru<V> {
       return undefined;
     }
     this.hits++;
-    this.entries.delete(key);
-    this.entries.set(key, entry);
+    if (key !== this.newest) {
+      this.entries.delete(key);
+      this.entries.set(key, entry);
+      this.newest = key;
+    }
     return entry.value;
   }
 
@@ -49,6 +54,7 @@ export class ByteBoundedLru<V> {
     // are simply not cached.
     if (bytes > this.maxBytes / 8) return;
     this.entries.set(key, { value, bytes });
+    this.newest = key;
     this.bytes += bytes;
     this.evict();
   }
@@ -60,6 +66,7 @@ export class ByteBoundedLru<V> {
 
   clear(): void {
     this.entries.clear();
+    this.newest = undefined;
     this.bytes = 0;
     this.hits = 0;
     this.misses = 0;

@@ -235,6 +235,8 @@ export interface ActionContext {
    * run as, and a credential the policy no longer offers denies them.
    */
   credential?: string;
+  /** Set once the session start resolved the login: later actions need no secret material. */
+  loggedIn?: boolean;
 }
 
 export function sqlFacts(a: SqlAnalysis, statement: string, ctx: ActionContext, truncated = false): SqlFacts {
@@ -258,6 +260,8 @@ export function sqlAction(ctx: ActionContext, facts: SqlFacts, phase?: Action['p
   if (ctx.peer) action.peer = ctx.peer;
   if (ctx.credential !== undefined) action.credential = ctx.credential;
   if (phase !== undefined) action.phase = phase;
+  // After login (statements, startup options) the upstream connection is authenticated: nothing more is injected.
+  if (ctx.loggedIn) action.upstreamAuthenticated = true;
   return action;
 }
 
