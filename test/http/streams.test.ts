@@ -107,6 +107,24 @@ describe('WebSocket', () => {
     expect(rec).toMatchObject({ outcome: 'allow', endpoint: 'https.api' });
   });
 
+  it('a secret split across two frames of one message is scrubbed; so is a ping carrying it', async () => {
+    const ws = openWs('/ws-split');
+    const [message, ping] = await Promise.all([
+      new Promise<string>((resolve, reject) => {
+        ws.on('message', (d) => resolve(String(d)));
+        ws.on('error', reject);
+      }),
+      new Promise<string>((resolve) => ws.on('ping', (d) => resolve(String(d)))),
+    ]);
+    ws.close();
+    expect(message).toBe(`split: ${'*'.repeat(CANARY.length)} end`);
+    expect(ping).toBe(`ping ${'*'.repeat(CANARY.length)}`);
+    // The upstream really did split it: each frame it sent held only part of the token.
+    expect(env.api.seen.some((s) => s.url === '/ws-split' && s.headers['authorization'] === `Bearer ${CANARY}`)).toBe(true);
+    const seenByHook = frames.filter((f) => f.direction === 'upstream-to-agent' && (f.text.startsWith('split: ') || f.text.endsWith(' end')));
+    expect(seenByHook.map((f) => f.text).join('')).toBe(`split: ${'*'.repeat(CANARY.length)} end`);
+  });
+
   it('a compressed (RSV1) frame from the agent cannot be inspected: the session closes with 1002', async () => {
     const sock = tls.connect({ host: GATEWAY_IP, port: env.api.port, servername: 'ws.test', ca: env.gw.ca.caCertPem, ALPNProtocols: ['http/1.1'] });
     await new Promise((r) => sock.once('secureConnect', r));

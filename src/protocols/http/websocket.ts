@@ -3,13 +3,20 @@
  * and a relay that passes every frame through a hook (content inspection)
  * and scrubs injected secrets from what the upstream sends.
  *
+ * Scrubbing follows messages, not frames: a secret split across two frames
+ * of one fragmented message is still found. The bytes at the end of a frame
+ * that could begin a secret are held back and sent at the start of the next
+ * frame of the same message (RFC 6455 §5.4 lets an intermediary change how a
+ * message is fragmented when no extension is in use — and none is). Control
+ * frames (ping, pong, close), which stand alone, are scrubbed whole.
+ *
  * The gateway strips `Sec-WebSocket-Extensions` from the handshake, so no
  * compression is negotiated and every payload is readable. A frame with an
  * RSV bit set anyway cannot be inspected: the relay closes with 1002.
  */
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import type { Scrubber } from '../../vault/scrub.js';
+import type { ScrubCursor, Scrubber } from '../../vault/scrub.js';
 
 export interface WsFrame {
   fin: boolean;
@@ -114,6 +121,28 @@ export function closeFrame(code: number, reason: string): WsFrame {
 export type WsDirection = 'agent-to-upstream' | 'upstream-to-agent';
 
 /**
+ * Scrubs the data frames of one direction as the message stream they form:
+ * the scrubber's state runs across the frames of a message and ends with it.
+ */
+export class WsMessageScrubber {
+  private cursor: ScrubCursor | null = null;
+
+  constructor(private readonly scrubber: Scrubber) {}
+
+  /** The frame to send in place of `frame` (same message content, possibly moved between frames). */
+  frame(frame: WsFrame): WsFrame {
+    if (this.scrubber.empty) return frame;
+    if (frame.opcode >= OPCODE.close) return { ...frame, payload: this.scrubber.scrubBuffer(frame.payload) };
+    this.cursor ??= this.scrubber.cursor();
+    const out = this.cursor.push(frame.payload);
+    if (!frame.fin) return { ...frame, payload: out };
+    const tail = this.cursor.end();
+    this.cursor = null;
+    return { ...frame, payload: tail.length ? Buffer.concat([out, tail]) : out };
+  }
+}
+
+/**
  * Called for every frame before it is relayed. Return `{ close: reason }` to
  * end the session with 1008 (policy violation) instead of relaying it.
  */
@@ -165,6 +194,7 @@ export function relayWebSocket(o: RelayOptions): void {
 
   const fromAgentParser = new WsFrameParser(true);
   const fromUpstreamParser = new WsFrameParser(false);
+  const toAgentScrubber = new WsMessageScrubber(o.scrubber);
 
   const onAgentData = (chunk: Buffer) => {
     fromAgent += chunk.length;
@@ -194,8 +224,8 @@ export function relayWebSocket(o: RelayOptions): void {
     }
     for (const f of frames) {
       if (f.rsv !== 0) return fail(1002, 'compressed or extended frames cannot be inspected');
-      // Length-preserving scrub: frame sizes stay as the upstream sent them.
-      const clean: WsFrame = f.opcode === OPCODE.ping || f.opcode === OPCODE.pong ? f : { ...f, payload: o.scrubber.scrubBuffer(f.payload) };
+      // Length-preserving per message; a frame may carry bytes held back from the one before.
+      const clean = toAgentScrubber.frame(f);
       const verdict = o.hook?.({ ...clean, direction: 'upstream-to-agent' }, o.session);
       if (verdict && 'close' in verdict) return fail(1008, verdict.close);
       if (!writeAgent(clean)) o.upstream.pause();

@@ -146,7 +146,16 @@ export async function startH1Upstream(opts: { host: string; port?: number; cert?
   server.on('upgrade', (req, socket, head) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.alloc(0), httpVersion: req.httpVersion });
     wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.send(`hello, your token is ${tokenOf(req.headers)}`);
+      const token = tokenOf(req.headers);
+      if (req.url === '/ws-split') {
+        // The token split across two frames of one message, then a ping carrying it.
+        const half = token.length >> 1;
+        ws.send(`split: ${token.slice(0, half)}`, { fin: false });
+        ws.send(`${token.slice(half)} end`, { fin: true });
+        ws.ping(`ping ${token}`);
+        return;
+      }
+      ws.send(`hello, your token is ${token}`);
       ws.on('message', (data, isBinary) => ws.send(isBinary ? (data as Buffer) : `echo: ${String(data)}`));
     });
   });
