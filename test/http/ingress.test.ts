@@ -196,4 +196,33 @@ describe('half-closing clients', () => {
     expect(out).toMatch(/^HTTP\/1\.1 200 /);
     expect(out).toContain('"/v1/half"');
   });
+
+  it('a TLS client on the tunnel path that half-closes after its request still gets the answer', async () => {
+    // The test's tunnel listener, like a transport that never asked for half-open sockets, uses Node's default.
+    const out = await new Promise<string>((resolve, reject) => {
+      const s = tls.connect({ host: GATEWAY_IP, port: env.api.port, servername: 'api.test', ca: env.gw.ca.caCertPem, ALPNProtocols: ['http/1.1'], allowHalfOpen: true });
+      let o = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (o += d));
+      s.on('error', reject);
+      s.on('close', () => resolve(o));
+      s.on('secureConnect', () => s.end(`GET /v1/half-tls HTTP/1.1\r\nHost: api.test:${env.api.port}\r\nAuthorization: Bearer ${PLACEHOLDER}\r\n\r\n`));
+    });
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    expect(out).toContain('"/v1/half-tls"');
+    expect(out).not.toContain(CANARY);
+  });
+
+  it('a plain-HTTP client on the tunnel path that half-closes after its request still gets the answer', async () => {
+    const out = await new Promise<string>((resolve) => {
+      const s = net.connect(env.plain.port, GATEWAY_IP);
+      let o = '';
+      s.setEncoding('latin1');
+      s.on('data', (d: string) => (o += d));
+      s.on('close', () => resolve(o));
+      s.on('connect', () => s.end(`GET /v1/half-plain HTTP/1.1\r\nHost: plain.test:${env.plain.port}\r\n\r\n`));
+    });
+    expect(out).toMatch(/^HTTP\/1\.1 200 /);
+    expect(out).toContain('"/v1/half-plain"');
+  });
 });

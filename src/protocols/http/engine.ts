@@ -71,6 +71,8 @@ export function createHttpEngine(opts: HttpEngineOptions): HttpEngine {
 
     handlePlainHttpConnection(socket, ctx) {
       (socket as Partial<net.Socket>).setNoDelay?.(true);
+      // The agent may half-close after its request (see acceptTls).
+      socket.allowHalfOpen = true;
       const identity = ctx.dialedHost ? normaliseServerName(ctx.dialedHost) : null;
       const conn: ConnectionInfo = {
         peer: ctx.peer,

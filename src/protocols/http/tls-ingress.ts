@@ -45,6 +45,11 @@ export interface TlsIngressOptions {
 
 export async function acceptTls(core: EngineCore, socket: Duplex, t: TransportContext, o: TlsIngressOptions = {}): Promise<void> {
   socket.on('error', () => undefined);
+  // A client may half-close once its request is sent and still expect the
+  // answer. Whoever accepted the socket (the tunnel transport, a listener)
+  // may have left Node's default, which ends our side on the agent's FIN;
+  // the TLS socket made over it inherits this setting.
+  socket.allowHalfOpen = true;
   // Request/response traffic: small writes must leave at once.
   (socket as Partial<Socket>).setNoDelay?.(true);
   let peeked: { bytes: Buffer; result: ClientHelloResult };
