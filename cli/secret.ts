@@ -236,7 +236,7 @@ export function register(program: Command): void {
     .command('set')
     .description('store the secret of a credential slot; the value is read from stdin or --from-file, never from arguments')
     .argument('<credential>', 'credential id (bearer_token.github) or unique name (github)')
-    .argument('[slot]', 'slot of the credential type (token, password, bot, signing_secret, cert, key, ca); optional when the type has one')
+    .argument('[slot]', 'slot of the credential type (token, password, bot, signing_secret, app, cert, key, ca); optional when the type has one')
     .requiredOption('--config <policy>', 'the gateway policy (file or directory)')
     .option('--from-file <path>', 'read the value from this file (- for stdin)')
     .option('--json', 'print a JSON result')
