@@ -44,7 +44,7 @@ const lookup = ((_h: string, opts: unknown, cb?: unknown) => {
   else callback(null, upstreamIp, 4);
 }) as net.LookupFunction;
 const log = process.env['BENCH_LOG'] ? (l: string) => process.stderr.write(`gateway: ${l}\n`) : () => undefined;
-const engine = createHttpEngine({ enforcer, policy: () => policy, secrets: vault, ca, lookup, log });
+const engine = createHttpEngine({ enforcer, policy: () => policy, secrets: vault, ca, lookup, log, audit });
 const proxy = await engine.startHttpProxy({ listen: '127.0.0.1:0' });
 const ingress = net.createServer((s) => {
   s.setNoDelay(true);

@@ -153,6 +153,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       policy: () => watcher.current(),
       secrets: vault,
       ca,
+      audit,
       log,
       ...(opts.httpLookup ? { lookup: opts.httpLookup } : {}),
     });

@@ -120,6 +120,37 @@ describe('deny reasons', () => {
   });
 });
 
+describe('refusals at the proxy are audited', () => {
+  const recordAfter = (before: number, pred: (r: import('../../src/gateway/contracts.js').AuditRecordInput) => boolean) =>
+    env.gw.audit.waitForRecord((r) => env.gw.audit.records.indexOf(r) >= before && pred(r));
+
+  it('a CONNECT target without a port: 400 and a record', async () => {
+    const before = env.gw.audit.records.length;
+    const out = await rawExchange(() => net.connect(env.gw.proxyPort, '127.0.0.1'), `CONNECT api.test HTTP/1.1\r\nHost: api.test\r\n\r\n`);
+    expect(out).toMatch(/^HTTP\/1\.1 400 /);
+    const rec = await recordAfter(before, (r) => r.status === '400');
+    expect(rec).toMatchObject({ peer: 'local:proxy', outcome: 'deny', reason: 'CONNECT target needs host:port', facts: { http: { method: 'CONNECT', target: 'api.test' } } });
+  });
+
+  it('a TLS server name other than the CONNECT host: dropped and recorded', async () => {
+    const before = env.gw.audit.records.length;
+    const socket = net.connect(env.gw.proxyPort, '127.0.0.1');
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(`CONNECT api.test:${env.api.port} HTTP/1.1\r\nHost: api.test:${env.api.port}\r\n\r\n`);
+    await new Promise((r) => socket.once('data', r));
+    const t = tls.connect({ socket, servername: 'h2.test', ca: env.gw.ca.caCertPem });
+    const failed = await new Promise<boolean>((resolve) => {
+      t.once('secureConnect', () => resolve(false));
+      t.once('error', () => resolve(true));
+      t.once('close', () => resolve(true));
+    });
+    t.destroy();
+    expect(failed).toBe(true);
+    const rec = await recordAfter(before, (r) => r.status === 'refused');
+    expect(rec).toMatchObject({ peer: 'local:proxy', host: 'api.test', outcome: 'deny', reason: 'TLS server name "h2.test" inside a CONNECT to "api.test"' });
+  });
+});
+
 describe('unknown hosts, passthrough', () => {
   it('CONNECT to an unknown host is spliced untouched and logged with bytes', async () => {
     const r = await curl(['-x', `http://127.0.0.1:${env.gw.proxyPort}`, '--cacert', env.pki.caPath, ...auth, `https://unknown.test:${env.api.port}/v1/items`]);

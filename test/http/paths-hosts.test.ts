@@ -85,6 +85,20 @@ describe('host tricks (class 12)', () => {
     expect(env.api.seen.length).toBe(before);
   });
 
+  it('the 421 is audited: peer, the connection\'s host, the reason, the request line scrubbed of secrets', async () => {
+    const before = env.gw.audit.records.length;
+    const out = await rawExchange(
+      () => tlsToGateway(env, 'api.test', env.api.port),
+      `GET /v1/items?key=${CANARY} HTTP/1.1\r\nHost: h2.test:${env.api.port}\r\nConnection: close\r\n\r\n`,
+    );
+    expect(status(out)).toBe(421);
+    const rec = await env.gw.audit.waitForRecord((r) => env.gw.audit.records.indexOf(r) >= before && r.status === '421');
+    expect(rec).toMatchObject({ peer: 'test-agent', profile: 'agent', host: 'api.test', verdict: 'deny', outcome: 'deny', rule: '', credential: null });
+    expect(rec!.reason).toContain('request for "h2.test" on a connection for "api.test"');
+    expect(rec!.facts).toEqual({ http: { method: 'GET', target: `/v1/items?key=${'*'.repeat(CANARY.length)}` } });
+    expect(rec!.bytesOut).toBeGreaterThan(0);
+  });
+
   it('a port other than the one dialed is refused (421)', async () => {
     const out = await rawExchange(
       () => tlsToGateway(env, 'api.test', env.api.port),

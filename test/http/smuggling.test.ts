@@ -43,12 +43,16 @@ const smuggles: Array<[string, (h: string) => string]> = [
 ];
 
 describe('request smuggling through the TLS ingress', () => {
-  it.each(smuggles)('%s → 400, connection closed, nothing forwarded', async (_name, build) => {
+  it.each(smuggles)('%s → 400, connection closed, nothing forwarded, refusal audited', async (_name, build) => {
     const seenBefore = env.api.seen.length;
+    const recordsBefore = env.gw.audit.records.length;
     const out = await overTls(build(host()));
     expect(statusLines(out)).toEqual([expect.stringMatching(/^HTTP\/1\.1 400 /)]);
     expect(out).toContain('connection: close');
     expect(env.api.seen.length).toBe(seenBefore);
+    const reason = /clawpatrol: (.*)\n/.exec(out)?.[1];
+    const rec = await env.gw.audit.waitForRecord((r) => env.gw.audit.records.indexOf(r) >= recordsBefore && r.status === '400');
+    expect(rec).toMatchObject({ peer: 'test-agent', host: 'api.test', family: 'http', verdict: 'deny', outcome: 'deny', rule: '', failClosed: true, reason });
   });
 
   it('also on the proxy listener (absolute-form)', async () => {

@@ -9,7 +9,7 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Enforcer, SecretResolver } from '../../gateway/contracts.js';
+import type { AuditSink, Enforcer, SecretResolver } from '../../gateway/contracts.js';
 import { UpstreamPool } from './upstream.js';
 import { acceptTls, type TransportContext } from './tls-ingress.js';
 import { serveHttp1 } from './h1-server.js';
@@ -30,6 +30,11 @@ export interface HttpEngineOptions {
   lookup?: net.LookupFunction | undefined;
   /** Sees every WebSocket frame; may close the session. */
   onWebSocketFrame?: WebSocketFrameHook | undefined;
+  /**
+   * The audit sink the enforcer writes to: requests refused before the policy
+   * could see them (malformed, misdirected) are recorded there too.
+   */
+  audit?: Pick<AuditSink, 'append'> | undefined;
   /** Operational log lines (default: stderr). */
   log?: ((line: string) => void) | undefined;
   /** Upstream connect timeout (default 10 s). */
@@ -55,6 +60,7 @@ export function createHttpEngine(opts: HttpEngineOptions): HttpEngine {
     lookup: opts.lookup,
     upstream: new UpstreamPool({ lookup: opts.lookup, connectTimeoutMs: opts.connectTimeoutMs }),
     frameHook: opts.onWebSocketFrame,
+    audit: opts.audit,
     log,
     sockets: new Set(),
   };

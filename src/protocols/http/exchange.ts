@@ -14,7 +14,9 @@ import type { Action, Endpoint, PolicyModel } from '../../policy/types.js';
 import type { Enforcement } from '../../gateway/contracts.js';
 import { placeholdersFromHeaders, placeholderHeaders } from '../../policy/placeholders.js';
 import { injectHttpCredential, mtlsOptions, InjectionError } from '../../vault/inject.js';
-import { scrubberFor, type Scrubber } from '../../vault/scrub.js';
+import type { Scrubber } from '../../vault/scrub.js';
+import { currentScrubber } from './scrubbing.js';
+import { recordRefusal } from './refusals.js';
 import { HttpParseError } from './h1-parser.js';
 import { parseAuthority, parseRequestTarget, formatAuthority, type ParsedTarget } from './target.js';
 import { normalisePath, type NormalisedPath } from './path.js';
@@ -78,9 +80,22 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     upgraded: false,
     ...extra,
   });
-  const refuse = (a: LocalAnswer): ExchangeOutcome => {
+  /** Answer a request refused before the policy saw it, and record the refusal. */
+  const refuse = (status: number, reason: string, route: Route | null, kind: LocalAnswer['kind'] = 'bad_request'): ExchangeOutcome => {
     sink.closeAfter();
-    answer(sink, req, a);
+    answer(sink, req, { status, reason, kind });
+    recordRefusal(core, {
+      peer: conn.peer,
+      profile: conn.profile,
+      endpoint: route?.endpoint?.id ?? conn.endpointId ?? null,
+      host: route?.host ?? conn.identity ?? conn.upstream?.host ?? req.authority ?? '',
+      method: req.method,
+      target: req.target,
+      status: String(status),
+      reason,
+      bytesIn: req.headBytes + body.bytes,
+      bytesOut: sink.bytesOut,
+    });
     return outcome({ close: true });
   };
 
@@ -90,8 +105,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     route = routeRequest(conn, req, policy);
   } catch (err) {
     if (!(err instanceof HttpParseError)) throw err;
-    core.log(`http: refused ${req.method} ${JSON.stringify(req.target.slice(0, 200))} from ${conn.peer.id}: ${err.message}`);
-    return refuse({ status: err.status, reason: err.message, kind: 'bad_request' });
+    return refuse(err.status, err.message, null);
   }
 
   // ── body for the facts ────────────────────────────────────────────────
@@ -106,7 +120,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
       try {
         got = await body.prefix(limit);
       } catch (err) {
-        return refuse({ status: err instanceof HttpParseError ? err.status : 400, reason: `request body: ${messageOf(err)}`, kind: 'bad_request' });
+        return refuse(err instanceof HttpParseError ? err.status : 400, `request body: ${messageOf(err)}`, route);
       }
       prefix = got.chunks;
       bodyFacts = inspectBody(Buffer.concat(got.chunks), {
@@ -146,7 +160,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     enf = await core.enforcer.enforce(action, req.signal);
   } catch (err) {
     core.log(`http: enforcement failed for ${route.host}: ${messageOf(err)}`);
-    return refuse({ status: 403, reason: 'the request could not be checked against the policy; denied', kind: 'denied' });
+    return refuse(403, 'the request could not be checked against the policy; denied', route, 'denied');
   }
   const bytesIn = () => req.headBytes + body.bytes;
   if (req.signal.aborted) {
@@ -283,18 +297,6 @@ function headersFor(model: PolicyModel): ReturnType<typeof placeholderHeaders> {
     placeholderHeaderCache.set(model, h);
   }
   return h;
-}
-
-const scrubberCache = new WeakMap<EngineCore, { values: readonly string[]; scrubber: Scrubber }>();
-
-/** The scrubber for the vault's current values; rebuilt only when the vault hands out a new list. */
-function currentScrubber(core: EngineCore): Scrubber {
-  const values = core.secrets.allValues();
-  const hit = scrubberCache.get(core);
-  if (hit && hit.values === values) return hit.scrubber;
-  const scrubber = scrubberFor(values);
-  scrubberCache.set(core, { values, scrubber });
-  return scrubber;
 }
 
 // ───────────────────────────── routing ───────────────────────────────────

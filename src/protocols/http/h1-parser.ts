@@ -139,6 +139,11 @@ export class Http1RequestParser {
     return this.state !== 'start' && this.state !== 'failed' ? true : this.state === 'start' && this.buf.length > 0;
   }
 
+  /** How many bytes are held, received but not yet parsed. */
+  get bufferedBytes(): number {
+    return this.buf.length;
+  }
+
   /** Bytes received but not yet parsed (after a CONNECT or an upgrade they belong to the new protocol). */
   takeBuffered(): Buffer {
     const rest = this.buf;

@@ -9,6 +9,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Http1RequestParser, HttpParseError, type ParseEvent, type RequestHead, type HeaderField } from './h1-parser.js';
 import { exchange } from './exchange.js';
+import { recordRefusal } from './refusals.js';
 import type { FieldList } from './headers.js';
 import type { BodyLength, ConnectionInfo, EngineCore, IncomingRequest, ResponseSink } from './types.js';
 
@@ -25,6 +26,8 @@ export interface Http1Options {
 
 /** Reads a socket chunk by chunk without ever losing bytes (paused mode). */
 class SocketReader {
+  /** Bytes read so far. */
+  bytes = 0;
   private ended = false;
   private waiter: (() => void) | null = null;
 
@@ -47,7 +50,10 @@ class SocketReader {
   async read(): Promise<Buffer | null> {
     for (;;) {
       const chunk = this.socket.read() as Buffer | null;
-      if (chunk !== null) return chunk;
+      if (chunk !== null) {
+        this.bytes += chunk.length;
+        return chunk;
+      }
       if (this.ended || this.socket.destroyed) return null;
       await new Promise<void>((resolve) => {
         this.waiter = resolve;
@@ -83,6 +89,25 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
   const goneController = new AbortController();
   const gone = goneController.signal;
   socket.once('close', () => goneController.abort());
+  /** Bytes of the connection that belong to requests already handled. */
+  let handledBytes = 0;
+  /** Answer and record a request refused before it became an exchange; the connection then closes. */
+  const refuse = (status: number, reason: string, request?: { method: string; target: string; host: string | null }) => {
+    reader.detach();
+    const bytesOut = writeLocal(socket, status, reason);
+    recordRefusal(core, {
+      peer: conn.peer,
+      profile: conn.profile,
+      endpoint: conn.endpointId ?? null,
+      host: request?.host ?? conn.identity ?? conn.upstream?.host ?? '',
+      method: request?.method,
+      target: request?.target,
+      status: String(status),
+      reason,
+      bytesIn: reader.bytes + (opts.initial?.length ?? 0) - handledBytes - parser.bufferedBytes,
+      bytesOut,
+    });
+  };
 
   /** Next parser event, reading more bytes as needed; null when the agent closed. */
   const nextEvent = async (): Promise<ParseEvent | null> => {
@@ -105,7 +130,7 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
     if (ready) return ready;
     setIdle(keepAliveMs);
     const headTimer = setTimeout(() => {
-      if (parser.midMessage) writeLocal(socket, 408, 'request head not received in time');
+      if (parser.midMessage) refuse(408, 'request head not received in time');
     }, headersTimeoutMs);
     try {
       return await nextEvent();
@@ -123,9 +148,7 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
       return;
     }
     if (ev.type === 'error') {
-      core.log(`http: malformed request from ${conn.peer.id}: ${ev.reason}`);
-      reader.detach();
-      writeLocal(socket, ev.status, ev.reason);
+      refuse(ev.status, ev.reason);
       return;
     }
     if (ev.type !== 'head') throw new Error(`parser produced ${ev.type} before a head`);
@@ -133,7 +156,7 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
 
     if (head.method === 'CONNECT') {
       if (!opts.onConnect) {
-        writeLocal(socket, 405, 'CONNECT is only accepted by the proxy listener');
+        refuse(405, 'CONNECT is only accepted by the proxy listener', { method: head.method, target: head.target, host: hostOf(head.headers) });
         return;
       }
       reader.detach();
@@ -188,6 +211,7 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
       signal: gone,
     };
     const result = await exchange(core, conn, req, sink);
+    handledBytes = reader.bytes + (opts.initial?.length ?? 0) - parser.bufferedBytes;
     if (result.upgraded) return;
     if (result.close || sink.mustClose || !head.keepAlive || !result.bodyDone || socket.destroyed) {
       reader.detach();
@@ -202,14 +226,15 @@ function hostOf(headers: readonly HeaderField[]): string | null {
   return h ? h.value : null;
 }
 
-/** A response the gateway writes itself before closing (parse errors, timeouts). */
-function writeLocal(socket: Duplex, status: number, reason: string): void {
+/** A response the gateway writes itself before closing (parse errors, timeouts); returns the bytes written. */
+function writeLocal(socket: Duplex, status: number, reason: string): number {
   const body = `clawpatrol: ${reason}\n`;
-  socket.write(
+  const out =
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\nx-clawpatrol: bad_request\r\n\r\n${body}`,
-  );
+    `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\nx-clawpatrol: bad_request\r\n\r\n${body}`;
+  socket.write(out);
   lingeringClose(socket);
+  return Buffer.byteLength(out);
 }
 
 /**

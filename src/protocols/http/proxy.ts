@@ -19,6 +19,7 @@ import { HttpParseError, type RequestHead } from './h1-parser.js';
 import { parseAuthority } from './target.js';
 import { serveHttp1 } from './h1-server.js';
 import { acceptTls } from './tls-ingress.js';
+import { recordRefusal } from './refusals.js';
 import type { ConnectionInfo, EngineCore } from './types.js';
 
 export interface ProxyListener {
@@ -82,7 +83,9 @@ async function onConnect(core: EngineCore, socket: Duplex, head: RequestHead, re
     host = a.host;
     port = a.port;
   } catch (err) {
-    reply(socket, 400, err instanceof Error ? err.message : 'bad CONNECT target', true);
+    const reason = err instanceof Error ? err.message : 'bad CONNECT target';
+    const bytesOut = reply(socket, 400, reason, true);
+    recordRefusal(core, { peer, profile, endpoint: null, host: '', method: head.method, target: head.target, status: '400', reason, bytesIn: head.headBytes, bytesOut });
     return;
   }
   const policy = core.policy();

@@ -14,6 +14,7 @@ import { normaliseServerName } from './target.js';
 import { serveHttp1 } from './h1-server.js';
 import { serveHttp2 } from './h2-server.js';
 import { splice } from './splice.js';
+import { recordRefusal } from './refusals.js';
 import type { ConnectionInfo, EngineCore } from './types.js';
 
 /** What the transport (WireGuard/TPROXY, a listener) knows about a connection. */
@@ -81,15 +82,18 @@ export async function acceptTls(core: EngineCore, socket: Duplex, t: TransportCo
     return;
   }
 
+  // Host tricks at the TLS layer: dropped without an answer (there is no TLS session to answer in), and recorded.
+  const drop = (host: string, reason: string) => {
+    socket.destroy();
+    recordRefusal(core, { peer: t.peer, profile: t.profile, endpoint: t.endpointId ?? null, host, status: 'refused', reason, bytesIn: bytes.length, bytesOut: 0 });
+  };
   const sni = result.serverName === null ? null : normaliseServerName(result.serverName);
   if (result.serverName !== null && sni === null) {
-    core.log(`https: ${t.peer.id} sent an invalid server name ${JSON.stringify(result.serverName)}`);
-    socket.destroy();
+    drop(o.connectHost ?? t.dialedHost ?? '', `invalid TLS server name ${JSON.stringify(result.serverName.slice(0, 255))}`);
     return;
   }
   if (o.connectHost && sni && sni !== o.connectHost) {
-    core.log(`https: ${t.peer.id} sent server name "${sni}" inside a CONNECT to "${o.connectHost}"; refused`);
-    socket.destroy();
+    drop(o.connectHost, `TLS server name "${sni}" inside a CONNECT to "${o.connectHost}"`);
     return;
   }
   const dialedHost = t.dialedHost ? normaliseServerName(t.dialedHost) : null;

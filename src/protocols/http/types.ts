@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { LookupFunction } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Endpoint, Peer, PolicyModel } from '../../policy/types.js';
-import type { Enforcer, SecretResolver } from '../../gateway/contracts.js';
+import type { AuditSink, Enforcer, SecretResolver } from '../../gateway/contracts.js';
 import type { HeaderField } from './h1-parser.js';
 import type { FieldList } from './headers.js';
 import type { UpstreamPool } from './upstream.js';
@@ -38,6 +38,8 @@ export interface EngineCore {
   secrets: Pick<SecretResolver, 'allValues'>;
   upstream: UpstreamPool;
   frameHook?: WebSocketFrameHook | undefined;
+  /** Where requests refused before the policy saw them are recorded (the enforcer's audit sink). */
+  audit?: Pick<AuditSink, 'append'> | undefined;
   log: (line: string) => void;
   /** Sockets open now (closed by `engine.close()`). */
   sockets: Set<Duplex>;

@@ -128,6 +128,7 @@ export async function startTestGateway(opts: {
     secrets: vault,
     ca,
     lookup: lookupTo(UPSTREAM_IP),
+    audit,
     log: (l) => logs.push(l),
     ...(opts.frameHook ? { onWebSocketFrame: opts.frameHook } : {}),
   });
