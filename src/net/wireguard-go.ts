@@ -24,6 +24,8 @@ export interface WireguardGoOptions {
   detached?: boolean;
   log?: (line: string) => void;
   readyTimeoutMs?: number;
+  /** Start it inside this named network namespace (its TUN is created there); default: ours. */
+  netns?: string;
 }
 
 export interface WireguardGoProcess {
@@ -89,17 +91,19 @@ export async function startWireguardGo(opts: WireguardGoOptions): Promise<Wiregu
   const binary = process.env[WIREGUARD_GO_ENV] || 'wireguard-go';
   const inner = opts.dieWithParent ? ['setpriv', '--pdeathsig', 'TERM', binary, '-f', iface] : [binary, '-f', iface];
   // unshare → sh → (setpriv →) wireguard-go all exec in place: one pid, whose parent is us.
-  const args = ['-m', '--propagation', 'private', 'sh', '-c', 'dir=$1; shift; mount --bind "$dir" /run && exec "$@"', 'sh', opts.runDir, ...inner];
+  const unshare = ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'dir=$1; shift; mount --bind "$dir" /run && exec "$@"', 'sh', opts.runDir, ...inner];
+  // nsenter also execs in place, so the pid is still wireguard-go's.
+  const [cmd, ...args] = opts.netns ? ['nsenter', `--net=/run/netns/${opts.netns}`, '--', ...unshare] : unshare;
   const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LOG_LEVEL: 'error', WG_PROCESS_FOREGROUND: '1' };
 
   let child: ChildProcess;
   let logFd: number | null = null;
   if (opts.detached) {
     logFd = openSync(join(opts.runDir, 'wireguard-go.log'), 'a', 0o600);
-    child = spawn('unshare', args, { env, detached: true, stdio: ['ignore', logFd, logFd] });
+    child = spawn(cmd!, args, { env, detached: true, stdio: ['ignore', logFd, logFd] });
     child.unref();
   } else {
-    child = spawn('unshare', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(cmd!, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   }
   if (logFd !== null) closeSync(logFd);
 

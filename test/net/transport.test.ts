@@ -90,6 +90,7 @@ beforeAll(async () => {
         dns: {
           'outside.test': { A: [ADDR.up], AAAA: [ADDR.up6] },
           'api.example.test': { A: [ADDR.up] },
+          'db.example.test': { A: [ADDR.up] },
         },
       }),
     },
@@ -290,6 +291,20 @@ describe('unknown_host = deny: nothing gets out but declared endpoints', () => {
     ], { config: narrowCfg });
     expect(r.byLabel('pg').ok).toBe(false);
     expect(engineLine(r.byLabel('api').data)).toMatchObject({ engine: 'tls', profile: 'narrow' });
+    // Under passthrough the same name is relayed, uninspected, to its real address (resolved by the gateway host).
+    await gw.request('unknownHost', { mode: 'passthrough' });
+    try {
+      const p = await probe([{ kind: 'tcp', label: 'pg', host: 'db.example.test', port: 5432, family: 4, untilNewline: true }], { config: narrowCfg });
+      expect(p.byLabel('pg').data).toBe(`upstream 5432 from ${ADDR.gwUpSide}\n`);
+      const relayed = (m: Msg) => {
+        const e = m.event as { dialedHost?: string; profile: string; outcome: string } | undefined;
+        return m.type === 'connection' && e?.dialedHost === 'db.example.test' && e.profile === 'narrow' && e.outcome === 'relayed';
+      };
+      const ev = (await gw.waitFor(relayed)).event as Record<string, unknown>;
+      expect(ev).toMatchObject({ outcome: 'relayed', dialedIp: expect.stringMatching(/^10\.78\./), dialedPort: 5432 });
+    } finally {
+      await gw.request('unknownHost', { mode: 'deny' });
+    }
   });
 });
 
@@ -340,13 +355,17 @@ describe('clawpatrol run', () => {
 
   it('two concurrent runs share one tunnel; the last one out removes it', async () => {
     const names = tunnelNames(deviceId);
-    const long = spawn('nsenter', [`--net=/run/netns/${topo.ns.agent}`, '--', process.execPath, CLI, 'run', '--config', configPath, '--', 'sh', '-c', 'echo up; sleep 3'],
+    const long = spawn('nsenter', [`--net=/run/netns/${topo.ns.agent}`, '--', process.execPath, CLI, 'run', '--config', configPath, '--', 'sh', '-c', 'echo up; sleep 60'],
       { env: { ...process.env, SUDO_UID: '65534', SUDO_GID: '65534' }, stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve) => long.stdout!.on('data', (d: Buffer) => d.toString().includes('up') && resolve()));
     const r = await probe([{ kind: 'tcp', label: 'api', host: 'api.example.test', port: 443, tls: 'api.example.test', untilNewline: true }]);
     expect(engineLine(r.byLabel('api').data)).toMatchObject({ engine: 'tls' });
     expect(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout).toContain(names.netns);
-    await new Promise((resolve) => long.once('exit', resolve));
+    const status = await cli(['status', '--config', configPath, '--json']);
+    expect(JSON.parse(status.stdout).tunnel).toMatchObject({ netns: names.netns, runs: 1, lastHandshake: expect.any(String) });
+    const exited = new Promise((resolve) => long.once('exit', resolve));
+    long.kill('SIGTERM');
+    await exited;
     expect(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout).not.toContain(names.netns);
   });
 });

@@ -177,12 +177,13 @@ async function bringUp(config: ClientConfig, names: TunnelNames): Promise<Tunnel
         ],
       });
       await ip(['link', 'set', 'dev', names.iface, 'netns', names.netns]);
-      const inNs = (args: string[]) => ip(['-n', names.netns, ...args]);
+      const inNs = (args: string[], opts?: { allowFailure?: boolean }) => ip(['-n', names.netns, ...args], opts);
       await inNs(['-4', 'addr', 'add', `${config.device.address4}/32`, 'dev', names.iface]);
-      if (config.device.address6) await inNs(['-6', 'addr', 'add', `${config.device.address6}/128`, 'dev', names.iface, 'nodad']);
+      // A host without IPv6 runs the tunnel IPv4-only: the namespace then has no IPv6 at all (fail closed).
+      const v6 = config.device.address6 !== null && (await inNs(['-6', 'addr', 'add', `${config.device.address6}/128`, 'dev', names.iface, 'nodad'], { allowFailure: true })).code === 0;
       await inNs(['link', 'set', 'dev', names.iface, 'mtu', String(config.wireguard.mtu), 'up']);
       await inNs(['-4', 'route', 'add', 'default', 'dev', names.iface]);
-      if (config.device.address6) await inNs(['-6', 'route', 'add', 'default', 'dev', names.iface]);
+      if (v6) await inNs(['-6', 'route', 'add', 'default', 'dev', names.iface]);
       netnsFiles(config, names.netns);
       return state;
     } catch (err) {

@@ -79,7 +79,7 @@ export class GatewayProcess {
   }
 
   static async start(topo: Topology, cfg: GatewayHostConfig): Promise<GatewayProcess> {
-    const child = topo.spawn(topo.ns.gw, process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'net', 'support', 'gateway-host.ts')], {
+    const child = topo.spawnWithEtc(topo.ns.gw, process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'net', 'support', 'gateway-host.ts')], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       env: { ...process.env, CP_TEST_GATEWAY: JSON.stringify(cfg) },
       cwd: ROOT,

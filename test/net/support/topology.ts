@@ -12,7 +12,7 @@
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { rmSync, mkdirSync, writeFileSync } from 'node:fs';
 
 export const ADDR = {
   agent: '192.168.50.2',
@@ -69,6 +69,17 @@ export class Topology {
     // The upstream answers the gateway, and only the gateway (the agent host has no route there).
     sh('ip', ['-n', up, 'route', 'add', 'default', 'via', ADDR.gwUpSide]);
     sh('ip', ['-n', up, '-6', 'route', 'add', 'default', 'via', ADDR.gwUpSide6]);
+    // The gateway host's resolver is the upstream's DNS server (processes started with `spawnWithEtc`).
+    mkdirSync(`/etc/netns/${gw}`, { recursive: true });
+    writeFileSync(`/etc/netns/${gw}/resolv.conf`, `nameserver ${ADDR.up}\n`);
+  }
+
+  /** Like `spawn`, through `ip netns exec`: the process also sees `/etc/netns/<ns>/*` (resolv.conf, hosts) as its /etc files. */
+  spawnWithEtc(ns: string, cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+    return child;
   }
 
   /** argv that runs `cmd` inside namespace `ns` without a new mount namespace (so `ip netns add` inside is visible to us). */

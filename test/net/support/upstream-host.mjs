@@ -12,10 +12,11 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const dnsPacket = require('dns-packet');
 const cfg = JSON.parse(process.env.CP_TEST_UPSTREAM);
-const send = (m) => process.send?.(m);
+// `quiet` (benchmarks): report nothing per connection or request.
+const send = (m) => (m.type === 'ready' || !cfg.quiet) && process.send?.(m);
 
 for (const port of cfg.tcpPorts) {
-  const srv = net.createServer((s) => {
+  const srv = net.createServer({ noDelay: true }, (s) => {
     const remote = (s.remoteAddress ?? '').replace(/^::ffff:/, '');
     send({ type: 'conn', port, remote });
     s.write(`upstream ${port} from ${remote}\n`);
@@ -23,6 +24,16 @@ for (const port of cfg.tcpPorts) {
     s.on('error', () => {});
   });
   srv.listen({ port, host: '::' });
+}
+
+// Sinks: read everything, then answer with the byte count (throughput benchmarks).
+for (const port of cfg.sinkPorts ?? []) {
+  net.createServer({ allowHalfOpen: true }, (s) => {
+    let n = 0;
+    s.on('data', (d) => (n += d.length));
+    s.on('end', () => s.end(String(n)));
+    s.on('error', () => {});
+  }).listen({ port, host: '::' });
 }
 
 // An HTTPS API that says what credential it received (so a test can see the injected secret arrive).
