@@ -71,7 +71,13 @@ export function register(program: Command): void {
         const lines = [
           `Gateway:    ${config.gatewayUrl} (${pingMs === null ? 'unreachable' : `reachable, ${pingMs.toFixed(0)} ms`})`,
           `Device:     ${config.device.id} (${config.device.name}), profile ${remote?.device.profile ?? config.device.profile}, address ${config.device.address4}`,
-          `Enrolment:  ${remote ? `active; gateway saw a handshake ${ago(remote.device.lastHandshake)}` : 'unknown (see below)'}`,
+          `Enrolment:  ${
+            remote
+              ? remote.device.lastHandshake
+                ? `active; gateway saw a handshake ${ago(remote.device.lastHandshake)}`
+                : 'active; no handshake yet (the tunnel starts with clawpatrol run)'
+              : 'unknown (see below)'
+          }`,
           `Gateway CA: ${config.ca.fingerprint}${config.ca.trustedPath ? ` (trusted: ${config.ca.trustedPath})` : ' (not in the system trust store)'}`,
           `Tunnel:     ${tunnel ? `${tunnel.names.netns}, ${tunnel.users.length} run(s), last handshake ${handshake ? ago(new Date(handshake).toISOString()) : 'never'}` : 'not running (starts with clawpatrol run)'}`,
         ];

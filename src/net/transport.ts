@@ -160,26 +160,55 @@ export async function startWireguardTransport(opts: WireguardTransportOptions): 
   const gw6 = peers.gatewayAddress6();
 
   let closing = false;
-  const cleanups: Array<() => Promise<void>> = [];
+  // What is running, torn down in this order: the tunnel first, the firewall last — never a
+  // moment without the firewall while the tunnel is up. Also used when startup fails half-way.
+  const running: { wg?: WireguardGoProcess; dns?: DnsServer; listening?: () => Promise<void> } = {};
   const cleanup = async () => {
-    for (const fn of cleanups.reverse()) {
+    for (const fn of [() => running.wg?.stop(), () => running.dns?.close(), () => running.listening?.()]) {
       try {
         await fn();
       } catch (err) {
         log(`net: cleanup: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
-    cleanups.length = 0;
+    delete running.wg;
+    delete running.dns;
+    delete running.listening;
   };
 
   try {
+    // Order matters for failing closed: the firewall (it matches the interface by name) is in
+    // place before the interface exists, so no packet from the tunnel is ever forwarded or
+    // delivered anywhere but to our listeners; on close the tunnel goes down first.
+    let dns: DnsServer | null = null;
+    const internal = [subnet4, vip4, ...(subnet6 ? [subnet6] : []), ...(vip6 ? [vip6] : [])];
+    const dispatcher = new Dispatcher({
+      peerByAddress: (addr) => peers.byAddress(addr),
+      vips,
+      directory: opts.directory,
+      engines: opts.engines,
+      gatewayAddresses: [gw4, ...(gw6 ? [gw6] : [])],
+      guard: destinationGuard(internal),
+      dnsTcp: (s) => (dns ? dns.handleTcp(s) : s.resetAndDestroy()),
+      ...(opts.events ? { events: opts.events } : {}),
+      log,
+      ...(opts.peekTimeoutMs !== undefined ? { peekTimeoutMs: opts.peekTimeoutMs } : {}),
+    });
+    const listener: TransparentListener = await startTransparentListener({ ipv6: subnet6 !== null, onConnection: (s) => dispatcher.handle(s) });
+    running.listening = async () => {
+      dispatcher.destroyAll();
+      await listener.close();
+      await removeFirewall(iface);
+    };
+    await applyFirewall({ interfaceName: iface, tproxyPort4: listener.port4, tproxyPort6: listener.port6, gatewayAddress4: gw4, gatewayAddress6: gw6 });
+
     const wg: WireguardGoProcess = await startWireguardGo({
       interfaceName: iface,
       runDir: join(opts.stateDir, 'wireguard', 'run'),
       dieWithParent: true,
       log,
     });
-    cleanups.push(() => wg.stop());
+    running.wg = wg;
     const peerConfig = (p: PeerRecord) => ({
       publicKey: p.publicKey,
       replaceAllowedIps: true,
@@ -192,35 +221,15 @@ export async function startWireguardTransport(opts: WireguardTransportOptions): 
     const upstream = nameservers.length ? forwarder({ servers: nameservers.map(parseNameserver) }) : null;
     if (!upstream) log('net: no upstream DNS server (empty /etc/resolv.conf): undeclared names get SERVFAIL');
     const resolver = new DnsResolver({ vips, directory: dnsDirectory(opts.directory), upstream, range4: vip4, range6: vip6, log });
-    const dns: DnsServer = await startDnsServer({
+    const started: DnsServer = await startDnsServer({
       addresses: [gw4, ...(gw6 ? [gw6] : [])],
       ...(opts.dnsPort !== undefined ? { port: opts.dnsPort } : {}),
       resolver,
       isPeer: (addr) => peers.byAddress(addr) !== undefined,
       log,
     });
-    cleanups.push(() => dns.close());
-
-    const internal = [subnet4, vip4, ...(subnet6 ? [subnet6] : []), ...(vip6 ? [vip6] : [])];
-    const dispatcher = new Dispatcher({
-      peerByAddress: (addr) => peers.byAddress(addr),
-      vips,
-      directory: opts.directory,
-      engines: opts.engines,
-      gatewayAddresses: [gw4, ...(gw6 ? [gw6] : [])],
-      guard: destinationGuard(internal),
-      dnsTcp: (s) => dns.handleTcp(s),
-      ...(opts.events ? { events: opts.events } : {}),
-      log,
-      ...(opts.peekTimeoutMs !== undefined ? { peekTimeoutMs: opts.peekTimeoutMs } : {}),
-    });
-    cleanups.push(async () => {
-      dispatcher.destroyAll();
-    });
-    const listener: TransparentListener = await startTransparentListener({ ipv6: subnet6 !== null, onConnection: (s) => dispatcher.handle(s) });
-    cleanups.push(() => listener.close());
-    cleanups.push(() => removeFirewall(iface));
-    await applyFirewall({ interfaceName: iface, tproxyPort4: listener.port4, tproxyPort6: listener.port6, gatewayAddress4: gw4, gatewayAddress6: gw6 });
+    dns = started;
+    running.dns = started;
 
     void wg.exited.then((reason) => {
       if (!closing) log(`net: wireguard-go for ${iface} exited (${reason}); the tunnel is down until the gateway restarts`);

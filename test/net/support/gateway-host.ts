@@ -62,8 +62,6 @@ const directory: Directory = {
 const cert = readFileSync(cfg.caCertPath, 'utf8');
 const key = readFileSync(cfg.caKeyPath, 'utf8');
 const line = (engine: string, ctx: ConnectionContext) => JSON.stringify({ engine, ...ctx }) + '\n';
-/** Sockets the stub engines hold open (to test that revoke closes them). */
-const held = new Set<Socket>();
 
 function hold(engine: string, socket: Socket | TLSSocket, ctx: ConnectionContext, write: (s: string) => void): void {
   send({ type: 'engine', engine, ctx });
@@ -76,7 +74,6 @@ function hold(engine: string, socket: Socket | TLSSocket, ctx: ConnectionContext
 
 const engines = {
   tls(socket: Socket, ctx: ConnectionContext) {
-    held.add(socket);
     const t = new TLSSocket(socket, { isServer: true, secureContext: createSecureContext({ cert, key }) });
     t.on('error', () => t.destroy());
     t.once('secure', () => {
