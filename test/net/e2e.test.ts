@@ -227,5 +227,15 @@ describe('an agent through clawpatrol run and the real gateway', () => {
     // Plain HTTP is refused in HTTP: the agent reads why.
     expect(r.stdout).toMatch(/clawpatrol: 192\.168\.60\.2:7000 is not an endpoint of profile "dev" and unknown_host = "deny"/);
     expect(upstreamEvents.some((e) => e.type === 'conn')).toBe(false);
+    // Refused tunnel connections are in the audit log, attributed to the device.
+    let records: Array<Record<string, unknown>> = [];
+    for (let i = 0; i < 20 && !records.some((x) => x.family === 'tcp'); i++) {
+      await new Promise((res) => setTimeout(res, 250));
+      const exp = await topo.run(topo.ns.gw, process.execPath, [CLI, 'audit', 'export', '--config', join(dir, 'policy')], { cwd: ROOT, env: { ...process.env, CLAWPATROL_STATE_DIR: '' } });
+      records = exp.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    }
+    const tcp = records.find((x) => x.family === 'tcp');
+    expect(tcp).toMatchObject({ peer: deviceId, profile: 'dev', outcome: 'deny', host: ADDR.up });
+    expect(String(tcp!.reason)).toMatch(/unknown_host = "deny"/);
   });
 });
