@@ -19,7 +19,7 @@ export function register(program: Command): void {
     .description("run a command in a network namespace whose only route is the gateway's tunnel")
     .argument('<command...>', 'the command and its arguments (put -- before them)')
     .option('--config <path>', 'client configuration written by clawpatrol join')
-    .option('--keep-env <name...>', 'keep these environment variables although they look like credentials')
+    .option('--keep-env <name>', 'keep this environment variable although it looks like a credential (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
     .passThroughOptions()
     .allowUnknownOption(false)
     .action(async (command: string[], opts: { config?: string; keepEnv?: string[] }) => {

@@ -47,8 +47,8 @@ async function cli(args: string[], env: Record<string, string> = {}, timeoutMs =
 }
 
 /** `clawpatrol run` a probe list as the unprivileged user nobody (as if through sudo). */
-async function probe(probes: Array<Record<string, unknown>>, opts: { config?: string; env?: Record<string, string> } = {}) {
-  const r = await cli(['run', '--config', opts.config ?? configPath, '--', process.execPath, PROBE, JSON.stringify(probes)], {
+async function probe(probes: Array<Record<string, unknown>>, opts: { config?: string; env?: Record<string, string>; runArgs?: string[] } = {}) {
+  const r = await cli(['run', ...(opts.runArgs ?? []), '--config', opts.config ?? configPath, '--', process.execPath, PROBE, JSON.stringify(probes)], {
     SUDO_UID: '65534', SUDO_GID: '65534', ...opts.env,
   });
   const results = parseLines(r.stdout);
@@ -311,7 +311,8 @@ describe('unknown_host = deny: nothing gets out but declared endpoints', () => {
 describe('clawpatrol run', () => {
   it('runs as the invoking user with credentials scrubbed, placeholders and CA bundles exported', async () => {
     const r = await probe([{ kind: 'env', label: 'env' }], {
-      env: { AWS_SECRET_ACCESS_KEY: 'AKIAREALSECRET', GITHUB_TOKEN: 'ghp_realtoken', DATABASE_URL: 'postgres://u:hunter2@db/x', HTTPS_PROXY: 'http://proxy:3128', HARMLESS: 'yes' },
+      env: { AWS_SECRET_ACCESS_KEY: 'AKIAREALSECRET', GITHUB_TOKEN: 'ghp_realtoken', DATABASE_URL: 'postgres://u:hunter2@db/x', HTTPS_PROXY: 'http://proxy:3128', HARMLESS: 'yes', BUILD_TOKEN: 'not-secret' },
+      runArgs: ['--keep-env', 'BUILD_TOKEN'],
     });
     expect(r.code, r.stderr).toBe(0);
     const e = r.byLabel('env');
@@ -321,6 +322,7 @@ describe('clawpatrol run', () => {
     expect(e.env!.HTTPS_PROXY).toBeUndefined();
     expect(e.env!.GITHUB_TOKEN).toBe('cp_ph_github_123');
     expect(e.env!.HARMLESS).toBe('yes');
+    expect(e.env!.BUILD_TOKEN).toBe('not-secret');
     expect(e.env!.CLAWPATROL_DEVICE).toBe(deviceId);
     expect(r.stdout).not.toContain('AKIAREALSECRET');
     expect(r.stdout).not.toContain('ghp_realtoken');
