@@ -24,6 +24,11 @@ function names(mode: { unknown: 'passthrough' | 'deny' }): DnsNameDirectory {
   return { declaredName: (n) => idx.lookup(n), unknownHost: () => mode.unknown };
 }
 
+/** dns-packet decodes `rcode` and `flag_aa`; its typings omit them. */
+function decoded(buf: Buffer) {
+  return dnsPacket.decode(buf) as ReturnType<typeof dnsPacket.decode> & { rcode: string; flag_aa: boolean };
+}
+
 let id = 100;
 function query(name: string, type: string): Buffer {
   return dnsPacket.encode({ type: 'query', id: ++id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: type as 'A', name }] });
@@ -75,7 +80,7 @@ describe('tunnel DNS', () => {
   const ask = async (r: DnsResolver, name: string, type: string, transport: 'udp' | 'tcp' = 'udp') => {
     const q = query(name, type);
     const reply = await r.answer(q, transport);
-    const p = dnsPacket.decode(reply!);
+    const p = decoded(reply!);
     expect(p.id).toBe(q.readUInt16BE(0));
     return p;
   };
@@ -177,14 +182,14 @@ describe('tunnel DNS', () => {
   it('answers garbage with FORMERR, and never answers a response', async () => {
     const r = await resolver();
     const garbage = Buffer.concat([Buffer.from([0x12, 0x34, 0x01, 0x00, 0x00, 0x01]), Buffer.alloc(6), Buffer.from([0xff, 0xff])]);
-    const reply = dnsPacket.decode((await r.answer(garbage, 'udp'))!);
+    const reply = decoded((await r.answer(garbage, 'udp'))!);
     expect(reply.id).toBe(0x1234);
     expect(reply.rcode).toBe('FORMERR');
     expect(await r.answer(Buffer.alloc(5), 'udp')).toBeNull();
     const response = dnsPacket.encode({ type: 'response', id: 1, questions: [{ type: 'A', name: 'api.example.com' }] });
     expect(await r.answer(response, 'udp')).toBeNull();
     const twoQuestions = dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'a.b' }, { type: 'A', name: 'c.d' }] });
-    expect(dnsPacket.decode((await r.answer(twoQuestions, 'udp'))!).rcode).toBe('FORMERR');
+    expect(decoded((await r.answer(twoQuestions, 'udp'))!).rcode).toBe('FORMERR');
   });
 
   it('stops allocating at the cap instead of exhausting the range', async () => {
