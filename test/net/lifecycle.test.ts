@@ -146,15 +146,16 @@ describe('device lifecycle', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(events.map((e) => e.event)).toEqual(['established']); // still open, echoing pings
 
-    const revokedAt = Date.now();
     const revoked = await devicesCli(['revoke', deviceB]);
+    const revokedAt = Date.now();
     expect(revoked.code, revoked.stderr).toBe(0);
     expect(revoked.stdout).toMatch(/Revoked dev_[0-9a-f]+; 1 open connection\(s\) closed/);
     const exit = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 8000))]);
     expect(exit, `stdout=${out} stderr=${runErr}`).toBe(0);
     const closed = events.find((e) => e.event === 'closed');
     expect(closed).toBeTruthy();
-    expect(closed!.at - revokedAt).toBeLessThan(3000);
+    // At once: the connection died while the revoke request was being answered (not after some TCP timeout).
+    expect(closed!.at - revokedAt).toBeLessThan(1500);
     await gw.waitFor((m) => m.type === 'engine-closed' && m.peer === deviceB);
 
     const again = await cli(['run', '--config', configB, '--', 'true'], SUDO);
