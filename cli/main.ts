@@ -8,17 +8,26 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import * as validateCommand from './validate.js';
-import * as testCommand from './test.js';
-import * as approvalsCommand from './approvals.js';
-import * as secretCommand from './secret.js';
-import * as auditCommand from './audit.js';
-import * as gatewayCommand from './gateway.js';
-import * as joinCommand from './join.js';
-import * as runCommand from './run.js';
-import * as devicesCommand from './devices.js';
-import * as statusCommand from './status.js';
-import * as leaveCommand from './leave.js';
+
+type CommandModule = { register(p: Command): void };
+
+/**
+ * Commands by name, loaded on demand: `clawpatrol run` should not pay for
+ * loading the gateway's engines. Help and unknown commands load them all.
+ */
+const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+  validate: () => import('./validate.js'),
+  test: () => import('./test.js'),
+  gateway: () => import('./gateway.js'),
+  secret: () => import('./secret.js'),
+  audit: () => import('./audit.js'),
+  approvals: () => import('./approvals.js'),
+  devices: () => import('./devices.js'),
+  join: () => import('./join.js'),
+  run: () => import('./run.js'),
+  status: () => import('./status.js'),
+  leave: () => import('./leave.js'),
+};
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -41,26 +50,17 @@ export function buildProgram(): Command {
     .description('A firewall for AI agents: protocol-aware policy between agents and production.')
     .version(packageVersion())
     .showHelpAfterError()
+    // Options after a subcommand belong to it (`run -- cmd --flag` passes --flag through).
+    .enablePositionalOptions()
     .exitOverride();
   return program;
 }
 
 async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  const commands: Array<{ register(p: Command): void }> = [
-    validateCommand,
-    testCommand,
-    approvalsCommand,
-    secretCommand,
-    auditCommand,
-    gatewayCommand,
-    joinCommand,
-    runCommand,
-    devicesCommand,
-    statusCommand,
-    leaveCommand,
-  ];
-  for (const c of commands) c.register(program);
+  const named = argv[2] !== undefined ? COMMANDS[argv[2]] : undefined;
+  const loaders = named && Object.hasOwn(COMMANDS, argv[2]!) ? [named] : Object.values(COMMANDS);
+  for (const c of await Promise.all(loaders.map((load) => load()))) c.register(program);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
