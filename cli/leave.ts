@@ -37,7 +37,7 @@ export function register(program: Command): void {
       }
       let code = 0;
       try {
-        await new GatewayApi(config.gatewayUrl, 8000).leave(config.deviceToken);
+        await new GatewayApi(config.gatewayUrl, config.ca.pem, 8000).leave(config.deviceToken);
         process.stdout.write(`The gateway removed device ${config.device.id}.\n`);
       } catch (err) {
         if (err instanceof GatewayApiError && err.status === 401) {

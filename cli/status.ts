@@ -32,7 +32,7 @@ export function register(program: Command): void {
         return;
       }
       const problems: string[] = [];
-      const api = new GatewayApi(config.gatewayUrl, 5000);
+      const api = new GatewayApi(config.gatewayUrl, config.ca.pem, 5000);
       let pingMs: number | null = null;
       let remote: DeviceStatus | null = null;
       try {

@@ -126,5 +126,11 @@ export interface Enforcer {
 export type ControlRoute = (
   req: import('node:http').IncomingMessage,
   res: import('node:http').ServerResponse,
-  ctx: { url: URL; admin: boolean; body: () => Promise<Buffer> },
+  ctx: {
+    url: URL;
+    admin: boolean;
+    body: () => Promise<Buffer>;
+    /** True when the request came over TLS (the control server's own, from the gateway CA); routes carrying secrets refuse plain HTTP. */
+    secure?: boolean;
+  },
 ) => Promise<boolean> | boolean;

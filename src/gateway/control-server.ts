@@ -1,14 +1,27 @@
 /**
- * The gateway's control server on `gateway.dashboard_listen`: one HTTP
- * server that mounts the control routes (approvals queue, enrolment, Slack
+ * The gateway's control server on `gateway.dashboard_listen`: one listener
+ * that mounts the control routes (approvals queue, enrolment, Slack
  * interactivity, dashboard data). It owns only the cross-cutting parts:
- * admin-token authentication, bounded request bodies, JSON errors.
+ * admin-token authentication, bounded request bodies, JSON errors, and the
+ * transport — plain HTTP and TLS on the same port.
+ *
+ * TLS is told apart from HTTP by the first byte a client sends (0x16, a TLS
+ * handshake record), so `public_url` stays one URL: `clawpatrol join` fetches
+ * the CA over it unauthenticated, pins its fingerprint, and sends everything
+ * else over TLS verified against that CA alone. The certificate is a leaf of
+ * the gateway CA for the SNI name when it is one of `tls.names` (public_url's
+ * host), else for the address the client connected to — so a stranger's SNI
+ * can never make the gateway mint certificates at will.
  *
  * The admin token lives in `<state_dir>/admin.token` (0600). CLIs on the
  * gateway host read it and send `Authorization: Bearer <token>`; routes see
- * `ctx.admin === true` only for that exact token.
+ * `ctx.admin === true` only for that exact token. With TLS on, the token is
+ * refused over plain HTTP from anywhere but loopback: it must not cross a
+ * network in clear text.
  */
-import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, isIP, type Server, type Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +29,11 @@ import type { ControlRoute } from './contracts.js';
 
 export const ADMIN_TOKEN_FILE = 'admin.token';
 const DEFAULT_MAX_BODY = 1024 * 1024;
+/** A client that connects must send its first byte (request line or ClientHello) and finish a TLS handshake within this. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Connections idle this long are closed (the HTTP parser's own timeouts need a listening http.Server, which this is not). */
+const IDLE_TIMEOUT_MS = 120_000;
+const TLS_HANDSHAKE_RECORD = 0x16;
 
 /** Read the admin token, creating it (0600) on first use. */
 export function ensureAdminToken(stateDir: string): string {
@@ -88,22 +106,59 @@ function bodyReader(req: IncomingMessage, limit: number): () => Promise<Buffer> 
   };
 }
 
+export interface ControlTls {
+  /** A TLS context whose certificate names `hostOrIp`, from the gateway CA (`GatewayCa.secureContextFor`). */
+  secureContextFor(hostOrIp: string): Promise<SecureContext>;
+  /** Host names clients may ask for by SNI (public_url's host); any other name gets the certificate of the address it dialed. */
+  names?: string[];
+}
+
 export interface ControlServerOptions {
   /** `host:port`; port 0 picks a free port. */
   listen: string;
   adminToken: string;
   routes: ControlRoute[];
+  /** Also speak TLS on the same port. Without it the server is plain HTTP only. */
+  tls?: ControlTls;
   maxBodyBytes?: number;
   log?: (line: string) => void;
 }
 
 export interface ControlServer {
-  /** Base URL, e.g. `http://127.0.0.1:8080`. */
+  /** Base URL for CLIs on this host, e.g. `http://127.0.0.1:8080` (the same port also speaks TLS when enabled). */
   url: string;
+  /** The listening socket server. */
   server: Server;
   /** Add routes after start (engines that come up later). */
   mount(route: ControlRoute): void;
   close(): Promise<void>;
+}
+
+/** `::ffff:10.0.0.1` → `10.0.0.1`: the form a certificate's IP SAN and a client's URL use. */
+function plainAddress(address: string | undefined): string | null {
+  if (!address) return null;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return mapped?.[1] ?? (isIP(address) ? address : null);
+}
+
+export function isLoopbackAddress(address: string | undefined): boolean {
+  const a = plainAddress(address);
+  return a !== null && (a === '::1' || /^127\./.test(a));
+}
+
+/** The SNI names the control server answers with their own certificate: `public_url`'s host when it is a name. */
+export function controlTlsNames(publicUrl: string | undefined): string[] {
+  if (!publicUrl) return [];
+  try {
+    const host = new URL(publicUrl).hostname.replace(/^\[|\]$/g, '');
+    return host && !isIP(host) ? [host] : [];
+  } catch {
+    return [];
+  }
+}
+
+function normaliseSni(name: string): string {
+  return name.toLowerCase().replace(/\.$/, '');
 }
 
 export function parseListen(listen: string): { host: string; port: number } {
@@ -120,14 +175,25 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const routes = [...opts.routes];
   const limit = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
   const log = opts.log ?? (() => {});
+  const tls = opts.tls;
+  const sniNames = new Set((tls?.names ?? []).map(normaliseSni));
 
-  const server = createServer((req, res) => {
+  // Never listens itself: the net listener below hands it each connection, plain or decrypted.
+  const http = createHttpServer((req, res) => {
     void handle(req, res);
   });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://control.invalid');
-    const ctx = { url, admin: tokenMatches(req.headers.authorization, opts.adminToken), body: bodyReader(req, limit) };
+    const secure = req.socket instanceof TLSSocket;
+    const admin = tokenMatches(req.headers.authorization, opts.adminToken);
+    if (admin && tls && !secure && !isLoopbackAddress(req.socket.remoteAddress)) {
+      sendJson(res, 403, {
+        error: 'the admin token was sent in clear text over the network: use https:// (TLS on the same port) or run the command on the gateway host; consider the token exposed',
+      });
+      return;
+    }
+    const ctx = { url, admin, body: bodyReader(req, limit), secure };
     try {
       if (url.pathname === '/healthz') {
         sendJson(res, 200, { ok: true });
@@ -153,28 +219,94 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     }
   }
 
+  const sockets = new Set<Socket>();
+  const track = (s: Socket): void => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  };
+
+  /** Give the HTTP server a socket whose first bytes were already read (and put back). */
+  const serveHttp = (s: Socket): void => {
+    s.setTimeout(IDLE_TIMEOUT_MS, () => s.destroy());
+    http.emit('connection', s);
+    // The server consumes the socket's handle; what we read and put back still has to flow to it.
+    s.resume();
+  };
+
+  const serveTls = async (raw: Socket, t: ControlTls): Promise<void> => {
+    let byAddress: SecureContext;
+    try {
+      const local = plainAddress(raw.localAddress);
+      if (!local) throw new Error(`no local address for ${String(raw.localAddress)}`);
+      byAddress = await t.secureContextFor(local);
+    } catch (err) {
+      log(`control: no TLS certificate: ${err instanceof Error ? err.message : String(err)}`);
+      raw.destroy();
+      return;
+    }
+    if (raw.destroyed) return;
+    const secured = new TLSSocket(raw, {
+      isServer: true,
+      secureContext: byAddress,
+      ALPNProtocols: ['http/1.1'],
+      SNICallback: (servername, cb) => {
+        const name = normaliseSni(servername);
+        if (!sniNames.has(name)) {
+          cb(null, byAddress);
+          return;
+        }
+        t.secureContextFor(name).then(
+          (ctx) => cb(null, ctx),
+          (err: unknown) => cb(err instanceof Error ? err : new Error(String(err))),
+        );
+      },
+    });
+    track(secured);
+    secured.on('error', () => secured.destroy());
+    secured.once('secure', () => {
+      raw.setTimeout(0);
+      serveHttp(secured);
+    });
+  };
+
+  const listener = createNetServer((socket) => {
+    track(socket);
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(HANDSHAKE_TIMEOUT_MS, () => socket.destroy());
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      socket.unshift(first);
+      if (tls && first[0] === TLS_HANDSHAKE_RECORD) {
+        void serveTls(socket, tls);
+        return;
+      }
+      socket.setTimeout(0);
+      serveHttp(socket);
+    });
+  });
+
   const { host, port } = parseListen(opts.listen);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
+    listener.once('error', reject);
+    listener.listen(port, host, () => {
+      listener.off('error', reject);
       resolve();
     });
   });
-  const addr = server.address();
+  const addr = listener.address();
   const boundPort = typeof addr === 'object' && addr ? addr.port : port;
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
 
   return {
     url: `http://${urlHost}:${boundPort}`,
-    server,
+    server: listener,
     mount(route) {
       routes.push(route);
     },
     close() {
       return new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+        listener.close(() => resolve());
+        for (const s of sockets) s.destroy();
       });
     },
   };

@@ -22,7 +22,7 @@ import { createPostgresEngine, type PostgresEngine } from '../protocols/postgres
 import { initSqlParser } from '../protocols/postgres/sql.js';
 import { createEnforcer } from './enforcer.js';
 import type { Enforcer } from './contracts.js';
-import { ensureAdminToken, startControlServer, type ControlServer } from './control-server.js';
+import { controlTlsNames, ensureAdminToken, startControlServer, type ControlServer } from './control-server.js';
 import { policyDirectory } from './directory.js';
 import { startWireguardTransport, type WireguardTransport } from '../net/transport.js';
 import type { ConnectionEvent } from '../net/types.js';
@@ -143,6 +143,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       listen: gateway.dashboardListen,
       adminToken,
       routes: [approvals.route],
+      // TLS on the same port, leaves from the gateway CA: what `join`, `status`, `leave` and `run` talk to.
+      tls: { secureContextFor: (host) => ca.secureContextFor(host), names: controlTlsNames(gateway.publicUrl) },
       log,
     });
     cleanups.push(() => control.close());

@@ -2,8 +2,8 @@
  * The control-API routes of the WireGuard transport, mounted by the
  * gateway's control server:
  *
- *   unauthenticated (each checks its own credential)
- *     GET    /api/enrol/ca                 the gateway CA (the client pins its fingerprint)
+ *   unauthenticated (each checks its own credential); all but the CA only over TLS
+ *     GET    /api/enrol/ca                 the gateway CA (the client pins its fingerprint; plain HTTP allowed)
  *     POST   /api/enrol/token              {token, publicKey, name}         → JoinResult
  *     POST   /api/enrol/device             {publicKey, name}                → {deviceCode, userCode, …}
  *     POST   /api/enrol/device/poll        {deviceCode}                     → {status[, join]}
@@ -146,6 +146,26 @@ function newDeviceToken(): { token: string; hash: string } {
   return { token, hash: sha256Hex(token) };
 }
 
+/**
+ * A secret-carrying request that came over plain HTTP. A join token that was
+ * sent in clear text is void from now on: whoever watched the wire must not
+ * be able to enrol with it over TLS.
+ */
+async function refusePlainHttp(deps: EnrolRouteDeps, path: string, ctx: { body: () => Promise<Buffer> }): Promise<string> {
+  const refusal = `${path} is only served over TLS (the same port speaks it); clawpatrol join pins the gateway CA and never sends secrets in clear text`;
+  if (path !== '/api/enrol/token') return refusal;
+  let token: string | undefined;
+  try {
+    token = str(await jsonBody(ctx), 'token');
+  } catch {
+    return refusal;
+  }
+  if (token && (await deps.enrolment.voidToken(token))) {
+    return `${refusal}. The join token was sent in clear text and is now void: mint a new one with clawpatrol devices add`;
+  }
+  return refusal;
+}
+
 export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
   const selfPeer = (req: IncomingMessage): PeerRecord => {
     const token = bearer(req);
@@ -158,6 +178,8 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
     method: string;
     path: RegExp;
     admin: boolean;
+    /** Carries a secret (join token, device code, device token, tunnel parameters): TLS only. */
+    secret?: boolean;
     run(req: IncomingMessage, m: RegExpExecArray, ctx: { body: () => Promise<Buffer> }): Promise<[number, unknown]>;
   }> = [
     {
@@ -170,6 +192,7 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
       method: 'POST',
       path: /^\/api\/enrol\/token$/,
       admin: false,
+      secret: true,
       run: async (_req, _m, ctx) => {
         const body = await jsonBody(ctx);
         const token = str(body, 'token', true);
@@ -189,6 +212,7 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
       method: 'POST',
       path: /^\/api\/enrol\/device$/,
       admin: false,
+      secret: true,
       run: async (_req, _m, ctx) => {
         const body = await jsonBody(ctx);
         const key = publicKey(body);
@@ -202,6 +226,7 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
       method: 'POST',
       path: /^\/api\/enrol\/device\/poll$/,
       admin: false,
+      secret: true,
       run: async (_req, _m, ctx) => {
         const body = await jsonBody(ctx);
         const polled = await deps.enrolment.poll(str(body, 'deviceCode', true));
@@ -221,6 +246,7 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
       method: 'GET',
       path: /^\/api\/enrol\/self$/,
       admin: false,
+      secret: true,
       run: async (req) => {
         const peer = selfPeer(req);
         const status: DeviceStatus = {
@@ -235,6 +261,7 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
       method: 'DELETE',
       path: /^\/api\/enrol\/self$/,
       admin: false,
+      secret: true,
       run: async (req) => {
         const peer = selfPeer(req);
         const r = await deps.removePeer(peer.id, 'left');
@@ -317,6 +344,10 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
     const h = matching.find((x) => x.method === req.method);
     if (!h) {
       sendJson(res, 405, { error: `${req.method} is not allowed on ${path}` });
+      return true;
+    }
+    if (h.secret && !ctx.secure) {
+      sendJson(res, 403, { error: await refusePlainHttp(deps, path, ctx) });
       return true;
     }
     if (h.admin && !ctx.admin) {

@@ -95,6 +95,11 @@ export class Enrolment {
     return record;
   }
 
+  /** Invalidate a join token that was exposed (sent in clear text); true when it existed. */
+  async voidToken(token: string): Promise<boolean> {
+    return (await this.kv.take(TOKEN_NAMESPACE, sha256Hex(token))) !== undefined;
+  }
+
   async startDeviceCode(publicKey: string, name: string): Promise<{ deviceCode: string; userCode: string; expiresAt: string }> {
     const live = await this.deviceCodes();
     if (live.some((d) => d.record.publicKey === publicKey && d.record.status === 'pending')) {

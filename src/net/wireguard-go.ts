@@ -9,6 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const WIREGUARD_GO_ENV = 'CLAWPATROL_WIREGUARD_GO';
@@ -80,6 +81,17 @@ export async function killStale(runDir: string, iface: string): Promise<void> {
   rmSync(uapiSocketPath(runDir, iface), { force: true });
 }
 
+function accepts(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
 export async function startWireguardGo(opts: WireguardGoOptions): Promise<WireguardGoProcess> {
   const iface = checkInterfaceName(opts.interfaceName);
   const log = opts.log ?? (() => {});
@@ -129,7 +141,8 @@ export async function startWireguardGo(opts: WireguardGoOptions): Promise<Wiregu
   });
 
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 10_000);
-  while (!existsSync(socketPath)) {
+  // The socket file appears at bind(), a moment before listen(): ready means a connect succeeds.
+  while (!(existsSync(socketPath) && (await accepts(socketPath)))) {
     if (exitReason !== null) {
       throw new Error(`wireguard-go for ${iface} exited (${exitReason}) before it was ready: ${output.trim() || 'no output'}`);
     }

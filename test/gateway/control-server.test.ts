@@ -1,8 +1,12 @@
-import { describe, it, expect, afterEach } from 'vitest';
+import { describe, it, expect, afterEach, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, statSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startControlServer, ensureAdminToken, readAdminToken, sendJson, type ControlServer } from '../../src/gateway/control-server.js';
+import { connect } from 'node:net';
+import { request as httpsRequest } from 'node:https';
+import { startControlServer, ensureAdminToken, readAdminToken, sendJson, controlTlsNames, type ControlServer } from '../../src/gateway/control-server.js';
+import { openStore, type Store } from '../../src/store/index.js';
+import { openVault, openGatewayCa, type GatewayCa, type Vault } from '../../src/vault/index.js';
 import { ControlClient, ControlError } from '../../src/gateway/control-client.js';
 import type { ControlRoute } from '../../src/gateway/contracts.js';
 
@@ -68,5 +72,117 @@ describe('control server', () => {
   it('reports an unreachable gateway clearly', async () => {
     const c = new ControlClient({ baseUrl: 'http://127.0.0.1:1', timeoutMs: 2000 });
     await expect(c.request('GET', '/healthz')).rejects.toThrow(/cannot reach the gateway at http:\/\/127.0.0.1:1/);
+  });
+});
+
+describe('control server with TLS on the same port', () => {
+  let server: ControlServer;
+  let dir: string;
+  let store: Store;
+  let vault: Vault;
+  let ca: GatewayCa;
+  let port: number;
+  const record: ControlRoute = async (req, res, ctx) => {
+    const body = await ctx.body();
+    sendJson(res, 200, { path: ctx.url.pathname, secure: ctx.secure, bytes: body.length, method: req.method });
+    return true;
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cp-ctl-tls-'));
+    store = await openStore({ stateDir: dir });
+    vault = await openVault({ store, stateDir: dir, model: () => ({ credentials: new Map() }), env: {}, key: 'create', refreshMs: 0 });
+    ca = await openGatewayCa(vault);
+    server = await startControlServer({
+      listen: '127.0.0.1:0',
+      adminToken: 'tok',
+      routes: [record],
+      tls: { secureContextFor: (h) => ca.secureContextFor(h), names: controlTlsNames('https://gw.example.test:8443/') },
+    });
+    port = (server.server.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    await server.close();
+    await vault.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function tlsGet(path: string, opts: { servername?: string; skipNameCheck?: boolean } = {}): Promise<{ status: number; body: Record<string, unknown>; subjectAltName: string }> {
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          path,
+          ca: ca.caCertPem,
+          agent: false,
+          ...(opts.servername ? { servername: opts.servername } : {}),
+          ...(opts.skipNameCheck ? { checkServerIdentity: () => undefined } : {}),
+        },
+        (res) => {
+          const san = (res.socket as import('node:tls').TLSSocket).getPeerCertificate().subjectaltname ?? '';
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, subjectAltName: san }));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('tells TLS from HTTP by the first byte, also when a request arrives in pieces or pipelined', async () => {
+    const secure = await tlsGet('/a');
+    expect(secure.body).toMatchObject({ path: '/a', secure: true });
+    expect(secure.subjectAltName).toBe('IP Address:127.0.0.1');
+
+    const sock = connect(port, '127.0.0.1');
+    let out = '';
+    sock.on('data', (d: Buffer) => (out += d.toString()));
+    sock.write('P');
+    await new Promise((r) => setTimeout(r, 50));
+    sock.write('OST /b HTTP/1.1\r\nHost: x\r\ncontent-length: 4\r\n\r\nab');
+    await new Promise((r) => setTimeout(r, 50));
+    sock.write('cdGET /c HTTP/1.1\r\nHost: x\r\nconnection: close\r\n\r\n');
+    await new Promise((r) => sock.once('close', r));
+    const bodies = out.split('\r\n\r\n').filter((p) => p.startsWith('{'));
+    expect(bodies.map((b) => JSON.parse(b.slice(0, b.indexOf('}') + 1)))).toEqual([
+      { path: '/b', secure: false, bytes: 4, method: 'POST' },
+      { path: '/c', secure: false, bytes: 0, method: 'GET' },
+    ]);
+  });
+
+  it("serves public_url's host by name, and the dialed address for any other name without minting for it", async () => {
+    const named = await tlsGet('/n', { servername: 'gw.example.test' });
+    expect(named.subjectAltName).toBe('DNS:gw.example.test');
+    const before = ca.minted;
+    for (const name of ['bank.example', 'a.evil.test', 'b.evil.test']) {
+      const r = await tlsGet('/x', { servername: name, skipNameCheck: true });
+      expect(r.subjectAltName).toBe('IP Address:127.0.0.1');
+    }
+    expect(ca.minted).toBe(before);
+    await expect(tlsGet('/x', { servername: 'bank.example' })).rejects.toThrow(/altnames/);
+  });
+
+  it('closes clients that never speak, and closes promptly with them attached', async () => {
+    const idle = connect(port, '127.0.0.1');
+    await new Promise((r) => idle.once('connect', r));
+    const closed = new Promise((r) => idle.once('close', r));
+    const started = Date.now();
+    await server.close();
+    await closed;
+    expect(Date.now() - started).toBeLessThan(2000);
+    // Reopen for afterAll.
+    server = await startControlServer({ listen: '127.0.0.1:0', adminToken: 'tok', routes: [record] });
+  });
+});
+
+describe('controlTlsNames', () => {
+  it("takes public_url's host name, never an address", () => {
+    expect(controlTlsNames('https://gw.example.com:8443')).toEqual(['gw.example.com']);
+    expect(controlTlsNames('http://10.0.0.1:8080')).toEqual([]);
+    expect(controlTlsNames('http://[fd00::1]:8080')).toEqual([]);
+    expect(controlTlsNames(undefined)).toEqual([]);
   });
 });

@@ -1,82 +1,23 @@
 /**
- * The enrolment and device API over a real control server and a real
- * SQLite store (no WireGuard needed: the tunnel side is exercised by the
- * namespace tests).
+ * The enrolment and device API over a real control server (TLS on the same
+ * port, leaves from the real gateway CA) and a real SQLite store (no
+ * WireGuard needed: the tunnel side is exercised by the namespace tests).
  */
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { openStore, type Store } from '../../src/store/index.js';
-import { startControlServer, type ControlServer } from '../../src/gateway/control-server.js';
-import { createEnrolRoutes, type JoinResult } from '../../src/net/enrol-routes.js';
-import { Enrolment, TOKEN_NAMESPACE } from '../../src/net/enrolment.js';
-import { PeerRegistry, type PeerRecord } from '../../src/net/peers.js';
-import { parseCidr } from '../../src/net/ip.js';
+import type { JoinResult } from '../../src/net/enrol-routes.js';
+import { TOKEN_NAMESPACE } from '../../src/net/enrolment.js';
 import { generateKeyPair } from '../../src/net/keys.js';
-import type { Directory } from '../../src/net/types.js';
+import { ADMIN, startEnrolServer, type EnrolServer } from './support/enrol-server.js';
 
-const ADMIN = 'admin-token-for-tests';
-
-let dir: string;
-let store: Store;
-let server: ControlServer;
-let peers: PeerRegistry;
-let now = Date.now();
-const removed: string[] = [];
-
-const directory: Directory = {
-  endpointsForDns: () => [],
-  endpointFor: () => null,
-  unknownHost: () => 'deny',
-  profiles: () => ['dev', 'ops'],
-  placeholdersFor: (p) => (p === 'dev' ? [{ credential: 'bearer_token.gh', placeholder: 'cp_ph_gh', env: 'GITHUB_TOKEN' }] : []),
-};
-
-async function call(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(server.url + path, {
-    method,
-    headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
+let es: EnrolServer;
+const call = (method: string, path: string, body?: unknown, token?: string) => es.call(method, path, body, token);
 
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'cp-enrol-'));
-  store = await openStore({ stateDir: join(dir, 'state') });
-  peers = await PeerRegistry.open({ kv: store.kv, subnet4: parseCidr('10.55.0.0/29'), subnet6: parseCidr('fd7c::/64') });
-  now = Date.now();
-  const enrolment = new Enrolment(store.kv, () => now);
-  const info = (p: PeerRecord) => ({
-    id: p.id, name: p.name, profile: p.profile, address4: p.address4, address6: p.address6, publicKey: p.publicKey,
-    enrolledBy: p.enrolledBy, createdAt: p.createdAt, lastHandshake: null, endpoint: null, rxBytes: 0, txBytes: 0, connections: 0,
-  });
-  const route = createEnrolRoutes({
-    enrolment,
-    peers,
-    directory,
-    ca: { certPem: '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n', fingerprintSha256: 'AB:CD' },
-    addPeer: (input) => peers.add(input),
-    removePeer: async (id) => {
-      removed.push(id);
-      return { revoked: (await peers.remove(id)) !== undefined, connectionsClosed: 0 };
-    },
-    joinResult: async (p, deviceToken) => ({
-      device: info(p), deviceToken,
-      wireguard: { gatewayPublicKey: 'k', endpoint: null, listenPort: 51820, address4: p.address4, address6: p.address6, dns: ['10.55.0.1'], mtu: 1420, persistentKeepalive: 25 },
-      caFingerprint: 'AB:CD', placeholders: directory.placeholdersFor(p.profile),
-    }),
-    deviceInfo: async (p) => info(p),
-    devices: async () => peers.all().map(info),
-  });
-  server = await startControlServer({ listen: '127.0.0.1:0', adminToken: ADMIN, routes: [route] });
+  es = await startEnrolServer();
 });
 
 afterEach(async () => {
-  await server.close();
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
+  await es.close();
 });
 
 describe('join tokens', () => {
@@ -90,7 +31,7 @@ describe('join tokens', () => {
     expect(ok.status).toBe(200);
     expect(ok.body.token).toMatch(/^cpj_/);
     // Only a hash is stored.
-    const stored = await store.kv.list(TOKEN_NAMESPACE);
+    const stored = await es.store.kv.list(TOKEN_NAMESPACE);
     expect(JSON.stringify(stored)).not.toContain(String(ok.body.token));
   });
 
@@ -112,13 +53,13 @@ describe('join tokens', () => {
     expect((await call('GET', '/api/devices', undefined, result.deviceToken)).status).toBe(401);
     const left = await call('DELETE', '/api/enrol/self', undefined, result.deviceToken);
     expect(left.body).toMatchObject({ left: true });
-    expect(removed).toContain(result.device.id);
+    expect(es.removed).toContain(result.device.id);
     expect((await call('GET', '/api/enrol/self', undefined, result.deviceToken)).status).toBe(401);
   });
 
   it('expire', async () => {
     const { token } = (await call('POST', '/api/devices/tokens', { profile: 'dev', ttlSec: 60 }, ADMIN)).body as { token: string };
-    now += 61_000;
+    es.advance(61_000);
     const r = await call('POST', '/api/enrol/token', { token, publicKey: generateKeyPair().publicKey });
     expect(r.status).toBe(401);
     expect(r.body.error).toMatch(/expired/);
@@ -177,7 +118,7 @@ describe('device codes', () => {
     expect((await call('POST', '/api/devices/deny', { userCode: a.userCode }, ADMIN)).status).toBe(200);
     expect((await call('POST', '/api/enrol/device/poll', { deviceCode: a.deviceCode })).status).toBe(403);
     const b = (await call('POST', '/api/enrol/device', { publicKey: generateKeyPair().publicKey })).body as { deviceCode: string };
-    now += 16 * 60_000;
+    es.advance(16 * 60_000);
     expect((await call('POST', '/api/enrol/device/poll', { deviceCode: b.deviceCode })).status).toBe(410);
   });
 

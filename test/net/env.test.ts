@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { buildRunEnv, isCredentialVariable, CA_VARIABLES } from '../../src/net/client/env.js';
 import { nsswitchFor } from '../../src/net/client/tunnel.js';
-import { normaliseFingerprint, caFingerprint } from '../../src/net/client/ca-trust.js';
+import { normaliseFingerprint, pinnableCa } from '../../src/net/client/ca-trust.js';
 import { tunnelEndpoint } from '../../src/net/client/join.js';
 
 const base = {
@@ -103,8 +103,19 @@ describe('run namespace files and join helpers', () => {
   it('refuses a non-CA certificate as the gateway CA', async () => {
     const { execFileSync } = await import('node:child_process');
     const pem = execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', '/dev/null', '-subj', '/CN=leaf', '-addext', 'basicConstraints=CA:FALSE', '-days', '1'], { encoding: 'utf8' });
-    expect(() => caFingerprint(pem)).toThrow(/not a CA/);
-    expect(() => caFingerprint('garbage')).toThrow(/not a PEM/);
+    expect(() => pinnableCa(pem)).toThrow(/not a CA/);
+    expect(() => pinnableCa('garbage')).toThrow(/exactly one PEM certificate/);
+    expect(() => pinnableCa('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')).toThrow(/not a PEM certificate/);
+  });
+  it('pins exactly one CA certificate: a second one riding along is refused, text around it dropped', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const mk = (cn: string) => execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', '/dev/null', '-subj', `/CN=${cn}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-days', '1'], { encoding: 'utf8' });
+    const real = mk('real');
+    const extra = mk('attacker');
+    expect(() => pinnableCa(real + extra)).toThrow(/exactly one PEM certificate \(got -----BEGIN CERTIFICATE-----, -----BEGIN CERTIFICATE-----\)/);
+    const pinned = pinnableCa(`comment before\n${real}`);
+    expect(pinned.pem).toBe(real.trim() + '\n');
+    expect(pinned.fingerprint).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
   });
   it('sends the tunnel to wireguard.endpoint, else the gateway URL host', () => {
     const j = { wireguard: { endpoint: null, listenPort: 51820 } } as unknown as Parameters<typeof tunnelEndpoint>[1];

@@ -13,8 +13,17 @@ import { spawnSync } from 'node:child_process';
 export const DEBIAN_CA_DIR = '/usr/local/share/ca-certificates';
 export const SYSTEM_BUNDLE_CANDIDATES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt', '/etc/ssl/cert.pem'];
 
-/** SHA-256 of the certificate's DER as `AB:CD:…` (what `openssl x509 -fingerprint -sha256` prints). */
-export function caFingerprint(pem: string): string {
+/**
+ * The one CA certificate a gateway served, as it will be pinned: exactly one
+ * PEM certificate with the CA flag, re-encoded from its DER so nothing that
+ * rode along (a second certificate, text around it) is ever trusted, and its
+ * SHA-256 fingerprint as `AB:CD:…` (what `openssl x509 -fingerprint -sha256` prints).
+ */
+export function pinnableCa(pem: string): { pem: string; fingerprint: string } {
+  const blocks = pem.match(/-----BEGIN [^-]+-----/g) ?? [];
+  if (blocks.length !== 1 || blocks[0] !== '-----BEGIN CERTIFICATE-----') {
+    throw new Error(`the gateway's CA must be exactly one PEM certificate (got ${blocks.length ? blocks.join(', ') : 'none'})`);
+  }
   let cert: CryptoX509;
   try {
     cert = new CryptoX509(pem);
@@ -22,7 +31,7 @@ export function caFingerprint(pem: string): string {
     throw new Error(`the gateway's CA is not a PEM certificate: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (!cert.ca) throw new Error('the certificate the gateway served is not a CA certificate');
-  return cert.fingerprint256.toUpperCase();
+  return { pem: cert.toString(), fingerprint: cert.fingerprint256.toUpperCase() };
 }
 
 /** `ab cd:EF…` → `AB:CD:EF:…`; null when it is not 32 bytes of hex. */

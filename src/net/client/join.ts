@@ -1,8 +1,11 @@
 /**
  * `clawpatrol join <gateway-url>`: enrol this machine.
  *
- *   1. fetch the gateway CA, show its fingerprint, pin it (`--ca-fingerprint`
- *      non-interactively, else the operator confirms on a terminal);
+ *   1. fetch the gateway CA (the only request over an unauthenticated
+ *      channel), show its fingerprint, pin it (`--ca-fingerprint`
+ *      non-interactively, else the operator confirms on a terminal); from
+ *      here on every request goes over TLS verified against that CA alone,
+ *      so the join token and the tunnel parameters never travel in clear;
  *   2. generate the device's WireGuard key pair (the private key never
  *      leaves this machine);
  *   3. redeem a one-time token, or run the device-code flow (a code shown
@@ -15,8 +18,8 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { generateKeyPair } from '../keys.js';
 import type { JoinResult } from '../enrol-routes.js';
-import { GatewayApi, GatewayApiError } from './gateway-api.js';
-import { caFingerprint, normaliseFingerprint, trustSystemWide } from './ca-trust.js';
+import { GatewayApi, GatewayApiError, GatewayTlsError, fetchGatewayCa } from './gateway-api.js';
+import { normaliseFingerprint, pinnableCa, trustSystemWide } from './ca-trust.js';
 import { defaultConfigPath, saveClientConfig, type ClientConfig } from './config.js';
 
 export interface JoinOptions {
@@ -63,7 +66,9 @@ async function deviceCodeFlow(api: GatewayApi, publicKey: string, name: string, 
       polled = await api.pollDeviceCode(started.deviceCode);
     } catch (err) {
       // A gateway restart while we wait is not fatal: keep polling until the code expires.
-      if (err instanceof GatewayApiError && err.status === 0 && Date.parse(started.expiresAt) > Date.now()) continue;
+      // A certificate that fails the pinned CA is not a restart: stop at once.
+      const unreachable = err instanceof GatewayApiError && err.status === 0 && !(err instanceof GatewayTlsError);
+      if (unreachable && Date.parse(started.expiresAt) > Date.now()) continue;
       throw err;
     }
     if (polled.status === 'pending') continue;
@@ -86,11 +91,16 @@ export async function joinGateway(opts: JoinOptions): Promise<{ config: ClientCo
     if (!pinned) throw new JoinError('--ca-fingerprint must be a SHA-256 fingerprint (64 hex digits, colons optional)');
   }
 
-  const api = new GatewayApi(opts.gatewayUrl);
-  const ca = await api.ca();
-  const fingerprint = caFingerprint(ca.caPem);
-  if (normaliseFingerprint(ca.fingerprint) !== fingerprint) {
-    throw new JoinError(`the gateway's CA does not match the fingerprint it announces (${ca.fingerprint}); refusing to join`);
+  const served = await fetchGatewayCa(opts.gatewayUrl);
+  let ca: { pem: string; fingerprint: string };
+  try {
+    ca = pinnableCa(served.caPem);
+  } catch (err) {
+    throw new JoinError(`${err instanceof Error ? err.message : String(err)}; refusing to join`);
+  }
+  const fingerprint = ca.fingerprint;
+  if (normaliseFingerprint(served.fingerprint) !== fingerprint) {
+    throw new JoinError(`the gateway's CA does not match the fingerprint it announces (${served.fingerprint}); refusing to join`);
   }
   opts.out(`Gateway CA fingerprint (SHA-256): ${fingerprint}`);
   if (pinned) {
@@ -104,6 +114,8 @@ export async function joinGateway(opts: JoinOptions): Promise<{ config: ClientCo
     throw new JoinError('no terminal to confirm the CA fingerprint: pass --ca-fingerprint <sha256> to pin it');
   }
 
+  // Nothing secret has been sent yet; everything that follows is pinned TLS.
+  const api = new GatewayApi(opts.gatewayUrl, ca.pem);
   const keys = generateKeyPair();
   const name = sanitizedName(opts.name ?? hostname());
   const join = opts.token ? await api.joinWithToken(opts.token, keys.publicKey, name) : await deviceCodeFlow(api, keys.publicKey, name, opts);
@@ -112,7 +124,7 @@ export async function joinGateway(opts: JoinOptions): Promise<{ config: ClientCo
   }
 
   let trustedPath: string | null = null;
-  if (opts.trust) trustedPath = trustSystemWide(ca.caPem, fingerprint);
+  if (opts.trust) trustedPath = trustSystemWide(ca.pem, fingerprint);
 
   const config: ClientConfig = {
     version: 1,
@@ -134,7 +146,7 @@ export async function joinGateway(opts: JoinOptions): Promise<{ config: ClientCo
       mtu: join.wireguard.mtu,
       persistentKeepalive: join.wireguard.persistentKeepalive,
     },
-    ca: { pem: ca.caPem, fingerprint, trustedPath },
+    ca: { pem: ca.pem, fingerprint, trustedPath },
     placeholders: join.placeholders,
     joinedAt: new Date().toISOString(),
   };

@@ -60,7 +60,7 @@ export function invokingUser(env: NodeJS.ProcessEnv): Invoker | null {
 /** Refresh placeholders from the gateway; a revoked device does not run. Unreachable: keep the cached ones. */
 async function refresh(config: ClientConfig, path: string, notice: (l: string) => void): Promise<ClientConfig> {
   try {
-    const status = await new GatewayApi(config.gatewayUrl, 4000).self(config.deviceToken);
+    const status = await new GatewayApi(config.gatewayUrl, config.ca.pem, 4000).self(config.deviceToken);
     if (status.caFingerprint !== config.ca.fingerprint) {
       throw new RunError(
         `the gateway now presents CA ${status.caFingerprint}, not the pinned ${config.ca.fingerprint}; refusing to run (leave and join again if the CA was rotated)`,

@@ -6,15 +6,17 @@
  * the engine's protocol (TLS really terminated, HTTP really answered).
  * Talks to the test over the IPC channel.
  */
-import { readFileSync } from 'node:fs';
-import { createSecureContext, TLSSocket } from 'node:tls';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import type { Socket } from 'node:net';
 import { openStore } from '../../../src/store/index.js';
-import { startControlServer, ensureAdminToken } from '../../../src/gateway/control-server.js';
+import { startControlServer, ensureAdminToken, type ControlTls } from '../../../src/gateway/control-server.js';
 import { startWireguardTransport } from '../../../src/net/transport.js';
 import type { ConnectionContext, Directory, DirectoryEndpoint, DnsEndpoint } from '../../../src/net/types.js';
 import { HostIndex, parseHostPattern } from '../../../src/policy/hosts.js';
 import type { EndpointType } from '../../../src/policy/types.js';
+import { makeLeaf } from './harness.js';
 
 export interface GatewayHostConfig {
   stateDir: string;
@@ -61,6 +63,21 @@ const directory: Directory = {
 
 const cert = readFileSync(cfg.caCertPath, 'utf8');
 const key = readFileSync(cfg.caKeyPath, 'utf8');
+const leafDir = join(cfg.stateDir, 'control-leaves');
+const leaves = new Map<string, SecureContext>();
+/** The control server's TLS: leaves of the test CA (openssl), like the gateway's own CA does it. */
+const controlTls: ControlTls = {
+  async secureContextFor(hostOrIp: string) {
+    let ctx = leaves.get(hostOrIp);
+    if (!ctx) {
+      mkdirSync(leafDir, { recursive: true });
+      const leaf = makeLeaf(leafDir, { certPath: cfg.caCertPath, keyPath: cfg.caKeyPath }, hostOrIp);
+      ctx = createSecureContext({ cert: readFileSync(leaf.certPath, 'utf8'), key: readFileSync(leaf.keyPath, 'utf8') });
+      leaves.set(hostOrIp, ctx);
+    }
+    return ctx;
+  },
+};
 const line = (engine: string, ctx: ConnectionContext) => JSON.stringify({ engine, ...ctx }) + '\n';
 
 function hold(engine: string, socket: Socket | TLSSocket, ctx: ConnectionContext, write: (s: string) => void): void {
@@ -124,7 +141,13 @@ async function main(): Promise<void> {
     events: { onConnection: (e) => send({ type: 'connection', event: e }) },
     log: (l) => send({ type: 'log', line: l }),
   });
-  const control = await startControlServer({ listen: `0.0.0.0:${cfg.controlPort}`, adminToken, routes: [transport.route], log: (l) => send({ type: 'log', line: l }) });
+  const control = await startControlServer({
+    listen: `0.0.0.0:${cfg.controlPort}`,
+    adminToken,
+    routes: [transport.route],
+    tls: controlTls,
+    log: (l) => send({ type: 'log', line: l }),
+  });
   const port = (control.server.address() as { port: number }).port;
 
   process.on('message', (m: { id: number; cmd: string; args?: Record<string, unknown> }) => {

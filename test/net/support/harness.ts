@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, chmodSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import { Topology, ADDR } from './topology.js';
 import type { GatewayHostConfig } from './gateway-host.js';
 import { tunnelNames } from '../../../src/net/client/tunnel.js';
@@ -36,13 +37,14 @@ export function makeCa(dir: string): { certPath: string; keyPath: string; pem: s
   return { certPath, keyPath, pem, fingerprint: new X509Certificate(pem).fingerprint256 };
 }
 
-/** A server certificate for `name`, signed by `ca`. */
+/** A server certificate for `name` (a host name or an IP address), signed by `ca`. */
 export function makeLeaf(dir: string, ca: { certPath: string; keyPath: string }, name: string): { certPath: string; keyPath: string } {
-  const keyPath = join(dir, `${name}.key`);
-  const csrPath = join(dir, `${name}.csr`);
-  const certPath = join(dir, `${name}.pem`);
-  const ext = join(dir, `${name}.ext`);
-  writeFileSync(ext, `subjectAltName=DNS:${name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+  const file = name.replace(/[^A-Za-z0-9.-]/g, '_');
+  const keyPath = join(dir, `${file}.key`);
+  const csrPath = join(dir, `${file}.csr`);
+  const certPath = join(dir, `${file}.pem`);
+  const ext = join(dir, `${file}.ext`);
+  writeFileSync(ext, `subjectAltName=${isIP(name) ? 'IP' : 'DNS'}:${name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
   for (const args of [
     ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyPath, '-out', csrPath, '-subj', `/CN=${name}`],
     ['x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial', '-out', certPath, '-days', '2', '-extfile', ext],
