@@ -4,7 +4,9 @@
  * WireGuard-authenticated source address, peeked at until `routeConnection`
  * can decide, and handed to an engine, the DNS handler, the relay, or
  * refused in the client's own protocol. Every socket is tracked per peer so
- * a revoked device loses its established connections at once.
+ * a revoked device loses its established connections at once, and so a
+ * device cannot hold more than its cap of concurrent connections: the one
+ * over the cap is reset before anything is read and recorded as refused.
  */
 import type { Socket } from 'node:net';
 import type { PeerRecord } from './peers.js';
@@ -14,6 +16,7 @@ import { canonicalIp } from './ip.js';
 import { routeConnection, type RefusalStyle, type RouteDecision } from './route.js';
 import { relayConnection } from './relay.js';
 import { SNIFF_LIMIT } from './sniff.js';
+import { BurstReporter } from './burst-reporter.js';
 import type { ConnectionContext, ConnectionEvent, Directory, EngineName, Engines, TransportEvents } from './types.js';
 import type { Peer } from '../policy/types.js';
 
@@ -29,7 +32,13 @@ export interface DispatcherOptions {
   log?: (line: string) => void;
   /** How long to wait for the client's first bytes before deciding without them (server-first protocols). */
   peekTimeoutMs?: number;
+  /** Concurrent tunnel connections one device may hold (DNS over TCP included). */
+  maxConnectionsPerDevice?: number;
 }
+
+export const DEFAULT_MAX_CONNECTIONS_PER_DEVICE = 512;
+/** Refusals over the cap are audited at most once at the start and once at the end of each such window, per device. */
+const OVER_CAP_REPORT_WINDOW_MS = 1000;
 
 // TLS alert record: fatal (2), access_denied (49).
 const TLS_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31]);
@@ -52,11 +61,17 @@ export class Dispatcher {
   private readonly gatewayAddresses: Set<string>;
   private readonly engineNames: Set<EngineName>;
   private readonly log: (line: string) => void;
+  private readonly maxPerDevice: number;
+  private readonly overCap: BurstReporter<ConnectionEvent>;
 
   constructor(private readonly opts: DispatcherOptions) {
     this.gatewayAddresses = new Set(opts.gatewayAddresses.map(canonicalIp));
     this.engineNames = new Set(Object.entries(opts.engines).filter(([, f]) => typeof f === 'function').map(([k]) => k as EngineName));
     this.log = opts.log ?? (() => {});
+    this.maxPerDevice = opts.maxConnectionsPerDevice ?? DEFAULT_MAX_CONNECTIONS_PER_DEVICE;
+    this.overCap = new BurstReporter(OVER_CAP_REPORT_WINDOW_MS, (e, folded) =>
+      this.emit(folded ? { ...e, reason: `${e.reason} (and ${folded} more refused within ${OVER_CAP_REPORT_WINDOW_MS} ms)` } : e),
+    );
   }
 
   /** Destroy every tracked connection of a peer; returns how many there were. */
@@ -73,6 +88,7 @@ export class Dispatcher {
   destroyAll(): number {
     let n = 0;
     for (const id of [...this.byPeer.keys()]) n += this.destroyPeer(id);
+    this.overCap.flushAll();
     return n;
   }
 
@@ -97,10 +113,28 @@ export class Dispatcher {
       socket.resetAndDestroy();
       return;
     }
-    this.track(record.id, socket);
     const started = Date.now();
     const port = socket.localPort ?? 0;
     const peer = peerOf(record);
+    const open = this.connectionCount(record.id);
+    if (open >= this.maxPerDevice) {
+      // Reset before reading a byte: a device over its cap gets no buffers, no timers, no engine.
+      socket.resetAndDestroy();
+      this.overCap.note(record.id, {
+        time: new Date(started).toISOString(),
+        peer,
+        profile: record.profile,
+        outcome: 'refused',
+        reason: `device ${record.id} already holds ${open} tunnel connections, the per-device limit`,
+        dialedIp: local,
+        dialedPort: port,
+        bytesOut: 0,
+        bytesIn: 0,
+        durationMs: 0,
+      });
+      return;
+    }
+    this.track(record.id, socket);
     const vip = this.opts.vips.byAddress(local);
     const vipInfo = { inRange: this.opts.vips.inRange(local), ...(vip ? { name: vip.name } : {}) };
 

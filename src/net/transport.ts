@@ -19,7 +19,7 @@ import { startTransparentListener, type TransparentListener } from './transparen
 import { PeerRegistry, type PeerRecord } from './peers.js';
 import { VipTable } from './vips.js';
 import { Enrolment } from './enrolment.js';
-import { DnsResolver, type DnsNameDirectory } from './dns/resolver.js';
+import { DnsResolver, type DeclaredName, type DnsNameDirectory } from './dns/resolver.js';
 import { forwarder, systemNameservers } from './dns/upstream.js';
 import { startDnsServer, type DnsServer } from './dns/server.js';
 import { Dispatcher } from './dispatcher.js';
@@ -58,8 +58,25 @@ export interface WireguardTransportOptions {
   dnsPort?: number;
   mtu?: number;
   peekTimeoutMs?: number;
+  /** Per-device limits (defaults: 512 connections, 1024 wildcard names; the VIP table holds 16384 names). */
+  limits?: TransportLimits;
   events?: TransportEvents;
   log?: (line: string) => void;
+}
+
+export interface TransportLimits {
+  /** Concurrent tunnel connections one device may hold; the next one is reset and audited as refused. */
+  maxConnectionsPerDevice?: number;
+  /** Names under wildcard endpoints one device may get virtual IPs for; further new names are answered REFUSED. */
+  maxWildcardNamesPerDevice?: number;
+  /** Names in the virtual-IP table, all devices together. */
+  maxNames?: number;
+}
+
+function checkLimits(limits: TransportLimits): void {
+  for (const [key, value] of Object.entries(limits)) {
+    if (value !== undefined && (!Number.isInteger(value) || value < 1)) throw new Error(`limit ${key} must be a positive integer, not ${String(value)}`);
+  }
 }
 
 export interface WireguardTransport {
@@ -107,24 +124,25 @@ export function loadOrCreateGatewayKey(stateDir: string): { privateKey: string; 
   return pair;
 }
 
-/** The DNS view of the directory: which endpoint claims a name, re-indexed when the endpoint list changes. */
+/** The DNS view of the directory: which endpoint claims a name (and whether only a wildcard does), re-indexed when the endpoint list changes. */
 function dnsDirectory(directory: Directory): DnsNameDirectory {
   let cachedFrom: DnsEndpoint[] | null = null;
   let cachedKey = '';
-  let index = new HostIndex<string>();
+  let index = new HostIndex<DeclaredName>();
   return {
     declaredName(name: string) {
       const eps = directory.endpointsForDns();
       if (eps !== cachedFrom) {
         const key = JSON.stringify(eps.map((e) => [e.id, e.hosts]));
         if (key !== cachedKey) {
-          index = new HostIndex<string>();
+          index = new HostIndex<DeclaredName>();
           for (const ep of eps) {
             for (const h of ep.hosts) {
               const parsed = parseHostPattern(h);
               // IP literals are not names: they are dispatched by IP:port.
               if (!parsed.ok || ipFamily(parsed.pattern.host) !== null) continue;
-              index.add({ host: parsed.pattern.host, wildcard: parsed.pattern.wildcard }, ep.id);
+              // An exact host beats any wildcard in the index, so the flag tells who declared the match.
+              index.add({ host: parsed.pattern.host, wildcard: parsed.pattern.wildcard }, { endpointId: ep.id, wildcard: parsed.pattern.wildcard });
             }
           }
           cachedKey = key;
@@ -151,10 +169,18 @@ export async function startWireguardTransport(opts: WireguardTransportOptions): 
   const vip4 = parseCidr(opts.vipRange4 ?? DEFAULT_VIP_RANGE4);
   const vip6: Cidr | null = subnet6 && opts.vipRange6 !== null ? parseCidr(opts.vipRange6 ?? DEFAULT_VIP_RANGE6) : null;
   const mtu = opts.mtu ?? DEFAULT_MTU;
+  const limits = opts.limits ?? {};
+  checkLimits(limits);
 
   const keys = loadOrCreateGatewayKey(opts.stateDir);
   const peers = await PeerRegistry.open({ kv: opts.kv, subnet4, subnet6 });
-  const vips = await VipTable.open({ kv: opts.kv, range4: vip4, range6: vip6 });
+  const vips = await VipTable.open({
+    kv: opts.kv,
+    range4: vip4,
+    range6: vip6,
+    ...(limits.maxNames !== undefined ? { maxNames: limits.maxNames } : {}),
+    ...(limits.maxWildcardNamesPerDevice !== undefined ? { maxWildcardNamesPerDevice: limits.maxWildcardNamesPerDevice } : {}),
+  });
   const enrolment = new Enrolment(opts.kv);
   const gw4 = peers.gatewayAddress4();
   const gw6 = peers.gatewayAddress6();
@@ -193,6 +219,7 @@ export async function startWireguardTransport(opts: WireguardTransportOptions): 
       ...(opts.events ? { events: opts.events } : {}),
       log,
       ...(opts.peekTimeoutMs !== undefined ? { peekTimeoutMs: opts.peekTimeoutMs } : {}),
+      ...(limits.maxConnectionsPerDevice !== undefined ? { maxConnectionsPerDevice: limits.maxConnectionsPerDevice } : {}),
     });
     const listener: TransparentListener = await startTransparentListener({ ipv6: subnet6 !== null, onConnection: (s) => dispatcher.handle(s) });
     running.listening = async () => {
@@ -225,7 +252,7 @@ export async function startWireguardTransport(opts: WireguardTransportOptions): 
       addresses: [gw4, ...(gw6 ? [gw6] : [])],
       ...(opts.dnsPort !== undefined ? { port: opts.dnsPort } : {}),
       resolver,
-      isPeer: (addr) => peers.byAddress(addr) !== undefined,
+      deviceAt: (addr) => peers.byAddress(addr)?.id ?? null,
       log,
     });
     dns = started;

@@ -18,11 +18,23 @@ export interface VipRecord {
   offset: number;
   /** The endpoint that claimed the name when it was allocated (informational; dispatch asks the directory again). */
   endpointId: string;
+  /** The device whose lookup allocated a name under a wildcard (counted against its cap); absent for declared names. */
+  allocatedBy?: string;
   createdAt: string;
 }
 
+/** No virtual IP for a new name: the table is full, or the asking device used up its wildcard names. Answered REFUSED. */
 export class VipExhaustedError extends Error {
   override name = 'VipExhaustedError';
+}
+
+export const DEFAULT_MAX_NAMES = 16_384;
+export const DEFAULT_MAX_WILDCARD_NAMES_PER_DEVICE = 1024;
+
+/** Who is asking for a name, and whether only a wildcard declares it (then it counts against the device's cap). */
+export interface VipRequest {
+  device?: string;
+  wildcard?: boolean;
 }
 
 export interface VipTableOptions {
@@ -31,21 +43,27 @@ export interface VipTableOptions {
   range6: Cidr | null;
   /** Cap on names (wildcard endpoints let an agent mint names at will). */
   maxNames?: number;
+  /** Cap on names one device may allocate under wildcards (so one device cannot use up the table for all). */
+  maxWildcardNamesPerDevice?: number;
 }
 
 export class VipTable {
   private readonly byName = new Map<string, VipRecord>();
   private readonly byOffset = new Map<number, VipRecord>();
   private readonly pending = new Map<string, Promise<VipRecord>>();
+  /** Wildcard names allocated per device (from `allocatedBy`). */
+  private readonly perDevice = new Map<string, number>();
   private nextOffset = 1;
   private readonly capacity: number;
+  private readonly perDeviceCap: number;
 
   private constructor(private readonly opts: VipTableOptions) {
     // Offset 0 is the network address; the last v4 offset is the broadcast address.
     const size4 = cidrSize(opts.range4) - 1n;
     const size6 = opts.range6 ? cidrSize(opts.range6) : size4;
     const usable = Number(size4 < size6 ? size4 : size6) - 1;
-    this.capacity = Math.min(usable, opts.maxNames ?? 16_384);
+    this.capacity = Math.min(usable, opts.maxNames ?? DEFAULT_MAX_NAMES);
+    this.perDeviceCap = opts.maxWildcardNamesPerDevice ?? DEFAULT_MAX_WILDCARD_NAMES_PER_DEVICE;
   }
 
   static async open(opts: VipTableOptions): Promise<VipTable> {
@@ -80,22 +98,33 @@ export class VipTable {
     return offsetOf(this.opts.range4, ip) !== null || (this.opts.range6 !== null && offsetOf(this.opts.range6, ip) !== null);
   }
 
+  /** Wildcard names this device allocated (on this gateway's view of the table). */
+  wildcardNamesOf(device: string): number {
+    return this.perDevice.get(device) ?? 0;
+  }
+
   /** The name's VIPs, allocating and persisting them on first use. */
-  ensure(name: string, endpointId: string): Promise<VipRecord> {
+  ensure(name: string, endpointId: string, request: VipRequest = {}): Promise<VipRecord> {
     const have = this.byName.get(name);
     if (have) return Promise.resolve(have);
     // Two concurrent lookups of a new name must get the same address.
     let p = this.pending.get(name);
     if (!p) {
-      p = this.allocate(name, endpointId).finally(() => this.pending.delete(name));
+      p = this.allocate(name, endpointId, request).finally(() => this.pending.delete(name));
       this.pending.set(name, p);
     }
     return p;
   }
 
-  private async allocate(name: string, endpointId: string): Promise<VipRecord> {
+  private async allocate(name: string, endpointId: string, request: VipRequest): Promise<VipRecord> {
     if (this.byName.size >= this.capacity) {
-      throw new VipExhaustedError(`no virtual IP left for ${name}: ${this.byName.size} names already allocated`);
+      throw new VipExhaustedError(`no virtual IP left for ${name}: ${this.byName.size} names already allocated (the gateway's cap)`);
+    }
+    const chargeTo = request.wildcard && request.device ? request.device : undefined;
+    if (chargeTo !== undefined && this.wildcardNamesOf(chargeTo) >= this.perDeviceCap) {
+      throw new VipExhaustedError(
+        `no virtual IP for ${name}: device ${chargeTo} already has ${this.wildcardNamesOf(chargeTo)} names under wildcard endpoints (the per-device cap)`,
+      );
     }
     let offset = this.nextOffset;
     while (this.byOffset.has(offset)) offset++;
@@ -105,6 +134,7 @@ export class VipTable {
       v6: this.opts.range6 ? addressAt(this.opts.range6, offset) : null,
       offset,
       endpointId,
+      ...(chargeTo !== undefined ? { allocatedBy: chargeTo } : {}),
       createdAt: new Date().toISOString(),
     };
     // Reserve before the write so a concurrent allocation of another name skips this offset.
@@ -137,13 +167,19 @@ export class VipTable {
   }
 
   private remember(r: VipRecord): void {
+    const previous = this.byName.get(r.name);
+    if (previous) this.forget(previous);
     this.byName.set(r.name, r);
     this.byOffset.set(r.offset, r);
     if (r.offset >= this.nextOffset) this.nextOffset = r.offset + 1;
+    if (r.allocatedBy !== undefined) this.perDevice.set(r.allocatedBy, this.wildcardNamesOf(r.allocatedBy) + 1);
   }
 
   private forget(r: VipRecord): void {
-    if (this.byName.get(r.name) === r) this.byName.delete(r.name);
+    if (this.byName.get(r.name) === r) {
+      this.byName.delete(r.name);
+      if (r.allocatedBy !== undefined) this.perDevice.set(r.allocatedBy, this.wildcardNamesOf(r.allocatedBy) - 1);
+    }
     if (this.byOffset.get(r.offset) === r) this.byOffset.delete(r.offset);
   }
 

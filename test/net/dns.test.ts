@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import dnsPacket from 'dns-packet';
 import { openStore, type Store } from '../../src/store/index.js';
 import { VipTable } from '../../src/net/vips.js';
-import { DnsResolver, RCODE, reverseNameToIp, type DnsNameDirectory } from '../../src/net/dns/resolver.js';
+import { DnsResolver, RCODE, reverseNameToIp, type DeclaredName, type DnsNameDirectory } from '../../src/net/dns/resolver.js';
 import { forwarder, parseResolvConf } from '../../src/net/dns/upstream.js';
 import { parseCidr } from '../../src/net/ip.js';
 import { HostIndex, parseHostPattern } from '../../src/policy/hosts.js';
@@ -16,10 +16,10 @@ const range4 = parseCidr('10.78.0.0/16');
 const range6 = parseCidr('fd78::/64');
 
 function names(mode: { unknown: 'passthrough' | 'deny' }): DnsNameDirectory {
-  const idx = new HostIndex<string>();
-  for (const [h, id] of [['api.example.com', 'https.api'], ['*.svc.example.com', 'https.svc'], ['db.internal:5432', 'postgres.pg']] as const) {
+  const idx = new HostIndex<DeclaredName>();
+  for (const [h, id] of [['api.example.com', 'https.api'], ['*.svc.example.com', 'https.svc'], ['db.internal:5432', 'postgres.pg'], ['pinned.svc.example.com', 'https.pinned']] as const) {
     const p = parseHostPattern(h);
-    if (p.ok) idx.add({ host: p.pattern.host, wildcard: p.pattern.wildcard }, id);
+    if (p.ok) idx.add({ host: p.pattern.host, wildcard: p.pattern.wildcard }, { endpointId: id, wildcard: p.pattern.wildcard });
   }
   return { declaredName: (n) => idx.lookup(n), unknownHost: () => mode.unknown };
 }
@@ -30,8 +30,24 @@ function decoded(buf: Buffer) {
 }
 
 let id = 100;
-function query(name: string, type: string): Buffer {
-  return dnsPacket.encode({ type: 'query', id: ++id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: type as 'A', name }] });
+function query(name: string, type: string, edns = false): Buffer {
+  return dnsPacket.encode({
+    type: 'query',
+    id: ++id,
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ type: type as 'A', name }],
+    ...(edns ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0, options: [] } as unknown as dnsPacket.Answer] } : {}),
+  });
+}
+
+/** The RFC 8914 Extended DNS Error text of a response, if any. */
+function extendedError(p: ReturnType<typeof dnsPacket.decode>): string | null {
+  for (const a of p.additionals ?? []) {
+    if (a.type !== 'OPT') continue;
+    const ede = (a.options as Array<{ code: number; data?: Buffer }>).find((o) => o.code === 15);
+    if (ede?.data) return ede.data.subarray(2).toString('utf8');
+  }
+  return null;
 }
 
 /** A stand-in for the gateway host's resolver that speaks real DNS on UDP and TCP. */
@@ -77,9 +93,9 @@ describe('tunnel DNS', () => {
       range4,
       range6,
     });
-  const ask = async (r: DnsResolver, name: string, type: string, transport: 'udp' | 'tcp' = 'udp') => {
-    const q = query(name, type);
-    const reply = await r.answer(q, transport);
+  const ask = async (r: DnsResolver, name: string, type: string, transport: 'udp' | 'tcp' = 'udp', device?: string, edns = false) => {
+    const q = query(name, type, edns);
+    const reply = await r.answer(q, transport, device);
     const p = decoded(reply!);
     expect(p.id).toBe(q.readUInt16BE(0));
     return p;
@@ -199,6 +215,35 @@ describe('tunnel DNS', () => {
     expect((await ask(r, 'd.svc.example.com', 'A')).rcode).toBe('REFUSED');
     expect((await ask(r, 'a.svc.example.com', 'A')).rcode).toBe('NOERROR');
     expect(RCODE.REFUSED).toBe(5);
+  });
+
+  it('caps the names one device can mint under wildcards, telling it why; others and declared names are unaffected', async () => {
+    const opened = () => VipTable.open({ kv: store.kv, range4, range6, maxWildcardNamesPerDevice: 2 });
+    let vips = await opened();
+    let r = new DnsResolver({ vips, directory: names(mode), upstream: null, range4, range6 });
+    expect((await ask(r, 'a.svc.example.com', 'A', 'udp', 'dev_a')).rcode).toBe('NOERROR');
+    expect((await ask(r, 'b.svc.example.com', 'AAAA', 'tcp', 'dev_a')).rcode).toBe('NOERROR');
+    const over = await ask(r, 'c.svc.example.com', 'A', 'udp', 'dev_a', true);
+    expect(over.rcode).toBe('REFUSED');
+    expect(extendedError(over)).toBe('clawpatrol: no virtual IP for c.svc.example.com: device dev_a already has 2 names under wildcard endpoints (the per-device cap)');
+    // Without EDNS the refusal carries no OPT record (RFC 6891).
+    const plain = await ask(r, 'd.svc.example.com', 'A', 'udp', 'dev_a');
+    expect(plain.rcode).toBe('REFUSED');
+    expect(plain.additionals).toEqual([]);
+    // Names it already has, names declared exactly, and names another device asks for still resolve.
+    expect((await ask(r, 'a.svc.example.com', 'A', 'udp', 'dev_a')).rcode).toBe('NOERROR');
+    expect((await ask(r, 'api.example.com', 'A', 'udp', 'dev_a')).rcode).toBe('NOERROR');
+    expect((await ask(r, 'pinned.svc.example.com', 'A', 'udp', 'dev_a')).rcode).toBe('NOERROR');
+    expect((await ask(r, 'c.svc.example.com', 'A', 'udp', 'dev_b')).rcode).toBe('NOERROR');
+    // c is allocated now (by dev_b): dev_a gets it without paying for it.
+    expect((await ask(r, 'c.svc.example.com', 'A', 'udp', 'dev_a')).rcode).toBe('NOERROR');
+    expect(vips.wildcardNamesOf('dev_a')).toBe(2);
+    expect(vips.wildcardNamesOf('dev_b')).toBe(1);
+    // The count survives a restart: it is read back from the stored records.
+    vips = await opened();
+    r = new DnsResolver({ vips, directory: names(mode), upstream: null, range4, range6 });
+    expect(vips.wildcardNamesOf('dev_a')).toBe(2);
+    expect((await ask(r, 'e.svc.example.com', 'A', 'udp', 'dev_a')).rcode).toBe('REFUSED');
   });
 
   it('reads nameservers from resolv.conf text', () => {

@@ -14,9 +14,15 @@ import type { DnsUpstream } from './upstream.js';
 
 export type DnsTransport = 'udp' | 'tcp';
 
+export interface DeclaredName {
+  endpointId: string;
+  /** Only a wildcard (`*.example.com`) declares it: the asking device pays for its virtual IP. */
+  wildcard: boolean;
+}
+
 export interface DnsNameDirectory {
-  /** Endpoint id that claims `name` (normalised, any profile), or null. */
-  declaredName(name: string): string | null;
+  /** The endpoint that claims `name` (normalised, any profile), or null. */
+  declaredName(name: string): DeclaredName | null;
   unknownHost(): 'passthrough' | 'deny';
 }
 
@@ -34,21 +40,40 @@ export interface DnsResolverOptions {
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 
+/** RFC 8914 Extended DNS Error option, and its "Other" info code: the reason travels as text. */
+const EDNS_EXTENDED_ERROR = 15;
+const EDE_OTHER = 0;
+const EDNS_UDP_PAYLOAD = 1232;
+
 const FLAG_QR = 0x8000;
 const FLAG_AA = 0x0400;
 const FLAG_RD = 0x0100;
 const FLAG_RA = 0x0080;
 
-/** A response carrying only a header (and the question when we could read it). */
-export function errorResponse(query: Buffer, rcode: number, question?: Question): Buffer | null {
+/**
+ * A response carrying only a header (and the question when we could read
+ * it). With `reason`, and only when the query spoke EDNS (RFC 6891 forbids
+ * an OPT record otherwise), the reason rides along as an Extended DNS Error
+ * (RFC 8914), so `dig` shows the agent why.
+ */
+export function errorResponse(query: Buffer, rcode: number, question?: Question, reason?: { edns: boolean; text: string }): Buffer | null {
   if (query.length < 12) return null;
   const id = query.readUInt16BE(0);
   const rd = query.readUInt16BE(2) & FLAG_RD;
+  const info = reason?.edns ? Buffer.concat([Buffer.from([EDE_OTHER >> 8, EDE_OTHER & 0xff]), Buffer.from(reason.text.slice(0, 400), 'utf8')]) : null;
   return dnsPacket.encode({
     type: 'response',
     id,
     flags: rd | FLAG_RA | rcode,
     questions: question ? [question] : [],
+    ...(info
+      ? {
+          // dns-packet encodes any option code from its raw `data`; its typings list only four codes.
+          additionals: [
+            { type: 'OPT', name: '.', udpPayloadSize: EDNS_UDP_PAYLOAD, flags: 0, options: [{ code: EDNS_EXTENDED_ERROR, data: info }] } as unknown as dnsPacket.Answer,
+          ],
+        }
+      : {}),
   });
 }
 
@@ -76,7 +101,8 @@ export class DnsResolver {
     this.log = opts.log ?? (() => {});
   }
 
-  async answer(query: Buffer, transport: DnsTransport): Promise<Buffer | null> {
+  /** `device`: the enrolled device that asked (its wildcard names count against its cap). */
+  async answer(query: Buffer, transport: DnsTransport, device?: string): Promise<Buffer | null> {
     let packet: Packet;
     try {
       packet = dnsPacket.decode(query);
@@ -91,8 +117,8 @@ export class DnsResolver {
     const name = normaliseServerName(question.name);
     if (name === null) return this.unknown(query, question, transport);
 
-    const endpointId = this.opts.directory.declaredName(name);
-    if (endpointId !== null) return this.declared(query, packet, question, name, endpointId);
+    const declared = this.opts.directory.declaredName(name);
+    if (declared !== null) return this.declared(query, packet, question, name, declared, device);
 
     if (question.type === 'PTR') {
       const ip = reverseNameToIp(name);
@@ -105,14 +131,16 @@ export class DnsResolver {
     return this.unknown(query, question, transport);
   }
 
-  private async declared(query: Buffer, packet: Packet, question: Question, name: string, endpointId: string): Promise<Buffer | null> {
+  private async declared(query: Buffer, packet: Packet, question: Question, name: string, declared: DeclaredName, device: string | undefined): Promise<Buffer | null> {
     let rec;
     try {
-      rec = await this.opts.vips.ensure(name, endpointId);
+      rec = await this.opts.vips.ensure(name, declared.endpointId, { ...(device ? { device } : {}), wildcard: declared.wildcard });
     } catch (err) {
-      this.log(`dns: ${name}: ${err instanceof Error ? err.message : String(err)}`);
-      const rcode = err instanceof VipExhaustedError ? RCODE.REFUSED : RCODE.SERVFAIL;
-      return errorResponse(query, rcode, question);
+      const message = err instanceof Error ? err.message : String(err);
+      this.log(`dns: ${name}: ${message}`);
+      if (!(err instanceof VipExhaustedError)) return errorResponse(query, RCODE.SERVFAIL, question);
+      const edns = (packet.additionals ?? []).some((a) => a.type === 'OPT');
+      return errorResponse(query, RCODE.REFUSED, question, { edns, text: `clawpatrol: ${message}` });
     }
     const answers: dnsPacket.Answer[] = [];
     // ANY (type 255) is not in dns-packet's type union; it asks for both.

@@ -19,8 +19,8 @@ export interface DnsServerOptions {
   addresses: string[];
   port?: number;
   resolver: DnsResolver;
-  /** True when the source address belongs to an enrolled peer. */
-  isPeer: (ip: string) => boolean;
+  /** The enrolled device a tunnel source address belongs to, or null (then nothing is answered). */
+  deviceAt: (ip: string) => string | null;
   log?: (line: string) => void;
 }
 
@@ -36,8 +36,9 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
     const sock = createSocket({ type: ipFamily(address) === 6 ? 'udp6' : 'udp4', ipv6Only: ipFamily(address) === 6 });
     sock.on('error', (err) => log(`dns: udp ${address}: ${err.message}`));
     sock.on('message', (msg, rinfo) => {
-      if (!opts.isPeer(canonicalIp(rinfo.address))) return;
-      opts.resolver.answer(msg, 'udp').then(
+      const device = opts.deviceAt(canonicalIp(rinfo.address));
+      if (device === null) return;
+      opts.resolver.answer(msg, 'udp', device).then(
         (reply) => {
           if (reply) sock.send(reply, rinfo.port, rinfo.address);
         },
@@ -56,6 +57,8 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
 
   return {
     handleTcp(socket: Socket) {
+      // The dispatcher already attributed the connection to a peer; its source address says which.
+      const device = opts.deviceAt(canonicalIp(socket.remoteAddress ?? '')) ?? undefined;
       let buf = Buffer.alloc(0);
       let inflight = 0;
       socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
@@ -75,7 +78,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<DnsServer>
             socket.destroy();
             return;
           }
-          opts.resolver.answer(msg, 'tcp').then(
+          opts.resolver.answer(msg, 'tcp', device).then(
             (reply) => {
               inflight--;
               if (!reply || socket.destroyed) return;

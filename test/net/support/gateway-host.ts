@@ -12,7 +12,7 @@ import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import type { Socket } from 'node:net';
 import { openStore } from '../../../src/store/index.js';
 import { startControlServer, ensureAdminToken, type ControlTls } from '../../../src/gateway/control-server.js';
-import { startWireguardTransport } from '../../../src/net/transport.js';
+import { startWireguardTransport, type TransportLimits } from '../../../src/net/transport.js';
 import type { ConnectionContext, Directory, DirectoryEndpoint, DnsEndpoint } from '../../../src/net/types.js';
 import { HostIndex, parseHostPattern } from '../../../src/policy/hosts.js';
 import type { EndpointType } from '../../../src/policy/types.js';
@@ -33,6 +33,10 @@ export interface GatewayHostConfig {
   caFingerprint: string;
   /** Control server port (fixed, so a restarted gateway is where clients expect it). */
   controlPort: number;
+  /** Per-device limits of the transport. */
+  limits?: TransportLimits;
+  /** A shared PostgreSQL store (URL) instead of SQLite in stateDir. */
+  postgres?: string;
 }
 
 const cfg = JSON.parse(process.env.CP_TEST_GATEWAY!) as GatewayHostConfig;
@@ -128,7 +132,7 @@ const engines = {
 };
 
 async function main(): Promise<void> {
-  const store = await openStore({ stateDir: cfg.stateDir });
+  const store = await openStore(cfg.postgres ? { postgres: cfg.postgres } : { stateDir: cfg.stateDir });
   const adminToken = ensureAdminToken(cfg.stateDir);
   const transport = await startWireguardTransport({
     wireguard: { subnetCidr: cfg.subnet, listenPort: cfg.listenPort },
@@ -138,6 +142,7 @@ async function main(): Promise<void> {
     engines,
     ca: { certPem: cert, fingerprintSha256: cfg.caFingerprint },
     dnsUpstream: cfg.dnsUpstream,
+    ...(cfg.limits ? { limits: cfg.limits } : {}),
     events: { onConnection: (e) => send({ type: 'connection', event: e }) },
     log: (l) => send({ type: 'log', line: l }),
   });

@@ -63,7 +63,14 @@ export class GatewayProcess {
   ready!: { controlPort: number; adminToken: string; publicKey: string; gw4: string; gw6: string | null };
   exited: Promise<number | null>;
 
-  constructor(private readonly child: ChildProcess) {
+  constructor(
+    private readonly child: ChildProcess,
+    private readonly topo: Topology,
+    /** The configuration it was started with. */
+    readonly config: GatewayHostConfig,
+    /** Its namespace, and its address on the agent host's side. */
+    readonly where: { ns: string; agentSideAddress: string },
+  ) {
     child.on('message', (m: Msg) => {
       if (m.type === 'reply') {
         this.waiters.get(m.id as number)?.(m);
@@ -80,13 +87,13 @@ export class GatewayProcess {
     this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
   }
 
-  static async start(topo: Topology, cfg: GatewayHostConfig): Promise<GatewayProcess> {
-    const child = topo.spawnWithEtc(topo.ns.gw, process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'net', 'support', 'gateway-host.ts')], {
+  static async start(topo: Topology, cfg: GatewayHostConfig, where = { ns: topo.ns.gw, agentSideAddress: ADDR.gwAgentSide as string }): Promise<GatewayProcess> {
+    const child = topo.spawnWithEtc(where.ns, process.execPath, ['--import', 'tsx', join(ROOT, 'test', 'net', 'support', 'gateway-host.ts')], {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       env: { ...process.env, CP_TEST_GATEWAY: JSON.stringify(cfg) },
       cwd: ROOT,
     });
-    const gw = new GatewayProcess(child);
+    const gw = new GatewayProcess(child, topo, cfg, where);
     const first = await gw.waitFor((m) => m.type === 'ready' || m.type === 'fatal', 60_000);
     if (first.type === 'fatal') throw new Error(`gateway failed to start: ${String(first.error)}`);
     gw.ready = first as unknown as GatewayProcess['ready'];
@@ -94,7 +101,14 @@ export class GatewayProcess {
   }
 
   get controlUrl(): string {
-    return `http://${ADDR.gwAgentSide}:${this.ready.controlPort}`;
+    return `http://${this.where.agentSideAddress}:${this.ready.controlPort}`;
+  }
+
+  /** `clawpatrol devices …` on the gateway host, over loopback HTTP with the admin token. */
+  devices(args: string[]): Promise<RunResult> {
+    return this.topo.run(this.where.ns, process.execPath, [CLI, 'devices', ...args, '--gateway', `http://127.0.0.1:${this.ready.controlPort}`, '--token', this.ready.adminToken], {
+      cwd: ROOT,
+    });
   }
 
   request<T = unknown>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
@@ -167,6 +181,78 @@ export async function cleanupDevice(topo: Topology, deviceId: string): Promise<v
   spawnSync('ip', ['netns', 'del', names.netns]);
   rmSync(`/etc/netns/${names.netns}`, { recursive: true, force: true });
   rmSync(names.runtimeDir, { recursive: true, force: true });
+}
+
+export type RunResult = Awaited<ReturnType<Topology['run']>>;
+
+/** Environment of a command started through sudo by the unprivileged user nobody. */
+export const AS_NOBODY = { SUDO_UID: '65534', SUDO_GID: '65534' };
+
+export interface ProbeResult {
+  label: string;
+  ok: boolean;
+  data?: string;
+  error?: string;
+  addresses?: string[];
+  rcode?: string;
+  answers?: string[];
+  /** RFC 8914 Extended DNS Error text of a `query` probe with `edns`. */
+  ede?: string;
+  established?: number;
+  failed?: string[];
+  env?: Record<string, string>;
+  uid?: number;
+  ms: number;
+}
+
+export function probeLines(stdout: string): ProbeResult[] {
+  return stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as ProbeResult);
+}
+
+/** The agent host: the real CLI (dist/) run there. */
+export class AgentHost {
+  constructor(private readonly topo: Topology) {}
+
+  cli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<RunResult> {
+    return this.topo.run(this.topo.ns.agent, process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeoutMs, cwd: ROOT });
+  }
+
+  /** `clawpatrol run` the probe script (probe.mjs) as nobody; one result per probe. */
+  async probe(config: string, probes: Array<Record<string, unknown>>, opts: { env?: Record<string, string>; runArgs?: string[] } = {}) {
+    const r = await this.cli(['run', ...(opts.runArgs ?? []), '--config', config, '--', process.execPath, PROBE, JSON.stringify(probes)], { ...AS_NOBODY, ...opts.env });
+    const results = probeLines(r.stdout);
+    const byLabel = (label: string): ProbeResult => {
+      const hit = results.find((x) => x.label === label);
+      if (!hit) throw new Error(`no result for probe ${label}; stdout=${r.stdout} stderr=${r.stderr}`);
+      return hit;
+    };
+    return { ...r, results, byLabel };
+  }
+
+  /** `clawpatrol join --token` with a token minted on `gw` for `profile`; returns the device id. */
+  async join(gw: GatewayProcess, profile: string, config: string, name = `test-${profile}`): Promise<string> {
+    const token = await gw.request<{ token: string }>('mint', { profile });
+    const r = await this.cli(['join', gw.controlUrl, '--token', token.token, '--ca-fingerprint', gw.config.caFingerprint, '--no-trust', '--config', config, '--name', name]);
+    const id = /Joined as (dev_[0-9a-f]+)/.exec(r.stdout)?.[1];
+    if (r.code !== 0 || !id) throw new Error(`join failed (${r.code}): ${r.stderr}`);
+    return id;
+  }
+}
+
+/** A gateway-host configuration with a fresh test CA in `dir`; `over` sets the rest. */
+export function gatewayHostConfig(dir: string, over: Partial<GatewayHostConfig> & Pick<GatewayHostConfig, 'endpoints' | 'profiles' | 'unknownHost'>): GatewayHostConfig {
+  const ca = makeCa(dir);
+  return {
+    stateDir: join(dir, 'gateway-state'),
+    listenPort: 20000 + Math.floor(Math.random() * 30000),
+    controlPort: 8080,
+    subnet: '10.55.0.0/24',
+    dnsUpstream: [ADDR.up],
+    caCertPath: ca.certPath,
+    caKeyPath: ca.keyPath,
+    caFingerprint: ca.fingerprint,
+    ...over,
+  };
 }
 
 export function writeJson(path: string, value: unknown): void {

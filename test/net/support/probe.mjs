@@ -65,6 +65,41 @@ function hold(p) {
   });
 }
 
+/**
+ * Open p.count connections at once and hold them: each either gets its first
+ * bytes (established) or fails; report both once all are settled, then close.
+ */
+function many(p) {
+  return new Promise((resolve) => {
+    const sockets = [];
+    const failed = [];
+    let established = 0;
+    let settled = 0;
+    const settle = () => {
+      if (++settled < p.count) return;
+      setTimeout(() => {
+        for (const s of sockets) s.destroy();
+        resolve({ ok: true, established, failed });
+      }, p.holdMs ?? 0);
+    };
+    for (let i = 0; i < p.count; i++) {
+      const opts = { host: p.host, port: p.port, ...(p.family ? { family: p.family } : {}) };
+      const s = p.tls ? tls.connect({ ...opts, servername: p.tls, rejectUnauthorized: false }) : net.connect(opts);
+      sockets.push(s);
+      let done = false;
+      const once = (fn) => {
+        if (done) return;
+        done = true;
+        fn();
+        settle();
+      };
+      s.once('data', () => once(() => established++));
+      s.once('error', (e) => once(() => failed.push(e.code ?? e.message)));
+      s.once('close', () => once(() => failed.push('closed')));
+    }
+  });
+}
+
 function udp(p) {
   return new Promise((resolve) => {
     const s = dgram.createSocket(p.host.includes(':') ? 'udp6' : 'udp4');
@@ -95,12 +130,27 @@ async function lookup(p) {
   }
 }
 
-/** A raw DNS query to a chosen server (UDP, or TCP when p.tcp). */
+/** The RFC 8914 Extended DNS Error text of a response, if any. */
+function extendedError(r) {
+  for (const a of r.additionals ?? []) {
+    const ede = a.type === 'OPT' ? (a.options ?? []).find((o) => o.code === 15) : undefined;
+    if (ede?.data) return ede.data.subarray(2).toString('utf8');
+  }
+  return undefined;
+}
+
+/** A raw DNS query to a chosen server (UDP, or TCP when p.tcp; with an EDNS OPT record when p.edns). */
 function query(p) {
-  const q = dnsPacket.encode({ type: 'query', id: 4242, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: p.type ?? 'A', name: p.name }] });
+  const q = dnsPacket.encode({
+    type: 'query',
+    id: 4242,
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ type: p.type ?? 'A', name: p.name }],
+    ...(p.edns ? { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0, options: [] }] } : {}),
+  });
   const parse = (buf) => {
     const r = dnsPacket.decode(buf);
-    return { ok: true, rcode: r.rcode, answers: (r.answers ?? []).map((a) => a.data) };
+    return { ok: true, rcode: r.rcode, answers: (r.answers ?? []).map((a) => a.data), ede: extendedError(r) };
   };
   return new Promise((resolve) => {
     let sock = null;
@@ -160,6 +210,13 @@ for (const p of probes) {
       break;
     case 'hold':
       r = await hold(p);
+      break;
+    case 'many':
+      r = await many(p);
+      break;
+    case 'sleep':
+      await new Promise((resolve) => setTimeout(resolve, p.ms));
+      r = null;
       break;
     case 'udp':
       r = await udp(p);
