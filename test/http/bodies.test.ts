@@ -6,6 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
+import tls from 'node:tls';
+import http2 from 'node:http2';
 import { Agent, request } from 'undici';
 import { startEnv, type Env } from './support/env.js';
 import { GATEWAY_IP, lookupTo } from './support/gateway.js';
@@ -102,6 +104,75 @@ describe('bodies on every method', () => {
     const ok = await send('DELETE', '/v1/things', 'just one');
     expect(ok.status).toBe(200);
     expect(env.api.seen.at(-1)!.body.toString()).toBe('just one');
+  });
+});
+
+describe('request trailers from an HTTP/2 agent', () => {
+  /** POST with a trailer over HTTP/2 through the TLS ingress; resolves with the status. */
+  async function postWithTrailer(host: string, port: number, trailer: Record<string, string>, headers: Record<string, string> = {}): Promise<number> {
+    const session = http2.connect(`https://${host}:${port}`, { ca: env.gw.ca.caCertPem, lookup: lookupTo(GATEWAY_IP) } as http2.SecureClientSessionOptions);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/v1/items', ...headers }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers(trailer));
+      stream.end('payload');
+      const status = await new Promise<number>((resolve, reject) => {
+        stream.on('response', (h) => resolve(Number(h[':status'])));
+        stream.on('error', reject);
+      });
+      stream.resume();
+      await new Promise((r) => stream.on('close', r));
+      return status;
+    } finally {
+      await new Promise<void>((r) => session.close(() => r()));
+    }
+  }
+
+  it('are forwarded to an HTTP/2 upstream and, chunked, to an HTTP/1.1 upstream', async () => {
+    expect(await postWithTrailer('h2.test', env.h2.port, { 'x-checksum': 'sha256=abc' })).toBe(200);
+    expect(env.h2.seen.at(-1)).toMatchObject({ url: '/v1/items', trailers: { 'x-checksum': 'sha256=abc' } });
+    expect(env.h2.seen.at(-1)!.body.toString()).toBe('payload');
+    expect(await postWithTrailer('api.test', env.api.port, { 'x-checksum': 'sha256=def' })).toBe(200);
+    expect(env.api.seen.at(-1)).toMatchObject({ url: '/v1/items', trailers: { 'x-checksum': 'sha256=def' } });
+  });
+
+  it('a credential trailer refuses the request (400)', async () => {
+    const before = env.h2.seen.length;
+    expect(await postWithTrailer('h2.test', env.h2.port, { authorization: 'Bearer agent-own' })).toBe(400);
+    // The upstream's stream was reset: no complete request reached it.
+    expect(env.h2.seen.slice(before).filter((s) => s.complete)).toEqual([]);
+  });
+
+  it('after a Content-Length body an HTTP/1.1 upstream cannot carry trailers: refused (400), never dropped', async () => {
+    const before = env.api.seen.length;
+    expect(await postWithTrailer('api.test', env.api.port, { 'x-checksum': 'sha256=abc' }, { 'content-length': '7' })).toBe(400);
+    expect(env.api.seen.length).toBe(before);
+  });
+});
+
+describe('large bodies on one keep-alive connection', () => {
+  it('after an upload the agent connection stays open for the next request (the upstream answers as the last byte lands)', async () => {
+    const sock = tls.connect({ host: GATEWAY_IP, port: env.api.port, servername: 'api.test', ca: env.gw.ca.caCertPem, ALPNProtocols: ['http/1.1'] });
+    await new Promise((r) => sock.once('secureConnect', r));
+    let got = '';
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => (got += d));
+    const responses = async (n: number) => {
+      const until = Date.now() + 10_000;
+      while ((got.match(/HTTP\/1\.1 \d{3}/g) ?? []).length < n && !sock.destroyed && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      return (got.match(/HTTP\/1\.1 \d{3}/g) ?? []).length;
+    };
+    try {
+      for (let i = 1; i <= 4; i++) {
+        const payload = Buffer.alloc(2 * 1024 * 1024, 0x60 + i);
+        sock.write(`POST /v1/uploads HTTP/1.1\r\nHost: api.test:${env.api.port}\r\nContent-Length: ${payload.length}\r\n\r\n`);
+        sock.write(payload);
+        expect(await responses(i)).toBe(i);
+        expect(got).toContain(sha(payload));
+      }
+      expect(got).not.toContain('connection: close');
+    } finally {
+      sock.destroy();
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { Http1RequestParser, type ParseEvent, type RequestHead } from '../../src/protocols/http/h1-parser.js';
+import { Http1RequestParser, Http1ResponseParser, type ParseEvent, type RequestHead, type ResponseHead } from '../../src/protocols/http/h1-parser.js';
 
 interface Parsed {
   heads: RequestHead[];
@@ -294,6 +294,137 @@ describe('strict HTTP/1.1 request parser — properties', () => {
         const prefix = Buffer.from(`POST / HTTP/1.1\r\n${H}`);
         const r = parse(Buffer.concat([prefix, Buffer.from(bytes)]), step);
         if (r.error) expect([400, 413, 414, 417, 431, 505]).toContain(r.error.status);
+      }),
+    );
+  });
+});
+
+// ───────────────────────────── responses ─────────────────────────────
+
+
+interface ParsedResponses {
+  heads: ResponseHead[];
+  bodies: string[];
+  trailers: string[][];
+  error?: string;
+}
+
+/**
+ * Feed responses to the requests `methods` (one response each, in order),
+ * `step` bytes at a time, then the close when `close` is set.
+ */
+function parseResponses(raw: string, methods: string[], opts: { step?: number; close?: boolean; upgrade?: boolean } = {}): ParsedResponses {
+  const bytes = Buffer.from(raw, 'latin1');
+  const p = new Http1ResponseParser();
+  const out: ParsedResponses = { heads: [], bodies: [], trailers: [] };
+  let body: Buffer[] = [];
+  let m = 0;
+  p.expect(methods[0]!, { upgrade: opts.upgrade ?? false });
+  const drain = () => {
+    for (let ev: ParseEvent<ResponseHead> | null; (ev = p.next()) !== null; ) {
+      if (ev.type === 'head') out.heads.push(ev.head);
+      else if (ev.type === 'body') body.push(Buffer.from(ev.data));
+      else if (ev.type === 'end') {
+        out.bodies.push(Buffer.concat(body).toString('latin1'));
+        out.trailers.push(ev.trailers.map((t) => `${t.name}: ${t.value}`));
+        body = [];
+        if (++m < methods.length) p.expect(methods[m]!);
+      } else {
+        out.error = ev.reason;
+        return;
+      }
+    }
+  };
+  const step = opts.step ?? bytes.length;
+  for (let i = 0; i < bytes.length && !out.error; i += Math.max(1, step)) {
+    p.feed(bytes.subarray(i, i + Math.max(1, step)));
+    drain();
+  }
+  if (opts.close && !out.error) {
+    p.feedEnd();
+    drain();
+  }
+  return out;
+}
+
+describe('Http1ResponseParser', () => {
+  it('reads Content-Length, chunked (with trailers) and keep-alive responses in sequence, byte by byte or whole', () => {
+    const raw =
+      'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' +
+      'HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-Sum: 9\r\n\r\n' +
+      'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n';
+    for (const step of [0, 1, 7]) {
+      const r = parseResponses(raw, ['GET', 'POST', 'GET'], { step });
+      expect(r.error).toBeUndefined();
+      expect(r.heads.map((h) => [h.status, h.reason, h.framing.kind, h.keepAlive])).toEqual([
+        [200, 'OK', 'length', true],
+        [201, 'Created', 'chunked', true],
+        [404, 'Not Found', 'none', true],
+      ]);
+      expect(r.bodies).toEqual(['hello', 'abcde', '']);
+      expect(r.trailers[1]).toEqual(['X-Sum: 9']);
+    }
+  });
+
+  it('no body after HEAD, 204, 304 whatever the fields say; the next response follows at once', () => {
+    const raw = 'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n' + 'HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n' + 'HTTP/1.1 304 Not Modified\r\n\r\n';
+    const r = parseResponses(raw, ['HEAD', 'DELETE', 'GET']);
+    expect(r.error).toBeUndefined();
+    expect(r.heads.map((h) => h.status)).toEqual([200, 204, 304]);
+    expect(r.bodies).toEqual(['', '', '']);
+  });
+
+  it('interim 1xx responses are skipped; a 101 is a head only for an upgrade request', () => {
+    const r = parseResponses('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', ['POST']);
+    expect(r.heads.map((h) => h.status)).toEqual([200]);
+    expect(r.bodies).toEqual(['ok']);
+    const up = parseResponses('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n', ['GET'], { upgrade: true });
+    expect(up.heads.map((h) => [h.status, h.keepAlive])).toEqual([[101, false]]);
+    expect(parseResponses('HTTP/1.1 101 Switching Protocols\r\n\r\n', ['GET']).error).toMatch(/asked for no upgrade/);
+  });
+
+  it('a body delimited by the close ends with it, and the connection is not reusable', () => {
+    const r = parseResponses('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nstreamed until the end', ['GET'], { step: 4, close: true });
+    expect(r.error).toBeUndefined();
+    expect(r.heads[0]).toMatchObject({ framing: { kind: 'close' }, keepAlive: false });
+    expect(r.bodies).toEqual(['streamed until the end']);
+  });
+
+  it('Connection: close and HTTP/1.0 make the connection single-use', () => {
+    expect(parseResponses('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', ['GET']).heads[0]!.keepAlive).toBe(false);
+    expect(parseResponses('HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n', ['GET']).heads[0]!.keepAlive).toBe(false);
+  });
+
+  it.each([
+    ['Content-Length with Transfer-Encoding', 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', /ambiguous framing/],
+    ['two Content-Length fields', 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc', /more than one Content-Length/],
+    ['a transfer coding besides chunked', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', /Transfer-Encoding/],
+    ['obs-fold', 'HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 0\r\n\r\n', /line folding/],
+    ['a malformed status line', 'HTTP/1.1 20 OK\r\n\r\n', /malformed status line/],
+    ['HTTP/2 on an HTTP/1.1 connection', 'HTTP/2 200\r\n\r\n', /malformed status line/],
+    ['bare LF', 'HTTP/1.1 200 OK\nContent-Length: 0\n\n', /bare LF/],
+    ['a chunk longer than its size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabc\r\n0\r\n\r\n', /CRLF/],
+  ])('refused: %s', (_name, raw, reason) => {
+    expect(parseResponses(raw, ['GET']).error).toMatch(reason);
+  });
+
+  it('a connection closed in the middle of a response is an error, not a short body', () => {
+    expect(parseResponses('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc', ['GET'], { close: true }).error).toMatch(/closed in the middle of the response/);
+    expect(parseResponses('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n', ['GET'], { close: true }).error).toMatch(/closed in the middle/);
+    expect(parseResponses('HTTP/1.1 200 OK\r\nContent-', ['GET'], { close: true }).error).toMatch(/closed in the middle/);
+  });
+
+  it('property: any split of a valid response sequence gives the same heads, bodies and trailers', () => {
+    const raw =
+      'HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world' +
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5\r\npedia\r\n0\r\nA: 1\r\nB: 2\r\n\r\n';
+    const whole = parseResponses(raw, ['GET', 'GET']);
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: raw.length }), (step) => {
+        const r = parseResponses(raw, ['GET', 'GET'], { step });
+        expect(r.bodies).toEqual(whole.bodies);
+        expect(r.trailers).toEqual(whole.trailers);
+        expect(r.heads.map((h) => h.status)).toEqual([200, 200]);
       }),
     );
   });

@@ -79,12 +79,41 @@ describe('re-framing', () => {
     const seen = env.api.seen.slice(seenBefore);
     expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(['POST /v1/items', 'GET /v1/second']);
     expect(seen[0]!.body.toString()).toBe(body);
-    // One framing header, written by the gateway; the agent's trailer is not forwarded.
+    // One framing header, written by the gateway; the agent's trailer follows the body as a trailer, never as a header.
     const framing = seen[0]!.rawHeaders.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase()).filter((n) => n === 'transfer-encoding' || n === 'content-length');
     expect(framing).toHaveLength(1);
     expect(JSON.stringify(seen[0]!.rawHeaders)).not.toMatch(/x-trailer/i);
+    expect(seen[0]!.trailers).toEqual({ 'x-trailer': 't' });
     expect(seen[0]!.headers['authorization']).toBe(`Bearer ${CANARY}`);
     expect(env.api.seen.some((s) => s.url === '/admin/x')).toBe(false);
+  });
+
+  it('a chunked body on GET and DELETE reaches the upstream as that request\'s body, never as a request of its own', async () => {
+    for (const method of ['GET', 'DELETE']) {
+      const seenBefore = env.api.seen.length;
+      const body = `GET /admin/smuggled-${method} HTTP/1.1\r\nHost: api.test\r\n\r\n`;
+      const out = await overTls(
+        `${method} /v1/things HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+      );
+      expect(statusLines(out)).toEqual([expect.stringMatching(/ 200 /)]);
+      const seen = env.api.seen.slice(seenBefore);
+      expect(seen.map((s) => `${s.method} ${s.url} ${s.body.toString()}`)).toEqual([`${method} /v1/things ${body}`]);
+    }
+    expect(env.api.seen.some((s) => s.url.startsWith('/admin/smuggled'))).toBe(false);
+  });
+
+  it('request trailers that could override the decision (credentials, framing, routing) refuse the request with the reason', async () => {
+    const seenBefore = env.api.seen.length;
+    const recordsBefore = env.gw.audit.records.length;
+    const out = await overTls(
+      `POST /v1/items HTTP/1.1\r\nHost: ${host()}\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer ${PLACEHOLDER}\r\n\r\n4\r\ndata\r\n0\r\nAuthorization: Bearer agent-own-token\r\n\r\n`,
+    );
+    expect(statusLines(out)).toEqual([expect.stringMatching(/^HTTP\/1\.1 400 /)]);
+    expect(out).toContain('request trailer "Authorization" is not accepted');
+    // The upstream saw the body start but never a complete request.
+    expect(env.api.seen.length).toBe(seenBefore);
+    const rec = await env.gw.audit.waitForRecord((r) => env.gw.audit.records.indexOf(r) >= recordsBefore && r.status === '400');
+    expect(rec).toMatchObject({ host: 'api.test', outcome: 'allow' });
   });
 
   it('keep-alive: pipelined requests are answered in order on one connection', async () => {

@@ -7,9 +7,8 @@
  *   → deny: 403 with the reason | allow: inject the credential, forward
  *   → stream the response back, sanitised and scrubbed → audit via finish.
  */
-import type { IncomingMessage } from 'node:http';
 import type http2 from 'node:http2';
-import type { Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type { Action, Endpoint, PolicyModel } from '../../policy/types.js';
 import type { Enforcement } from '../../gateway/contracts.js';
 import { placeholdersFromHeaders, placeholderHeaders } from '../../policy/placeholders.js';
@@ -22,11 +21,12 @@ import { parseAuthority, parseRequestTarget, formatAuthority, type ParsedTarget 
 import { normalisePath, type NormalisedPath } from './path.js';
 import { EMPTY_BODY, inspectBody, type BodyFacts } from './body.js';
 import { buildHttpFacts } from './facts.js';
-import { fieldValue, pairs, sanitiseResponseHeaders, sanitiseTrailers, upstreamRequestHeaders, type FieldList } from './headers.js';
+import { credentialHeaderNames, fieldValue, forwardableRequestTrailers, sanitiseResponseHeaders, sanitiseTrailers, upstreamRequestHeaders, type FieldList } from './headers.js';
 import { answer, type LocalAnswer } from './respond.js';
 import { shapeAction } from './extensions.js';
 import { relayWebSocket } from './websocket.js';
 import type { UpstreamTarget } from './upstream.js';
+import { readableSource, type BodySource } from './h1-client.js';
 import type { BodyLength, ConnectionInfo, EngineCore, ExchangeOutcome, HttpPolicy, IncomingRequest, ResponseSink } from './types.js';
 
 /** Facts of a body the gateway did not read (no rule needs it): unknown, so nothing can rely on it. */
@@ -200,10 +200,21 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     tls: up.tls ? core.upstream.tlsFor(route.endpoint?.caCert, clientCert) : null,
   };
   const path = route.path.forward + (route.target.rawQuery !== null ? `?${route.target.rawQuery}` : '');
-  if (req.contentLength !== null && req.hasBody) headers['content-length'] = String(req.contentLength);
+  const authority = formatAuthority(up.host, up.port, up.tls ? 443 : 80);
 
   const done = (status: string) => enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status });
-  const bodyChunks = async function* (): AsyncGenerator<Buffer> {
+  /** The agent's request trailers, checked (a field that could override the decision refuses the request). */
+  const trailers = (): FieldList => {
+    const fields = req.trailers();
+    if (fields.length === 0) return [];
+    try {
+      return forwardableRequestTrailers(fields, credentialHeaderNames(policy.model));
+    } catch (err) {
+      throw new ClientBodyError(messageOf(err));
+    }
+  };
+  /** The body as the agent sends it; `carriesTrailers`: the upstream framing has room for trailers. */
+  const bodyChunks = async function* (carriesTrailers: boolean): AsyncGenerator<Buffer> {
     yield* prefix;
     for (;;) {
       let c: Buffer | null;
@@ -213,13 +224,16 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
         // The agent's side failed (framing error, disconnect): a 400, not an upstream failure.
         throw new ClientBodyError(messageOf(err));
       }
-      if (c === null) return;
+      if (c === null) break;
       yield c;
+    }
+    if (!carriesTrailers && req.trailers().length > 0) {
+      throw new ClientBodyError('request trailers cannot follow a body sent with Content-Length over HTTP/1.1; send the request chunked');
     }
   };
 
   if (websocket) {
-    headers['host'] = formatAuthority(up.host, up.port, up.tls ? 443 : 80);
+    headers['host'] = authority;
     return forwardWebSocket(core, req, sink, target, path, headers, scrubber, enf, route, bytesIn, outcome);
   }
 
@@ -227,10 +241,17 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   try {
     const session = req.protocol === 'h2' ? await core.upstream.h2Session(target) : null;
     if (session) {
-      response = await sendH2(session, target, req.method, path, headers, req.hasBody ? bodyChunks() : null);
+      if (req.contentLength !== null && req.hasBody) headers['content-length'] = String(req.contentLength);
+      response = await sendH2(session, authority, req.method, path, headers, req.hasBody ? { chunks: bodyChunks(true), trailers } : null);
     } else {
-      headers['host'] = formatAuthority(up.host, up.port, up.tls ? 443 : 80);
-      response = await sendH1(core, target, req.method, path, headers, req.hasBody ? bodyChunks() : null);
+      headers['host'] = authority;
+      const length = req.hasBody ? req.contentLength : null;
+      response = await core.upstream.h1(target, {
+        method: req.method,
+        path,
+        headers,
+        body: req.hasBody ? { chunks: bodyChunks(length === null), length, trailers } : null,
+      });
     }
   } catch (err) {
     sink.closeAfter();
@@ -259,9 +280,9 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   sink.head(status, fields, length, { trailers: response.mayHaveTrailers });
   try {
     if (!bodyless) await pump(response.body, scrubber, sink);
-    else response.body.resume();
-    const trailers = req.acceptsTrailers ? sanitiseTrailers(response.trailers(), scrubber) : [];
-    sink.end(trailers);
+    else response.body.destroy();
+    const responseTrailers = req.acceptsTrailers ? sanitiseTrailers(response.trailers(), scrubber) : [];
+    sink.end(responseTrailers);
     done(String(status));
   } catch (err) {
     core.log(`http: response from ${up.host} cut off: ${messageOf(err)}`);
@@ -357,80 +378,27 @@ interface UpstreamResponse {
   bodySent: Promise<void>;
   status: number;
   headers: FieldList;
-  body: Readable;
+  body: BodySource;
   /** Valid once `body` has ended. */
   trailers: () => FieldList;
   mayHaveTrailers: boolean;
 }
 
-/** The agent's body failed (framing error, disconnect) while it was being forwarded. */
+/** The agent's body failed (framing error, disconnect, refused trailers) while it was being forwarded. */
 class ClientBodyError extends Error {}
-
-/**
- * Forward the body with backpressure. A write's callback fires once that
- * chunk left for the socket (or with an error if the stream died), which —
- * unlike 'drain' on a ClientRequest whose response already ended — always
- * happens, so the forwarder can never hang.
- */
-async function writeAll(dest: NodeJS.WritableStream & { destroyed?: boolean; writableNeedDrain?: boolean }, chunks: AsyncIterable<Buffer>): Promise<void> {
-  for await (const c of chunks) {
-    if (dest.destroyed) throw new Error('upstream closed');
-    const flushed = new Promise<void>((resolve, reject) => {
-      dest.write(c, (err?: Error | null) => (err ? reject(err) : resolve()));
-    });
-    if (dest.writableNeedDrain) await flushed;
-    else flushed.catch(() => undefined);
-  }
-}
-
-function sendH1(
-  core: EngineCore,
-  target: UpstreamTarget,
-  method: string,
-  path: string,
-  headers: Record<string, string | string[]>,
-  body: AsyncIterable<Buffer> | null,
-): Promise<UpstreamResponse> {
-  return new Promise((resolve, reject) => {
-    const creq = core.upstream.h1Request(target, { method, path, headers });
-    let bodyError: unknown = null;
-    let bodySent: Promise<void> = Promise.resolve();
-    creq.on('response', (res: IncomingMessage) => {
-      const chunked = res.headers['content-length'] === undefined;
-      resolve({ bodySent, status: res.statusCode ?? 502, headers: pairs(res.rawHeaders), body: res, trailers: () => pairs(res.rawTrailers), mayHaveTrailers: chunked });
-    });
-    creq.on('error', (err) => reject(bodyError ?? err));
-    if (!body) {
-      creq.end();
-      return;
-    }
-    bodySent = writeAll(creq, body).then(
-      () => void creq.end(),
-      (err: unknown) => {
-        bodyError = err;
-        creq.destroy(bodyError as Error);
-      },
-    );
-  });
-}
 
 function sendH2(
   session: http2.ClientHttp2Session,
-  target: UpstreamTarget,
+  authority: string,
   method: string,
   path: string,
   headers: Record<string, string | string[]>,
-  body: AsyncIterable<Buffer> | null,
+  body: { chunks: AsyncIterable<Buffer>; trailers: () => FieldList } | null,
 ): Promise<UpstreamResponse> {
   return new Promise((resolve, reject) => {
-    const h2headers: http2.OutgoingHttpHeaders = {
-      ...headers,
-      ':method': method,
-      ':path': path,
-      ':scheme': 'https',
-      ':authority': formatAuthority(target.host, target.port, 443),
-    };
-    const stream = session.request(h2headers, { endStream: body === null });
+    const h2headers: http2.OutgoingHttpHeaders = { ...headers, ':method': method, ':path': path, ':scheme': 'https', ':authority': authority };
+    // With a body the stream stays open for trailers; none means an empty end-of-stream.
+    const stream = session.request(h2headers, { endStream: body === null, waitForTrailers: body !== null });
     let trailers: FieldList = [];
     let bodyError: unknown = null;
     let bodySent: Promise<void> = Promise.resolve();
@@ -438,18 +406,30 @@ function sendH2(
       trailers = headerObjectPairs(t);
     });
     stream.on('response', (h: http2.IncomingHttpHeaders) => {
-      resolve({ bodySent, status: Number(h[':status'] ?? 502), headers: headerObjectPairs(h), body: stream, trailers: () => trailers, mayHaveTrailers: true });
+      resolve({ bodySent, status: Number(h[':status'] ?? 502), headers: headerObjectPairs(h), body: readableSource(stream), trailers: () => trailers, mayHaveTrailers: true });
     });
     stream.on('error', (err) => reject(bodyError ?? err));
     stream.on('close', () => reject(bodyError ?? new Error(`stream closed (code ${stream.rstCode})`)));
     if (body) {
-      bodySent = writeAll(stream, body).then(
-        () => void stream.end(),
-        (err: unknown) => {
-          bodyError = err;
-          stream.destroy(bodyError as Error);
-        },
-      );
+      bodySent = (async () => {
+        for await (const c of body.chunks) {
+          if (stream.destroyed) throw new Error('upstream closed');
+          if (!stream.write(c)) await new Promise<void>((r, j) => {
+            const onDrain = () => { stream.removeListener('close', onClose); r(); };
+            const onClose = () => { stream.removeListener('drain', onDrain); j(new Error('upstream closed')); };
+            stream.once('drain', onDrain);
+            stream.once('close', onClose);
+          });
+        }
+        const t = body.trailers();
+        stream.once('wantTrailers', () => stream.sendTrailers(fieldObject(t)));
+        stream.end();
+      })().catch((err: unknown) => {
+        bodyError = err;
+        stream.destroy(err as Error);
+        throw err;
+      });
+      bodySent.catch(() => undefined);
     }
   });
 }
@@ -463,59 +443,40 @@ function headerObjectPairs(h: http2.IncomingHttpHeaders): FieldList {
   return out;
 }
 
+function fieldObject(fields: FieldList): http2.OutgoingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of fields) {
+    const key = name.toLowerCase();
+    const prev = out[key];
+    out[key] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  }
+  return out;
+}
+
 /**
  * Copy the upstream body to the agent as it arrives (SSE, long polls),
- * through the scrubber. Each turn takes everything the upstream has buffered
- * (a TLS socket delivers 16 KiB records one by one; a read returns all of
- * them), so a large body leaves in large writes — one TLS write of several
- * records and one system call each — while a lone SSE event still goes out
- * at once. Waits for the agent to take each write (backpressure).
+ * through the scrubber. Each read takes everything received since the last
+ * one, so a large body leaves in large writes while a lone SSE event still
+ * goes out at once. Waits for the agent to take each write (backpressure).
  */
-async function pump(source: Readable, scrubber: Scrubber, sink: ResponseSink): Promise<void> {
+async function pump(source: BodySource, scrubber: Scrubber, sink: ResponseSink): Promise<void> {
   const cursor = scrubber.cursor();
+  let ended = false;
   try {
-    for (;;) {
-      const chunk = source.read() as Buffer | null;
-      if (chunk !== null) {
-        const clean = cursor.push(chunk);
-        if (clean.length) await sink.write(clean);
-      } else if (source.readableEnded) {
-        break;
-      } else {
-        await readable(source);
-      }
+    for (let chunk = await source.read(); chunk !== null; chunk = await source.read()) {
+      const clean = cursor.push(chunk);
+      if (clean.length) await sink.write(clean);
     }
+    ended = true;
     const tail = cursor.end();
     if (tail.length) await sink.write(tail);
   } finally {
     // The agent went away (or the upstream failed): stop reading the upstream.
-    if (!source.readableEnded) source.destroy();
+    if (!ended) source.destroy();
   }
 }
 
-/** Resolves when `source` has data or has ended; rejects when it fails or closes before its end. */
-function readable(source: Readable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error) => {
-      source.removeListener('readable', onReadable);
-      source.removeListener('end', onReadable);
-      source.removeListener('error', done);
-      source.removeListener('close', onClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onReadable = () => done();
-    const onClose = () => done(source.readableEnded ? undefined : new Error('the upstream closed the response before its end'));
-    if (source.errored) return reject(source.errored);
-    if (source.destroyed) return onClose();
-    source.on('readable', onReadable);
-    source.on('end', onReadable);
-    source.on('error', done);
-    source.on('close', onClose);
-  });
-}
-
-function forwardWebSocket(
+async function forwardWebSocket(
   core: EngineCore,
   req: IncomingRequest,
   sink: ResponseSink,
@@ -528,52 +489,46 @@ function forwardWebSocket(
   bytesIn: () => number,
   outcome: (extra?: Partial<ExchangeOutcome>) => ExchangeOutcome,
 ): Promise<ExchangeOutcome> {
-  return new Promise((resolve) => {
-    const creq = core.upstream.h1Request(target, { method: 'GET', path, headers, pooled: false });
-    creq.on('upgrade', (res, upstream, upstreamHead) => {
-      const fields = sanitiseResponseHeaders(pairs(res.rawHeaders), { websocket: true, scrubber });
-      const { socket, head } = sink.takeOver!(101, fields);
-      const baseOut = sink.bytesOut;
-      relayWebSocket({
-        agent: socket,
-        agentHead: head,
-        upstream,
-        upstreamHead,
-        scrubber,
-        hook: core.frameHook,
-        session: { host: route.host, path: route.path.path, endpoint: enf.decision.endpoint },
-        onDone: ({ fromAgent, toAgent }) => enf.finish({ bytesIn: bytesIn() + fromAgent, bytesOut: baseOut + toAgent, status: '101' }),
-      });
-      resolve(outcome({ upgraded: true, close: false, bodyDone: true }));
+  let res: UpstreamResponse & { upgraded?: { socket: Duplex; head: Buffer } };
+  try {
+    res = await core.upstream.h1(target, { method: 'GET', path, headers, body: null, upgrade: true });
+  } catch (err) {
+    const reason = `upstream ${target.host}:${target.port} failed: ${describeUpstreamError(err)}`;
+    sink.closeAfter();
+    answer(sink, req, { status: 502, reason: scrubber.scrubText(reason), kind: 'upstream_error' });
+    enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: '502' });
+    return outcome({ close: true });
+  }
+  if (res.upgraded) {
+    const fields = sanitiseResponseHeaders(res.headers, { websocket: true, scrubber });
+    const { socket, head } = sink.takeOver!(101, fields);
+    const baseOut = sink.bytesOut;
+    relayWebSocket({
+      agent: socket,
+      agentHead: head,
+      upstream: res.upgraded.socket,
+      upstreamHead: res.upgraded.head,
+      scrubber,
+      hook: core.frameHook,
+      session: { host: route.host, path: route.path.path, endpoint: enf.decision.endpoint },
+      onDone: ({ fromAgent, toAgent }) => enf.finish({ bytesIn: bytesIn() + fromAgent, bytesOut: baseOut + toAgent, status: '101' }),
     });
-    creq.on('response', (res: IncomingMessage) => {
-      // The upstream refused the upgrade: relay its answer as a normal response.
-      const fields = sanitiseResponseHeaders(pairs(res.rawHeaders), { scrubber });
-      const cl = fields.find(([n]) => n.toLowerCase() === 'content-length');
-      sink.closeAfter();
-      sink.head(res.statusCode ?? 502, fields.filter(([n]) => n.toLowerCase() !== 'content-length'), cl ? Number(cl[1]) : null);
-      pump(res, scrubber, sink).then(
-        () => {
-          sink.end();
-          enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: String(res.statusCode) });
-          resolve(outcome({ close: true }));
-        },
-        () => {
-          sink.abort();
-          enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: 'aborted' });
-          resolve(outcome({ close: true }));
-        },
-      );
-    });
-    creq.on('error', (err) => {
-      const reason = `upstream ${target.host}:${target.port} failed: ${describeUpstreamError(err)}`;
-      sink.closeAfter();
-      answer(sink, req, { status: 502, reason: scrubber.scrubText(reason), kind: 'upstream_error' });
-      enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: '502' });
-      resolve(outcome({ close: true }));
-    });
-    creq.end();
-  });
+    return outcome({ upgraded: true, close: false, bodyDone: true });
+  }
+  // The upstream refused the upgrade: relay its answer as a normal response, then close.
+  const fields = sanitiseResponseHeaders(res.headers, { scrubber });
+  const cl = fields.find(([n]) => n.toLowerCase() === 'content-length');
+  sink.closeAfter();
+  sink.head(res.status, fields.filter(([n]) => n.toLowerCase() !== 'content-length'), cl ? Number(cl[1]) : null);
+  try {
+    await pump(res.body, scrubber, sink);
+    sink.end();
+    enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: String(res.status) });
+  } catch {
+    sink.abort();
+    enf.finish({ bytesIn: bytesIn(), bytesOut: sink.bytesOut, status: `${res.status}-aborted` });
+  }
+  return outcome({ close: true });
 }
 
 function describeUpstreamError(err: unknown): string {

@@ -36,7 +36,9 @@ export interface HeaderField {
 export type BodyFraming =
   | { kind: 'none' }
   | { kind: 'length'; length: number }
-  | { kind: 'chunked' };
+  | { kind: 'chunked' }
+  /** Responses only: the body ends when the connection does. */
+  | { kind: 'close' };
 
 export interface RequestHead {
   method: string;
@@ -55,8 +57,8 @@ export interface RequestHead {
   headBytes: number;
 }
 
-export type ParseEvent =
-  | { type: 'head'; head: RequestHead }
+export type ParseEvent<Head = RequestHead> =
+  | { type: 'head'; head: Head }
   | { type: 'body'; data: Buffer }
   | { type: 'end'; trailers: HeaderField[]; trailerBytes: number }
   | { type: 'error'; status: number; reason: string };
@@ -96,6 +98,7 @@ type State =
   | 'start'
   | 'headers'
   | 'body-length'
+  | 'body-close'
   | 'chunk-size'
   | 'chunk-data'
   | 'chunk-data-end'
@@ -107,21 +110,38 @@ const LF = 0x0a;
 /** Empty lines tolerated before a request line (RFC 9112 §2.2 "SHOULD ignore at least one"). */
 const MAX_LEADING_EMPTY_LINES = 8;
 
-export class Http1RequestParser {
-  private readonly limits: ParserLimits;
+/**
+ * What requests and responses share: lines, header fields, and the framing
+ * of the body (length, chunked with trailers, or — responses only — until the
+ * connection closes). A subclass reads the start line and decides the framing.
+ */
+abstract class MessageParser<Head extends { framing: BodyFraming }> {
+  protected readonly limits: ParserLimits;
   private buf: Buffer = Buffer.alloc(0);
   private state: State = 'start';
   private emptyLines = 0;
+  private eof = false;
   // Per-message scratch.
-  private requestLine: { method: string; target: string; version: '1.0' | '1.1' } | null = null;
   private fields: HeaderField[] = [];
   private headBytes = 0;
   private remaining = 0;
   private trailerBytes = 0;
-  private head: RequestHead | null = null;
+  private head: Head | null = null;
 
   constructor(limits: Partial<ParserLimits> = {}) {
     this.limits = { ...DEFAULT_PARSER_LIMITS, ...limits };
+  }
+
+  /** `request` or `response`, for error messages. */
+  protected abstract readonly kind: string;
+  /** What the first line is called (`request line`, `status line`), for error messages. */
+  protected abstract readonly firstLine: string;
+  /** Parse the start line (throws HttpParseError); `finishHead` gets the result. */
+  protected abstract startLine(line: string): void;
+  protected abstract finishHead(fields: HeaderField[], headBytes: number): Head;
+  /** Whether the start line just read opens a message (false: skip it, e.g. an interim 1xx response). */
+  protected keepHead(_head: Head): boolean {
+    return true;
   }
 
   feed(chunk: Buffer): void {
@@ -129,12 +149,17 @@ export class Http1RequestParser {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
   }
 
+  /** The peer closed the connection: a body delimited by the close ends; anything else in progress is cut off. */
+  feedEnd(): void {
+    this.eof = true;
+  }
+
   /** True once an error was returned; the parser accepts nothing more. */
   get failed(): boolean {
     return this.state === 'failed';
   }
 
-  /** True while part of a request has arrived but not all of it (a close now truncates it). */
+  /** True while part of a message has arrived but not all of it (a close now truncates it). */
   get midMessage(): boolean {
     return this.state !== 'start' && this.state !== 'failed' ? true : this.state === 'start' && this.buf.length > 0;
   }
@@ -151,8 +176,8 @@ export class Http1RequestParser {
     return rest;
   }
 
-  /** The next event, or null when more bytes are needed. After `end` the next call starts the next request. */
-  next(): ParseEvent | null {
+  /** The next event, or null when more bytes are needed. After `end` the next call starts the next message. */
+  next(): ParseEvent<Head> | null {
     try {
       return this.step();
     } catch (err) {
@@ -165,20 +190,20 @@ export class Http1RequestParser {
     }
   }
 
-  private step(): ParseEvent | null {
+  private step(): ParseEvent<Head> | null {
     for (;;) {
       switch (this.state) {
         case 'failed':
           return null;
         case 'start': {
-          const line = this.takeLine(this.limits.maxRequestLine, 414, 'request line too long');
-          if (line === null) return null;
+          const line = this.takeLine(this.limits.maxRequestLine, 414, `${this.firstLine} too long`);
+          if (line === null) return this.cutOff(false);
           if (line.length === 0) {
-            if (++this.emptyLines > MAX_LEADING_EMPTY_LINES) throw new HttpParseError(400, 'too many empty lines before the request line');
+            if (++this.emptyLines > MAX_LEADING_EMPTY_LINES) throw new HttpParseError(400, `too many empty lines before the ${this.firstLine}`);
             continue;
           }
           this.emptyLines = 0;
-          this.requestLine = parseRequestLine(line);
+          this.startLine(line);
           this.fields = [];
           this.headBytes = line.length + 2;
           this.state = 'headers';
@@ -186,21 +211,27 @@ export class Http1RequestParser {
         }
         case 'headers': {
           const room = this.limits.maxHeadBytes - this.headBytes;
-          const line = this.takeLine(room, 431, 'request header section too large');
-          if (line === null) return null;
+          const line = this.takeLine(room, 431, `${this.kind} header section too large`);
+          if (line === null) return this.cutOff(true);
           this.headBytes += line.length + 2;
           if (line.length > 0) {
             if (this.fields.length >= this.limits.maxHeaders) throw new HttpParseError(431, 'too many header fields');
             this.fields.push(parseFieldLine(line, 'header'));
             continue;
           }
-          const head = finishHead(this.requestLine!, this.fields, this.headBytes);
+          const head = this.finishHead(this.fields, this.headBytes);
+          if (!this.keepHead(head)) {
+            this.state = 'start';
+            continue;
+          }
           this.head = head;
           if (head.framing.kind === 'length') {
             this.remaining = head.framing.length;
             this.state = 'body-length';
           } else if (head.framing.kind === 'chunked') {
             this.state = 'chunk-size';
+          } else if (head.framing.kind === 'close') {
+            this.state = 'body-close';
           } else {
             this.state = 'body-length';
             this.remaining = 0;
@@ -209,12 +240,16 @@ export class Http1RequestParser {
         }
         case 'body-length': {
           if (this.remaining === 0) return this.endMessage([]);
-          if (this.buf.length === 0) return null;
+          if (this.buf.length === 0) return this.cutOff(true);
           return { type: 'body', data: this.takeBytes(this.remaining) };
+        }
+        case 'body-close': {
+          if (this.buf.length > 0) return { type: 'body', data: this.takeBytes(this.buf.length) };
+          return this.eof ? this.endMessage([]) : null;
         }
         case 'chunk-size': {
           const line = this.takeLine(this.limits.maxChunkLine, 400, 'chunk size line too long');
-          if (line === null) return null;
+          if (line === null) return this.cutOff(true);
           const size = parseChunkSizeLine(line);
           if (size === 0) {
             this.trailerBytes = 0;
@@ -227,7 +262,7 @@ export class Http1RequestParser {
           continue;
         }
         case 'chunk-data': {
-          if (this.buf.length === 0) return null;
+          if (this.buf.length === 0) return this.cutOff(true);
           const data = this.takeBytes(this.remaining);
           if (this.remaining === 0) this.state = 'chunk-data-end';
           return { type: 'body', data };
@@ -235,7 +270,7 @@ export class Http1RequestParser {
         case 'chunk-data-end': {
           if (this.buf.length < 2) {
             if (this.buf.length === 1 && this.buf[0] !== CR) throw new HttpParseError(400, 'chunk data not followed by CRLF');
-            return null;
+            return this.cutOff(true);
           }
           if (this.buf[0] !== CR || this.buf[1] !== LF) throw new HttpParseError(400, 'chunk data not followed by CRLF');
           this.buf = this.buf.subarray(2);
@@ -245,7 +280,7 @@ export class Http1RequestParser {
         case 'trailers': {
           const room = this.limits.maxTrailerBytes - this.trailerBytes;
           const line = this.takeLine(room, 431, 'trailer section too large');
-          if (line === null) return null;
+          if (line === null) return this.cutOff(true);
           this.trailerBytes += line.length + 2;
           if (line.length > 0) {
             if (this.fields.length >= this.limits.maxHeaders) throw new HttpParseError(431, 'too many trailer fields');
@@ -258,10 +293,15 @@ export class Http1RequestParser {
     }
   }
 
-  private endMessage(trailers: HeaderField[]): ParseEvent {
+  /** More bytes are needed: wait for them, unless the peer has closed (then the message is cut off). */
+  private cutOff(inMessage: boolean): null {
+    if (this.eof && (inMessage || this.buf.length > 0)) throw new HttpParseError(400, `connection closed in the middle of the ${this.kind}`);
+    return null;
+  }
+
+  private endMessage(trailers: HeaderField[]): ParseEvent<Head> {
     const trailerBytes = this.head?.framing.kind === 'chunked' ? this.trailerBytes : 0;
     this.state = 'start';
-    this.requestLine = null;
     this.fields = [];
     this.head = null;
     return { type: 'end', trailers, trailerBytes };
@@ -296,6 +336,82 @@ export class Http1RequestParser {
     const line = this.buf.toString('latin1', 0, lf - 1);
     this.buf = this.buf.subarray(lf + 1);
     return line;
+  }
+}
+
+/** The request parser (the agent's side): see the module comment for what it refuses. */
+export class Http1RequestParser extends MessageParser<RequestHead> {
+  protected readonly kind = 'request';
+  protected readonly firstLine = 'request line';
+  private requestLine: { method: string; target: string; version: '1.0' | '1.1' } | null = null;
+
+  protected startLine(line: string): void {
+    this.requestLine = parseRequestLine(line);
+  }
+
+  protected finishHead(fields: HeaderField[], headBytes: number): RequestHead {
+    return finishHead(this.requestLine!, fields, headBytes);
+  }
+}
+
+export interface ResponseHead {
+  version: '1.0' | '1.1';
+  status: number;
+  reason: string;
+  headers: HeaderField[];
+  /** `close`: the body runs until the upstream closes the connection. */
+  framing: BodyFraming;
+  /** Whether the connection may carry another request after this response. */
+  keepAlive: boolean;
+  /** Size of the status line and header section on the wire. */
+  headBytes: number;
+}
+
+/**
+ * The response parser (the upstream's side of a connection the gateway
+ * opened). Framing is read the same strict way as requests — a response
+ * whose framing could be read two ways would desynchronise a pooled
+ * connection — plus what only responses have: no body after HEAD or for
+ * 1xx/204/304, and a body delimited by the close when neither length nor
+ * chunked is given. Interim 1xx responses (100, 102, 103) are skipped;
+ * 101 is a head only when the request asked for an upgrade.
+ */
+export class Http1ResponseParser extends MessageParser<ResponseHead> {
+  protected readonly kind = 'response';
+  protected readonly firstLine = 'status line';
+  private statusLine: { version: '1.0' | '1.1'; status: number; reason: string } | null = null;
+  private method = 'GET';
+  private upgrade = false;
+
+  /** Before each request: what the next response answers. */
+  expect(method: string, opts: { upgrade?: boolean } = {}): void {
+    this.method = method;
+    this.upgrade = opts.upgrade ?? false;
+  }
+
+  protected startLine(line: string): void {
+    const m = /^HTTP\/1\.([01]) ([1-9][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?$/.exec(line);
+    if (!m) throw new HttpParseError(502, `malformed status line ${JSON.stringify(line.slice(0, 64))}`);
+    this.statusLine = { version: m[1] === '1' ? '1.1' : '1.0', status: Number(m[2]), reason: m[3] ?? '' };
+  }
+
+  protected override keepHead(head: ResponseHead): boolean {
+    return head.status >= 200 || (head.status === 101 && this.upgrade);
+  }
+
+  protected finishHead(headers: HeaderField[], headBytes: number): ResponseHead {
+    const { version, status, reason } = this.statusLine!;
+    const byName = (n: string) => headers.filter((h) => h.name.toLowerCase() === n);
+    if (status === 101 && !this.upgrade) throw new HttpParseError(502, '101 Switching Protocols to a request that asked for no upgrade');
+    const connection = tokenList(byName('connection').map((h) => h.value));
+    const keepAlive = version === '1.1' && !connection.includes('close');
+    const head = { version, status, reason, headers, headBytes };
+    if (status < 200 || status === 204 || status === 304 || this.method === 'HEAD') {
+      // No body, whatever the fields say (RFC 9112 §6.3 rules 1–2).
+      return { ...head, framing: { kind: 'none' }, keepAlive: keepAlive && status !== 101 };
+    }
+    const framing = bodyFraming(byName('transfer-encoding'), byName('content-length'), 502) ?? ({ kind: 'close' } as const);
+    return { ...head, framing, keepAlive: keepAlive && framing.kind !== 'close' };
   }
 }
 
@@ -381,27 +497,8 @@ function finishHead(
     throw new HttpParseError(400, 'more than one Host header');
   }
 
-  let framing: BodyFraming = { kind: 'none' };
-  if (te.length > 0 && cl.length > 0) {
-    throw new HttpParseError(400, 'both Content-Length and Transfer-Encoding (ambiguous framing)');
-  }
-  if (te.length > 0) {
-    if (line.version === '1.0') throw new HttpParseError(400, 'Transfer-Encoding on an HTTP/1.0 request');
-    if (te.length > 1) throw new HttpParseError(400, 'more than one Transfer-Encoding field');
-    const raw = te[0]!.value;
-    // Accept exactly one `chunked`: lists, empty elements, parameters or tabs are
-    // read differently by different servers, and we re-frame the body anyway.
-    if (raw.toLowerCase() !== 'chunked') {
-      throw new HttpParseError(400, `unsupported or malformed Transfer-Encoding ${JSON.stringify(raw)}`);
-    }
-    framing = { kind: 'chunked' };
-  } else if (cl.length > 0) {
-    if (cl.length > 1) throw new HttpParseError(400, 'more than one Content-Length field');
-    const raw = cl[0]!.value;
-    if (!/^[0-9]{1,15}$/.test(raw)) throw new HttpParseError(400, `invalid Content-Length ${JSON.stringify(raw)}`);
-    const length = Number(raw);
-    framing = length === 0 ? { kind: 'none' } : { kind: 'length', length };
-  }
+  if (te.length > 0 && line.version === '1.0') throw new HttpParseError(400, 'Transfer-Encoding on an HTTP/1.0 request');
+  const framing: BodyFraming = bodyFraming(te, cl, 400) ?? { kind: 'none' };
 
   if (line.method === 'CONNECT' && framing.kind !== 'none') {
     throw new HttpParseError(400, 'CONNECT request with content');
@@ -438,6 +535,34 @@ function finishHead(
     upgrade,
     headBytes,
   };
+}
+
+/**
+ * The body framing named by Transfer-Encoding / Content-Length, read one way
+ * only (null when neither is present); `status` is what a violation answers.
+ */
+function bodyFraming(te: HeaderField[], cl: HeaderField[], status: number): BodyFraming | null {
+  if (te.length > 0 && cl.length > 0) {
+    throw new HttpParseError(status, 'both Content-Length and Transfer-Encoding (ambiguous framing)');
+  }
+  if (te.length > 0) {
+    if (te.length > 1) throw new HttpParseError(status, 'more than one Transfer-Encoding field');
+    const raw = te[0]!.value;
+    // Accept exactly one `chunked`: lists, empty elements, parameters or tabs are
+    // read differently by different servers, and we re-frame the body anyway.
+    if (raw.toLowerCase() !== 'chunked') {
+      throw new HttpParseError(status, `unsupported or malformed Transfer-Encoding ${JSON.stringify(raw)}`);
+    }
+    return { kind: 'chunked' };
+  }
+  if (cl.length > 0) {
+    if (cl.length > 1) throw new HttpParseError(status, 'more than one Content-Length field');
+    const raw = cl[0]!.value;
+    if (!/^[0-9]{1,15}$/.test(raw)) throw new HttpParseError(status, `invalid Content-Length ${JSON.stringify(raw)}`);
+    const length = Number(raw);
+    return length === 0 ? { kind: 'none' } : { kind: 'length', length };
+  }
+  return null;
 }
 
 /**

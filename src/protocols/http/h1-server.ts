@@ -167,6 +167,7 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
     // ── one exchange ──
     let continued = false;
     let trailersSeen = false;
+    let trailers: HeaderField[] = [];
     const body: AsyncIterator<Buffer> = {
       next: async () => {
         if (trailersSeen) return { done: true, value: undefined };
@@ -179,6 +180,7 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
         if (e.type === 'body') return { done: false, value: e.data };
         if (e.type === 'end') {
           trailersSeen = true;
+          trailers = e.trailers;
           return { done: true, value: undefined };
         }
         if (e.type === 'error') throw new HttpParseError(e.status, e.reason);
@@ -205,6 +207,7 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
       contentLength: head.framing.kind === 'length' ? head.framing.length : hasBody ? null : 0,
       hasBody,
       body,
+      trailers: () => trailers,
       headBytes: head.headBytes,
       upgrade: head.upgrade,
       acceptsTrailers: /(?:^|,)\s*trailers\s*(?:,|$)/i.test(head.headers.filter((h) => h.name.toLowerCase() === 'te').map((h) => h.value).join(',')),

@@ -66,6 +66,11 @@ async function handleStream(
   const abort = new AbortController();
   stream.once('close', () => abort.abort());
   const headBytes = rawHeaders.reduce((n, s) => n + s.length + 1, 0);
+  let trailers: HeaderField[] = [];
+  stream.once('trailers', (_t: http2.IncomingHttpHeaders, _flags: number, raw: string[]) => {
+    trailers = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) if (!raw[i]!.startsWith(':')) trailers.push({ name: raw[i]!, value: raw[i + 1]! });
+  });
   const req: IncomingRequest = {
     protocol: 'h2',
     method,
@@ -75,6 +80,7 @@ async function handleStream(
     contentLength: hasBody ? contentLength : 0,
     hasBody,
     body: stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>,
+    trailers: () => trailers,
     headBytes,
     upgrade: null,
     acceptsTrailers: true,

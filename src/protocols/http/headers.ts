@@ -2,6 +2,8 @@
  * Header hygiene between the agent and the upstream, in both directions.
  * Fields are `[name, value]` pairs so repeated fields and their order survive.
  */
+import type { PolicyModel } from '../../policy/types.js';
+import { SENSITIVE_HEADERS, credentialHeaders } from '../../audit/redact.js';
 import type { Scrubber } from '../../vault/scrub.js';
 import type { HeaderField } from './h1-parser.js';
 
@@ -122,6 +124,55 @@ export function sanitiseTrailers(fields: Iterable<[string, string]>, scrubber: S
     const key = name.toLowerCase();
     if (HOP_BY_HOP.has(key) || CREDENTIAL_BEARING.has(key) || key === 'content-length' || key === 'host' || key.startsWith(':')) continue;
     out.push([name, scrubber.scrubText(value)]);
+  }
+  return out;
+}
+
+/** Lower-case names of the request fields that carry credentials: the usual ones (as the audit log masks them) and every `header_token` header. */
+export function credentialHeaderNames(model: Pick<PolicyModel, 'credentials'>): Set<string> {
+  return new Set([...SENSITIVE_HEADERS, ...credentialHeaders(model)]);
+}
+
+/**
+ * Fields that must not arrive as request trailers (RFC 9110 §6.5.1): they
+ * frame or route the message, control how it is handled, or describe its
+ * content — a recipient that merged one into the header section would act on
+ * a field no rule saw. Credential fields join them: the gateway injects those.
+ */
+const NOT_AS_TRAILERS = new Set([
+  ...HOP_BY_HOP,
+  'content-length',
+  'host',
+  'content-type',
+  'content-encoding',
+  'content-range',
+  'content-location',
+  'expect',
+  'max-forwards',
+  'cache-control',
+  'pragma',
+  'range',
+  'if-match',
+  'if-none-match',
+  'if-modified-since',
+  'if-unmodified-since',
+  'if-range',
+]);
+
+/**
+ * The agent's request trailers as they go upstream. They arrive after the
+ * decision, so no rule could check them; the ones that could change what the
+ * rules decided on (framing, routing, conditionals, content description,
+ * credentials) refuse the request instead — never dropped silently.
+ */
+export function forwardableRequestTrailers(fields: readonly HeaderField[], credentials: ReadonlySet<string>): FieldList {
+  const out: FieldList = [];
+  for (const { name, value } of fields) {
+    const key = name.toLowerCase();
+    if (NOT_AS_TRAILERS.has(key) || credentials.has(key) || key.startsWith(':')) {
+      throw new Error(`request trailer ${JSON.stringify(name)} is not accepted: it arrives after the policy decided, and it could change how the request is handled`);
+    }
+    out.push([name, value]);
   }
   return out;
 }

@@ -81,6 +81,8 @@ export interface IncomingRequest {
   /** False when the request certainly carries no body. */
   hasBody: boolean;
   body: AsyncIterator<Buffer>;
+  /** Trailer fields that followed the body (valid once `body` is done; empty when there were none). */
+  trailers(): HeaderField[];
   /** Bytes of the request head on the wire. */
   headBytes: number;
   /** `websocket` for an HTTP/1.1 upgrade request, else null. */

@@ -1,6 +1,6 @@
 /**
  * Connections from the gateway to upstream servers: keep-alive pools for
- * HTTP/1.1 (node:http / node:https agents) and HTTP/2 sessions (node:http2),
+ * HTTP/1.1 (the gateway's own client, h1-client.ts) and HTTP/2 sessions (node:http2),
  * TLS verified against the system roots plus the endpoint's `ca_cert`, and an
  * mTLS client certificate when the resolved credential is an `mtls_credential`.
  *
@@ -8,12 +8,11 @@
  * one client certificate, or trusting one endpoint CA, is never reused for a
  * request that needs another.
  */
-import http from 'node:http';
-import https from 'node:https';
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { isIP, type LookupFunction } from 'node:net';
+import { H1Pool, type H1Request, type H1Response } from './h1-client.js';
 
 export interface UpstreamTls {
   /** Pool key: equal keys share connections. */
@@ -74,8 +73,7 @@ export interface ClientCertificate {
 }
 
 export class UpstreamPool {
-  private readonly plainAgent: http.Agent;
-  private readonly tlsAgents = new Map<string, https.Agent>();
+  private readonly h1Pool: H1Pool;
   private readonly tlsContexts = new Map<string, Map<string, UpstreamTls>>();
   private tlsSerial = 0;
   private readonly h2Live = new Map<string, http2.ClientHttp2Session>();
@@ -87,7 +85,7 @@ export class UpstreamPool {
 
   constructor(private readonly opts: UpstreamPoolOptions = {}) {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
-    this.plainAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' });
+    this.h1Pool = new H1Pool({ lookup: opts.lookup, connectTimeoutMs: this.connectTimeoutMs });
   }
 
   /**
@@ -115,29 +113,9 @@ export class UpstreamPool {
     return entry;
   }
 
-  /** An HTTP/1.1 request on a pooled connection. The caller sets every header, Host included. */
-  h1Request(target: UpstreamTarget, opts: { method: string; path: string; headers: http.OutgoingHttpHeaders; pooled?: boolean }): http.ClientRequest {
-    const base: https.RequestOptions = {
-      host: target.host,
-      port: target.port,
-      method: opts.method,
-      path: opts.path,
-      headers: opts.headers,
-      setHost: false,
-    };
-    if (this.opts.lookup) base.lookup = this.opts.lookup;
-    let req: http.ClientRequest;
-    if (target.tls) {
-      const agent = opts.pooled === false ? false : this.agentFor(target.tls);
-      // One agent per TLS configuration: its sockets were all made with this context.
-      const options = { ...base, agent, secureContext: target.tls.context } as https.RequestOptions;
-      if (isIP(target.host) === 0) options.servername = target.host;
-      req = https.request(options);
-    } else {
-      req = http.request({ ...base, agent: opts.pooled === false ? false : this.plainAgent });
-    }
-    this.connectDeadline(req);
-    return req;
+  /** An HTTP/1.1 exchange on a pooled connection (a fresh one for an upgrade). The caller sets every header, Host included. */
+  h1(target: UpstreamTarget, req: H1Request): Promise<H1Response> {
+    return this.h1Pool.request(target, req);
   }
 
   /**
@@ -160,31 +138,10 @@ export class UpstreamPool {
 
   close(): void {
     this.closed = true;
-    this.plainAgent.destroy();
-    for (const a of this.tlsAgents.values()) a.destroy();
-    this.tlsAgents.clear();
+    this.h1Pool.close();
     for (const s of this.h2Live.values()) s.destroy();
     this.h2Live.clear();
     for (const p of this.h2Pending.values()) p.then((s) => s?.destroy(), () => undefined);
-  }
-
-  private agentFor(t: UpstreamTls): https.Agent {
-    let agent = this.tlsAgents.get(t.key);
-    if (!agent) {
-      agent = new https.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo', secureContext: t.context });
-      this.tlsAgents.set(t.key, agent);
-    }
-    return agent;
-  }
-
-  private connectDeadline(req: http.ClientRequest): void {
-    req.once('socket', (socket) => {
-      if (!socket.connecting) return;
-      const timer = setTimeout(() => req.destroy(new Error(`connection to upstream timed out after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
-      const clear = () => clearTimeout(timer);
-      socket.once(socket instanceof tls.TLSSocket ? 'secureConnect' : 'connect', clear);
-      socket.once('close', clear);
-    });
   }
 
   private async connectH2(target: UpstreamTarget, key: string): Promise<http2.ClientHttp2Session | null> {

@@ -18,6 +18,10 @@ export interface SeenRequest {
   rawHeaders: string[];
   body: Buffer;
   httpVersion: string;
+  /** Request trailers as received (name lower-cased by Node). */
+  trailers?: Record<string, string | string[] | undefined>;
+  /** False when the request ended without its end (an aborted HTTP/2 stream still ends the compat request). */
+  complete?: boolean;
 }
 
 export interface Upstream {
@@ -108,7 +112,7 @@ function makeHandler(seen: SeenRequest[], up: { sse: Promise<void> }) {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
-      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body, httpVersion: req.httpVersion });
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body, httpVersion: req.httpVersion, trailers: { ...req.trailers }, complete: req.complete && !req.aborted });
       const path = (req.url ?? '/').split('?')[0]!;
       const route = routes[path];
       if (route) route(req, res, body, up);
