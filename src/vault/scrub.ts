@@ -299,7 +299,8 @@ export class Scrubber {
   }
 
   scrubText(text: string): string {
-    if (!this.ac || text.length === 0) return text;
+    // A UTF-16 unit is at most 3 UTF-8 bytes: text this short cannot hold the shortest form.
+    if (!this.ac || text.length * 3 < this.skip!.window) return text;
     const bytes = Buffer.from(text, 'utf8');
     const out = this.scrubBuffer(bytes);
     return out === bytes ? text : out.toString('utf8');

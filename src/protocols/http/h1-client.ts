@@ -21,7 +21,7 @@
 import net, { isIP, type LookupFunction } from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { Http1ResponseParser, isToken, type ResponseHead } from './h1-parser.js';
+import { Http1ResponseParser, isFieldValue, isToken, type ResponseHead } from './h1-parser.js';
 import type { FieldList } from './headers.js';
 
 /** A response body as it arrives: each read returns everything received since the last one. */
@@ -100,7 +100,6 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const LENGTH_EXPECTED = new Set(['POST', 'PUT', 'PATCH']);
 /** Request-target characters: visible ASCII and obs-text; no space, no controls. */
 const PATH = /^[\x21-\x7e\x80-\xff]+$/;
-const UNSAFE_VALUE = /[\r\n\0]/;
 
 export interface H1PoolOptions {
   lookup?: LookupFunction | undefined;
@@ -268,7 +267,7 @@ class H1Connection {
     this.parser.expect(req.method, { upgrade: req.upgrade === true });
     const promise = ex.response();
     this.socket.cork();
-    this.socket.write(head);
+    this.socket.write(head, 'latin1');
     if (req.body === null) {
       this.socket.uncork();
       ex.requestSent = true;
@@ -557,7 +556,8 @@ function requestHead(req: H1Request): string {
   for (const [name, value] of Object.entries(req.headers)) {
     if (!isToken(name)) throw new InvalidRequestError(`invalid header name ${JSON.stringify(name.slice(0, 64))}`);
     for (const v of Array.isArray(value) ? value : [value]) {
-      if (UNSAFE_VALUE.test(v)) throw new InvalidRequestError(`invalid character in header ${name}`);
+      // Values go out as latin1, byte for byte as received; CR, LF, NUL and characters past U+00FF cannot.
+      if (!isFieldValue(v)) throw new InvalidRequestError(`invalid character in header ${name}`);
       out += `${name}: ${v}${CRLF}`;
     }
   }
@@ -574,7 +574,7 @@ function requestHead(req: H1Request): string {
 function fieldLines(fields: FieldList): string {
   let out = '';
   for (const [name, value] of fields) {
-    if (!isToken(name) || UNSAFE_VALUE.test(value)) throw new InvalidRequestError(`invalid trailer field ${JSON.stringify(name.slice(0, 64))}`);
+    if (!isToken(name) || !isFieldValue(value)) throw new InvalidRequestError(`invalid trailer field ${JSON.stringify(name.slice(0, 64))}`);
     out += `${name}: ${value}${CRLF}`;
   }
   return out;

@@ -401,7 +401,7 @@ export class Http1ResponseParser extends MessageParser<ResponseHead> {
 
   protected finishHead(headers: HeaderField[], headBytes: number): ResponseHead {
     const { version, status, reason } = this.statusLine!;
-    const byName = (n: string) => headers.filter((h) => h.name.toLowerCase() === n);
+    const byName = fieldsByName(headers);
     if (status === 101 && !this.upgrade) throw new HttpParseError(502, '101 Switching Protocols to a request that asked for no upgrade');
     const connection = tokenList(byName('connection').map((h) => h.value));
     const keepAlive = version === '1.1' && !connection.includes('close');
@@ -426,6 +426,11 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 export function isToken(s: string): boolean {
   return TCHAR.test(s);
+}
+
+/** A field value HTTP/1.1 can carry as is: visible latin1, SP and HTAB; no CR, LF, NUL or other controls. */
+export function isFieldValue(s: string): boolean {
+  return FIELD_VALUE.test(s);
 }
 
 function parseRequestLine(line: string): { method: string; target: string; version: '1.0' | '1.1' } {
@@ -468,6 +473,22 @@ function trimOws(s: string): string {
   return s.slice(a, b);
 }
 
+/** The fields that shape a message, grouped by lower-case name in one pass (heads are parsed for every request). */
+const SHAPING_FIELDS = new Set(['transfer-encoding', 'content-length', 'host', 'connection', 'expect', 'upgrade']);
+const NONE: readonly HeaderField[] = [];
+
+function fieldsByName(headers: readonly HeaderField[]): (name: string) => readonly HeaderField[] {
+  const groups = new Map<string, HeaderField[]>();
+  for (const h of headers) {
+    const key = h.name.length <= 17 ? h.name.toLowerCase() : '';
+    if (!SHAPING_FIELDS.has(key)) continue;
+    const list = groups.get(key);
+    if (list) list.push(h);
+    else groups.set(key, [h]);
+  }
+  return (name) => groups.get(name) ?? NONE;
+}
+
 /** Lower-case tokens of a comma-separated list field (Connection, Upgrade). */
 function tokenList(values: string[]): string[] {
   const out: string[] = [];
@@ -485,7 +506,7 @@ function finishHead(
   headers: HeaderField[],
   headBytes: number,
 ): RequestHead {
-  const byName = (n: string) => headers.filter((h) => h.name.toLowerCase() === n);
+  const byName = fieldsByName(headers);
   const te = byName('transfer-encoding');
   const cl = byName('content-length');
 
@@ -541,7 +562,7 @@ function finishHead(
  * The body framing named by Transfer-Encoding / Content-Length, read one way
  * only (null when neither is present); `status` is what a violation answers.
  */
-function bodyFraming(te: HeaderField[], cl: HeaderField[], status: number): BodyFraming | null {
+function bodyFraming(te: readonly HeaderField[], cl: readonly HeaderField[], status: number): BodyFraming | null {
   if (te.length > 0 && cl.length > 0) {
     throw new HttpParseError(status, 'both Content-Length and Transfer-Encoding (ambiguous framing)');
   }

@@ -7,7 +7,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { Http1RequestParser, HttpParseError, type ParseEvent, type RequestHead, type HeaderField } from './h1-parser.js';
+import { Http1RequestParser, HttpParseError, isFieldValue, isToken, type ParseEvent, type RequestHead, type HeaderField } from './h1-parser.js';
 import { exchange } from './exchange.js';
 import { recordRefusal } from './refusals.js';
 import type { FieldList } from './headers.js';
@@ -258,6 +258,17 @@ function lingeringClose(socket: Duplex): void {
 const CRLF = '\r\n';
 
 /**
+ * Field lines for a response head or trailer section. Names and values come
+ * from our parsers or from us; one that HTTP/1.1 cannot carry byte for byte
+ * (CR, LF, NUL, characters past U+00FF) is left out rather than split the head.
+ */
+function fieldLines(fields: FieldList): string {
+  let out = '';
+  for (const [name, value] of fields) if (isToken(name) && isFieldValue(value)) out += `${name}: ${value}${CRLF}`;
+  return out;
+}
+
+/**
  * Bytes a response may queue on the socket within one turn of the event
  * loop before it waits for the agent to take them. Well above one TLS
  * record (16 KiB), so that the records an upstream delivers one callback at
@@ -292,11 +303,7 @@ class H1Sink implements ResponseSink {
   head(status: number, fields: FieldList, length: BodyLength): void {
     this.started = true;
     let out = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
-    for (const [name, value] of fields) {
-      // Values come from Node's own parsers or from us; refuse anything that could split the head.
-      if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) continue;
-      out += `${name}: ${value}${CRLF}`;
-    }
+    out += fieldLines(fields);
     if (typeof length === 'number') {
       out += `content-length: ${length}${CRLF}`;
     } else if (length === null) {
@@ -310,9 +317,10 @@ class H1Sink implements ResponseSink {
     if (this.mustClose || !this.request.keepAlive) out += `connection: close${CRLF}`;
     else if (this.request.version === '1.0') out += `connection: keep-alive${CRLF}`;
     out += CRLF;
-    this.bytesOut += Buffer.byteLength(out);
+    this.bytesOut += out.length;
     this.hold();
-    this.socket.write(out);
+    // Field values are latin1 strings (bytes as received); write them back byte for byte.
+    this.socket.write(out, 'latin1');
   }
 
   write(chunk: Buffer): Promise<void> {
@@ -349,15 +357,10 @@ class H1Sink implements ResponseSink {
     if (this.ended) return;
     this.ended = true;
     if (this.chunked) {
-      let out = `0${CRLF}`;
-      for (const [name, value] of trailers) {
-        if (/[\r\n\0]/.test(name) || /[\r\n\0]/.test(value)) continue;
-        out += `${name}: ${value}${CRLF}`;
-      }
-      out += CRLF;
+      const out = `0${CRLF}${fieldLines(trailers)}${CRLF}`;
       this.bytesOut += out.length;
       this.hold();
-      this.socket.write(out);
+      this.socket.write(out, 'latin1');
     }
     this.flush();
   }
@@ -393,10 +396,9 @@ class H1Sink implements ResponseSink {
   takeOver = (status: number, fields: FieldList): { socket: Duplex; head: Buffer } => {
     this.started = true;
     let out = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}${CRLF}`;
-    for (const [name, value] of fields) if (!/[\r\n\0]/.test(name + value)) out += `${name}: ${value}${CRLF}`;
-    out += CRLF;
-    this.bytesOut += Buffer.byteLength(out);
-    this.socket.write(out);
+    out += fieldLines(fields) + CRLF;
+    this.bytesOut += out.length;
+    this.socket.write(out, 'latin1');
     return { socket: this.socket, head: this.releaseSocket() };
   };
 }
