@@ -135,9 +135,31 @@ export class Dispatcher {
       return;
     }
     this.track(record.id, socket);
+    const conn = { socket, record, peer, local, port, started };
+    const inRange = this.opts.vips.inRange(local);
     const vip = this.opts.vips.byAddress(local);
-    const vipInfo = { inRange: this.opts.vips.inRange(local), ...(vip ? { name: vip.name } : {}) };
+    if (vip || !inRange) {
+      this.classify(conn, { inRange, ...(vip ? { name: vip.name } : {}) });
+      return;
+    }
+    // A VIP this gateway has not seen: another gateway on the store may have handed it out.
+    this.opts.vips.resolve(local).then(
+      (found) => {
+        if (!socket.destroyed) this.classify(conn, { inRange, ...(found ? { name: found.name } : {}) });
+      },
+      (err: unknown) => {
+        this.log(`net: looking up virtual IP ${local} failed: ${err instanceof Error ? err.message : String(err)}`);
+        socket.resetAndDestroy();
+      },
+    );
+  }
 
+  /** Peek at the first bytes until `routeConnection` can decide, then apply the decision. */
+  private classify(
+    conn: { socket: Socket; record: PeerRecord; peer: Peer; local: string; port: number; started: number },
+    vipInfo: { inRange: boolean; name?: string },
+  ): void {
+    const { socket, record, peer, local, port, started } = conn;
     let buffered = Buffer.alloc(0);
     let decided = false;
     const decide = (final: boolean) => {

@@ -167,9 +167,11 @@ async function refusePlainHttp(deps: EnrolRouteDeps, path: string, ctx: { body: 
 }
 
 export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
-  const selfPeer = (req: IncomingMessage): PeerRecord => {
+  // Lookups that miss ask the store once more: the device may have been enrolled (or its token
+  // issued) through another gateway sharing the store, moments ago.
+  const selfPeer = async (req: IncomingMessage): Promise<PeerRecord> => {
     const token = bearer(req);
-    const peer = token ? deps.peers.byTokenHash(sha256Hex(token)) : undefined;
+    const peer = token ? await deps.peers.find((r) => r.byTokenHash(sha256Hex(token))) : undefined;
     if (!peer) throw new HttpError(401, 'unknown device token: this device is not enrolled (revoked, or it left)');
     return peer;
   };
@@ -235,7 +237,8 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
         if (polled.status === 'expired') return [410, { status: 'expired', error: 'the enrolment expired before it was approved' }];
         if (polled.status === 'denied') return [403, { status: 'denied', error: 'the enrolment was denied' }];
         if (!('record' in polled)) return [404, { status: 'unknown', error: 'unknown device code' }];
-        const peer = deps.peers.byId(polled.record.deviceId ?? '');
+        const deviceId = polled.record.deviceId ?? '';
+        const peer = await deps.peers.find((r) => r.byId(deviceId));
         if (!peer) return [410, { status: 'expired', error: 'the approved device was revoked before it finished joining' }];
         const device = newDeviceToken();
         const updated = await deps.peers.update(peer.id, { tokenHash: device.hash });
@@ -248,7 +251,7 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
       admin: false,
       secret: true,
       run: async (req) => {
-        const peer = selfPeer(req);
+        const peer = await selfPeer(req);
         const status: DeviceStatus = {
           device: await deps.deviceInfo(peer),
           caFingerprint: deps.ca.fingerprintSha256,
@@ -263,7 +266,7 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
       admin: false,
       secret: true,
       run: async (req) => {
-        const peer = selfPeer(req);
+        const peer = await selfPeer(req);
         const r = await deps.removePeer(peer.id, 'left');
         return [200, { left: r.revoked, id: peer.id }];
       },
@@ -330,7 +333,7 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
       admin: true,
       run: async (_req, m) => {
         const id = m[1]!;
-        if (!deps.peers.byId(id)) throw new HttpError(404, `no device ${id}`);
+        if (!(await deps.peers.find((r) => r.byId(id)))) throw new HttpError(404, `no device ${id}`);
         return [200, await deps.removePeer(id, 'revoked')];
       },
     },

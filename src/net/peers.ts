@@ -5,12 +5,35 @@
  * the same offset. Records live in the state store so a restarted gateway
  * gets every peer back; lookups by tunnel address are in memory because
  * every accepted connection needs one.
+ *
+ * Several gateways may share one store. Two of them enrolling at the same
+ * moment must never hand out one tunnel address (or one public key) twice —
+ * the address is the device's identity on the tunnel — so both are claimed
+ * atomically in the store (`putIfAbsent`) before a record is written. What
+ * another gateway enrolled or revoked reaches this one through `sync()`,
+ * which the transport runs every few seconds and whenever a lookup misses.
  */
 import { randomBytes } from 'node:crypto';
 import type { KvStore } from '../store/types.js';
 import { addressAt, canonicalIp, cidrSize, type Cidr } from './ip.js';
 
 export const PEER_NAMESPACE = 'wireguard.peers';
+/** `addr:<offset>` and `key:<public key>` → the device holding them, shared by every gateway on the store. */
+export const CLAIM_NAMESPACE = 'wireguard.claims';
+/** A claim without a device record this old was left by an enrolment that never finished (a gateway died mid-way). */
+const ABANDONED_CLAIM_MS = 10 * 60_000;
+
+interface Claim {
+  id: string;
+  at: string;
+}
+
+/** What `sync()` found changed in the store since this gateway last looked. */
+export interface PeerChanges {
+  added: PeerRecord[];
+  removed: PeerRecord[];
+  updated: PeerRecord[];
+}
 
 export interface PeerRecord {
   /** `dev_` + 10 hex characters. */
@@ -41,6 +64,7 @@ export interface PeerRegistryOptions {
   kv: KvStore;
   subnet4: Cidr;
   subnet6: Cidr | null;
+  log?: (line: string) => void;
 }
 
 export class PeerRegistry {
@@ -48,6 +72,9 @@ export class PeerRegistry {
   private readonly byAddr = new Map<string, PeerRecord>();
   private queue: Promise<unknown> = Promise.resolve();
   private readonly lastOffset: number;
+  private readonly listeners = new Set<(changes: PeerChanges) => Promise<void> | void>();
+  /** Ids of stored records that do not fit this gateway's subnet (warned about once). */
+  private readonly misfits = new Set<string>();
 
   private constructor(private readonly opts: PeerRegistryOptions) {
     // Offset 0 is the network, 1 the gateway; a v4 subnet's last address is its broadcast.
@@ -57,8 +84,9 @@ export class PeerRegistry {
 
   static async open(opts: PeerRegistryOptions): Promise<PeerRegistry> {
     const r = new PeerRegistry(opts);
-    for (const { value } of await opts.kv.list<PeerRecord>(PEER_NAMESPACE)) {
-      if (value.address4 !== addressAt(opts.subnet4, value.offset)) {
+    const stored = await opts.kv.list<PeerRecord>(PEER_NAMESPACE);
+    for (const { value } of stored) {
+      if (!r.fits(value)) {
         throw new PeerError(
           `enrolled device ${value.id} has tunnel address ${value.address4}, outside wireguard.subnet_cidr ${opts.subnet4.text}; ` +
             `restore the previous subnet_cidr or revoke the device`,
@@ -66,8 +94,58 @@ export class PeerRegistry {
         );
       }
       r.index(value);
+      // Stores written before claims existed: claim what the devices already hold.
+      await opts.kv.putIfAbsent(CLAIM_NAMESPACE, addressClaim(value.offset), r.claimValue(value.id));
+      await opts.kv.putIfAbsent(CLAIM_NAMESPACE, keyClaim(value.publicKey), r.claimValue(value.id));
     }
+    await r.dropAbandonedClaims(new Set(stored.map((e) => e.key)));
     return r;
+  }
+
+  /** Called with every change `sync()` finds (devices enrolled, revoked or updated through another gateway). */
+  onRemoteChange(listener: (changes: PeerChanges) => Promise<void> | void): void {
+    this.listeners.add(listener);
+  }
+
+  /**
+   * Bring the in-memory view up to date with the store and tell the
+   * listeners what changed. Serialised with local enrolments and removals.
+   */
+  sync(): Promise<PeerChanges> {
+    return this.serial(async () => {
+      const stored = new Map((await this.opts.kv.list<PeerRecord>(PEER_NAMESPACE)).map((e) => [e.key, e.value]));
+      const changes: PeerChanges = { added: [], removed: [], updated: [] };
+      for (const cur of [...this.byIdMap.values()]) {
+        if (!stored.has(cur.id)) {
+          this.unindex(cur);
+          changes.removed.push(cur);
+        }
+      }
+      for (const [id, next] of stored) {
+        if (!this.fits(next)) {
+          if (!this.misfits.has(id)) this.opts.log?.(`net: device ${id} in the store has ${next.address4}, outside ${this.opts.subnet4.text}: ignored here (gateways on one store need the same subnet_cidr)`);
+          this.misfits.add(id);
+          continue;
+        }
+        const cur = this.byIdMap.get(id);
+        if (cur && JSON.stringify(cur) === JSON.stringify(next)) continue;
+        if (cur) this.unindex(cur);
+        this.index(next);
+        (cur ? changes.updated : changes.added).push(next);
+      }
+      if (changes.added.length + changes.removed.length + changes.updated.length > 0) {
+        for (const l of this.listeners) await l(changes);
+      }
+      return changes;
+    });
+  }
+
+  /** A lookup that, when it misses, looks in the store once (the device may be another gateway's news). */
+  async find(lookup: (r: PeerRegistry) => PeerRecord | undefined): Promise<PeerRecord | undefined> {
+    const hit = lookup(this);
+    if (hit) return hit;
+    await this.sync();
+    return lookup(this);
   }
 
   gatewayAddress4(): string {
@@ -105,31 +183,45 @@ export class PeerRegistry {
     return undefined;
   }
 
-  /** Enrol a device: allocate its addresses and persist it. */
+  /** Enrol a device: claim its public key and a free address in the store, then persist it. */
   add(input: { name: string; profile: string; publicKey: string; tokenHash: string | null; enrolledBy: PeerRecord['enrolledBy'] }): Promise<PeerRecord> {
     return this.serial(async () => {
       if (this.byPublicKey(input.publicKey)) throw new PeerError('this public key is already enrolled', 409);
-      const used = new Set([...this.byIdMap.values()].map((p) => p.offset));
-      let offset = 2;
-      while (used.has(offset)) offset++;
-      if (offset > this.lastOffset) {
-        throw new PeerError(`the tunnel subnet ${this.opts.subnet4.text} is full (${used.size} devices)`, 507);
-      }
-      const record: PeerRecord = {
-        id: `dev_${randomBytes(5).toString('hex')}`,
-        name: input.name,
-        profile: input.profile,
-        publicKey: input.publicKey,
-        address4: addressAt(this.opts.subnet4, offset),
-        address6: this.opts.subnet6 ? addressAt(this.opts.subnet6, offset) : null,
-        offset,
-        tokenHash: input.tokenHash,
-        enrolledBy: input.enrolledBy,
-        createdAt: new Date().toISOString(),
+      const id = `dev_${randomBytes(5).toString('hex')}`;
+      const claimed: string[] = [];
+      const claim = async (key: string): Promise<boolean> => {
+        const won = await this.opts.kv.putIfAbsent(CLAIM_NAMESPACE, key, this.claimValue(id));
+        if (won) claimed.push(key);
+        return won;
       };
-      await this.opts.kv.put(PEER_NAMESPACE, record.id, record);
-      this.index(record);
-      return record;
+      try {
+        if (!(await claim(keyClaim(input.publicKey)))) throw new PeerError('this public key is already enrolled', 409);
+        const used = new Set([...this.byIdMap.values()].map((p) => p.offset));
+        let offset = 2;
+        // Skip what we know is taken; a lost claim means another gateway took it meanwhile.
+        while (offset <= this.lastOffset && (used.has(offset) || !(await claim(addressClaim(offset))))) offset++;
+        if (offset > this.lastOffset) {
+          throw new PeerError(`the tunnel subnet ${this.opts.subnet4.text} is full (${this.lastOffset - 1} addresses taken)`, 507);
+        }
+        const record: PeerRecord = {
+          id,
+          name: input.name,
+          profile: input.profile,
+          publicKey: input.publicKey,
+          address4: addressAt(this.opts.subnet4, offset),
+          address6: this.opts.subnet6 ? addressAt(this.opts.subnet6, offset) : null,
+          offset,
+          tokenHash: input.tokenHash,
+          enrolledBy: input.enrolledBy,
+          createdAt: new Date().toISOString(),
+        };
+        await this.opts.kv.put(PEER_NAMESPACE, record.id, record);
+        this.index(record);
+        return record;
+      } catch (err) {
+        for (const key of claimed) await this.opts.kv.delete(CLAIM_NAMESPACE, key).catch(() => false);
+        throw err;
+      }
     });
   }
 
@@ -152,8 +244,30 @@ export class PeerRegistry {
       // Forget it in memory first: from now on its address maps to nobody.
       this.unindex(cur);
       await this.opts.kv.delete(PEER_NAMESPACE, id);
+      // Free the address and key only after the record is gone, so no gateway hands them out while it exists.
+      for (const key of [addressClaim(cur.offset), keyClaim(cur.publicKey)]) {
+        const held = await this.opts.kv.get<Claim>(CLAIM_NAMESPACE, key);
+        if (held?.id === id) await this.opts.kv.delete(CLAIM_NAMESPACE, key);
+      }
       return cur;
     });
+  }
+
+  private fits(p: PeerRecord): boolean {
+    return Number.isInteger(p.offset) && p.address4 === addressAt(this.opts.subnet4, p.offset);
+  }
+
+  private claimValue(id: string): Claim {
+    return { id, at: new Date().toISOString() };
+  }
+
+  /** Claims of enrolments that never wrote their record (a gateway died between the two) free their address again. */
+  private async dropAbandonedClaims(liveIds: Set<string>): Promise<void> {
+    for (const { key, value } of await this.opts.kv.list<Claim>(CLAIM_NAMESPACE)) {
+      if (liveIds.has(value.id) || Date.now() - Date.parse(value.at) < ABANDONED_CLAIM_MS) continue;
+      if (await this.opts.kv.get(PEER_NAMESPACE, value.id)) continue; // enrolled by another gateway since we listed
+      await this.opts.kv.delete(CLAIM_NAMESPACE, key);
+    }
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -173,4 +287,12 @@ export class PeerRegistry {
     this.byAddr.delete(canonicalIp(p.address4));
     if (p.address6) this.byAddr.delete(canonicalIp(p.address6));
   }
+}
+
+function addressClaim(offset: number): string {
+  return `addr:${offset}`;
+}
+
+function keyClaim(publicKey: string): string {
+  return `key:${publicKey}`;
 }

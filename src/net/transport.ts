@@ -33,6 +33,7 @@ export const DEFAULT_VIP_RANGE4 = '10.78.0.0/16';
 export const DEFAULT_VIP_RANGE6 = 'fd78::/64';
 export const DEFAULT_MTU = 1420;
 export const PERSISTENT_KEEPALIVE = 25;
+export const DEFAULT_SYNC_INTERVAL_MS = 2000;
 
 export interface WireguardTransportOptions {
   /** The policy's `gateway.wireguard` block. */
@@ -60,6 +61,12 @@ export interface WireguardTransportOptions {
   peekTimeoutMs?: number;
   /** Per-device limits (defaults: 512 connections, 1024 wildcard names; the VIP table holds 16384 names). */
   limits?: TransportLimits;
+  /**
+   * How often to look in the store for devices enrolled, updated or revoked
+   * through other gateways sharing it (default 2000 ms; 0: never — one
+   * gateway per store).
+   */
+  syncIntervalMs?: number;
   events?: TransportEvents;
   log?: (line: string) => void;
 }
@@ -173,7 +180,7 @@ export async function startWireguardTransport(opts: WireguardTransportOptions): 
   checkLimits(limits);
 
   const keys = loadOrCreateGatewayKey(opts.stateDir);
-  const peers = await PeerRegistry.open({ kv: opts.kv, subnet4, subnet6 });
+  const peers = await PeerRegistry.open({ kv: opts.kv, subnet4, subnet6, log });
   const vips = await VipTable.open({
     kv: opts.kv,
     range4: vip4,
@@ -188,15 +195,16 @@ export async function startWireguardTransport(opts: WireguardTransportOptions): 
   let closing = false;
   // What is running, torn down in this order: the tunnel first, the firewall last — never a
   // moment without the firewall while the tunnel is up. Also used when startup fails half-way.
-  const running: { wg?: WireguardGoProcess; dns?: DnsServer; listening?: () => Promise<void> } = {};
+  const running: { sync?: () => Promise<void>; wg?: WireguardGoProcess; dns?: DnsServer; listening?: () => Promise<void> } = {};
   const cleanup = async () => {
-    for (const fn of [() => running.wg?.stop(), () => running.dns?.close(), () => running.listening?.()]) {
+    for (const fn of [() => running.sync?.(), () => running.wg?.stop(), () => running.dns?.close(), () => running.listening?.()]) {
       try {
         await fn();
       } catch (err) {
         log(`net: cleanup: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
+    delete running.sync;
     delete running.wg;
     delete running.dns;
     delete running.listening;
@@ -314,6 +322,54 @@ export async function startWireguardTransport(opts: WireguardTransportOptions): 
       opts.events?.onDevice?.({ kind: 'enrolled', deviceId: record.id, name: record.name, profile: record.profile });
       return record;
     };
+
+    // What other gateways on the store did reaches this one: their devices get into wireguard-go,
+    // and a device revoked there loses its connections here too (then its key).
+    peers.onRemoteChange(async ({ added, removed, updated }) => {
+      for (const record of removed) {
+        const closed = dispatcher.destroyPeer(record.id);
+        if (closed > 0) await new Promise((r) => setTimeout(r, 100));
+        await uapiSet(wg.socketPath, { peers: [{ publicKey: record.publicKey, remove: true }] }).catch((err: unknown) =>
+          log(`net: removing ${record.id} from wireguard-go failed (its connections are refused anyway): ${err instanceof Error ? err.message : String(err)}`),
+        );
+        log(`net: device ${record.id} (${record.name}) was removed through another gateway; ${closed} connection(s) closed`);
+      }
+      for (const record of [...added, ...updated]) {
+        await uapiSet(wg.socketPath, { peers: [peerConfig(record)] }).catch((err: unknown) =>
+          log(`net: adding ${record.id} to wireguard-go failed (it cannot reach this gateway): ${err instanceof Error ? err.message : String(err)}`),
+        );
+      }
+      for (const record of added) log(`net: device ${record.id} (${record.name}) enrolled through another gateway, profile ${record.profile} at ${record.address4}`);
+    });
+    const syncEvery = opts.syncIntervalMs ?? DEFAULT_SYNC_INTERVAL_MS;
+    if (syncEvery > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      let inflight: Promise<void> = Promise.resolve();
+      let failing = false;
+      let stopped = false;
+      const tick = () => {
+        inflight = peers.sync().then(
+          () => {
+            if (failing) log('net: the store answers again; devices are in sync');
+            failing = false;
+          },
+          (err: unknown) => {
+            // Keep the last known devices; say so once, not every tick.
+            if (!failing) log(`net: cannot read devices from the store (${err instanceof Error ? err.message : String(err)}); changes made through other gateways are not seen until it answers`);
+            failing = true;
+          },
+        );
+        void inflight.then(() => {
+          if (!stopped) timer = setTimeout(tick, syncEvery).unref();
+        });
+      };
+      timer = setTimeout(tick, syncEvery).unref();
+      running.sync = async () => {
+        stopped = true;
+        clearTimeout(timer);
+        await inflight;
+      };
+    }
 
     const joinResult = async (p: PeerRecord, deviceToken: string): Promise<JoinResult> => ({
       device: info(p, await uapiPeers()),

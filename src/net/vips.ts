@@ -5,11 +5,22 @@
  * `localAddress`). Each name gets one v4 and one v6 address at the same
  * offset of the two ranges, allocated once and persisted, so answers survive
  * gateway restarts and cached lookups in agents stay valid.
+ *
+ * Gateways sharing a store share the table: an offset is claimed atomically
+ * (`putIfAbsent` on `dns.vip_offsets`) before a name gets it, so two
+ * gateways never give one address to two names, and an address this gateway
+ * has not seen yet is looked up in the store (`resolve`).
  */
 import type { KvStore } from '../store/types.js';
 import { addressAt, cidrSize, offsetOf, type Cidr } from './ip.js';
 
 export const VIP_NAMESPACE = 'dns.vips';
+/** offset → the name holding it, shared by every gateway on the store. */
+export const VIP_OFFSET_NAMESPACE = 'dns.vip_offsets';
+
+interface OffsetClaim {
+  name: string;
+}
 
 export interface VipRecord {
   name: string;
@@ -53,7 +64,11 @@ export class VipTable {
   private readonly pending = new Map<string, Promise<VipRecord>>();
   /** Wildcard names allocated per device (from `allocatedBy`). */
   private readonly perDevice = new Map<string, number>();
+  /** Offsets claimed by another gateway whose record we could not read yet (an allocation in flight there). */
+  private readonly foreign = new Set<number>();
   private nextOffset = 1;
+  /** Highest usable offset of both ranges. */
+  private readonly lastOffset: number;
   private readonly capacity: number;
   private readonly perDeviceCap: number;
 
@@ -62,15 +77,21 @@ export class VipTable {
     const size4 = cidrSize(opts.range4) - 1n;
     const size6 = opts.range6 ? cidrSize(opts.range6) : size4;
     const usable = Number(size4 < size6 ? size4 : size6) - 1;
+    this.lastOffset = usable;
     this.capacity = Math.min(usable, opts.maxNames ?? DEFAULT_MAX_NAMES);
     this.perDeviceCap = opts.maxWildcardNamesPerDevice ?? DEFAULT_MAX_WILDCARD_NAMES_PER_DEVICE;
   }
 
   static async open(opts: VipTableOptions): Promise<VipTable> {
     const t = new VipTable(opts);
+    const claims = new Map((await opts.kv.list<OffsetClaim>(VIP_OFFSET_NAMESPACE)).map((e) => [Number(e.key), e.value.name]));
     for (const { value } of await opts.kv.list<VipRecord>(VIP_NAMESPACE)) {
       // A record from before the ranges were changed no longer fits: the name gets a fresh VIP.
-      if (t.fits(value)) t.remember(value);
+      if (!t.fits(value)) continue;
+      const owner = claims.get(value.offset);
+      // Stores written before offset claims existed: claim it now. A record whose offset another
+      // name holds is a collision from those days; that name gets a fresh VIP when next asked.
+      if (owner === value.name || (owner === undefined && (await t.holds(value)))) t.remember(value);
     }
     return t;
   }
@@ -117,6 +138,12 @@ export class VipTable {
   }
 
   private async allocate(name: string, endpointId: string, request: VipRequest): Promise<VipRecord> {
+    // Allocated through another gateway already? Then it costs nobody anything.
+    const stored = await this.opts.kv.get<VipRecord>(VIP_NAMESPACE, name);
+    if (stored && this.fits(stored) && (await this.holds(stored))) {
+      this.remember(stored);
+      return stored;
+    }
     if (this.byName.size >= this.capacity) {
       throw new VipExhaustedError(`no virtual IP left for ${name}: ${this.byName.size} names already allocated (the gateway's cap)`);
     }
@@ -127,37 +154,74 @@ export class VipTable {
       );
     }
     let offset = this.nextOffset;
-    while (this.byOffset.has(offset)) offset++;
-    const record: VipRecord = {
-      name,
-      v4: addressAt(this.opts.range4, offset),
-      v6: this.opts.range6 ? addressAt(this.opts.range6, offset) : null,
-      offset,
-      endpointId,
-      ...(chargeTo !== undefined ? { allocatedBy: chargeTo } : {}),
-      createdAt: new Date().toISOString(),
-    };
-    // Reserve before the write so a concurrent allocation of another name skips this offset.
-    this.remember(record);
-    try {
-      const inserted = await this.opts.kv.putIfAbsent(VIP_NAMESPACE, name, record);
-      if (!inserted) {
-        // Another writer (a second gateway on a shared store) got there first: use its record.
-        const stored = await this.opts.kv.get<VipRecord>(VIP_NAMESPACE, name);
-        if (!stored || !this.fits(stored) || (this.byOffset.has(stored.offset) && this.byOffset.get(stored.offset)?.name !== name)) {
-          // A stale record from other ranges: ours replaces it.
-          await this.opts.kv.put(VIP_NAMESPACE, name, record);
-          return record;
+    for (;;) {
+      while (this.byOffset.has(offset) || this.foreign.has(offset)) offset++;
+      if (offset > this.lastOffset) throw new VipExhaustedError(`no virtual IP left for ${name}: the virtual-IP ranges are full`);
+      const record: VipRecord = {
+        name,
+        v4: addressAt(this.opts.range4, offset),
+        v6: this.opts.range6 ? addressAt(this.opts.range6, offset) : null,
+        offset,
+        endpointId,
+        ...(chargeTo !== undefined ? { allocatedBy: chargeTo } : {}),
+        createdAt: new Date().toISOString(),
+      };
+      // Reserve before the writes so a concurrent allocation of another name skips this offset.
+      this.remember(record);
+      try {
+        if (!(await this.opts.kv.putIfAbsent(VIP_OFFSET_NAMESPACE, String(offset), { name } satisfies OffsetClaim))) {
+          // Another gateway holds this offset: learn whose it is and try the next one.
+          this.forget(record);
+          const theirs = await this.loadOffset(offset);
+          if (!theirs) this.foreign.add(offset);
+          continue;
         }
+        if (!(await this.opts.kv.putIfAbsent(VIP_NAMESPACE, name, record))) {
+          // The same name was allocated elsewhere meanwhile (or a stale record from other ranges sits there).
+          const again = await this.opts.kv.get<VipRecord>(VIP_NAMESPACE, name);
+          if (again && again.offset !== offset && this.fits(again) && (await this.holds(again))) {
+            await this.opts.kv.delete(VIP_OFFSET_NAMESPACE, String(offset));
+            this.forget(record);
+            this.remember(again);
+            return again;
+          }
+          await this.opts.kv.put(VIP_NAMESPACE, name, record);
+        }
+        return record;
+      } catch (err) {
         this.forget(record);
-        this.remember(stored);
-        return stored;
+        throw err;
       }
-    } catch (err) {
-      this.forget(record);
-      throw err;
     }
+  }
+
+  /**
+   * The record of a VIP address, also when another gateway on the store
+   * allocated it after this one loaded the table. Undefined: not allocated.
+   */
+  async resolve(ip: string): Promise<VipRecord | undefined> {
+    const known = this.byAddress(ip);
+    if (known) return known;
+    const offset = offsetOf(this.opts.range4, ip) ?? (this.opts.range6 ? offsetOf(this.opts.range6, ip) : null);
+    return offset === null ? undefined : this.loadOffset(Number(offset));
+  }
+
+  /** Read the name holding an offset from the store and remember its record. */
+  private async loadOffset(offset: number): Promise<VipRecord | undefined> {
+    const claim = await this.opts.kv.get<OffsetClaim>(VIP_OFFSET_NAMESPACE, String(offset));
+    if (!claim) return undefined;
+    const record = await this.opts.kv.get<VipRecord>(VIP_NAMESPACE, claim.name);
+    if (!record || record.offset !== offset || !this.fits(record)) return undefined;
+    const mine = this.byName.get(record.name);
+    if (mine && mine.offset !== offset) return undefined;
+    this.remember(record);
     return record;
+  }
+
+  /** True when the record's offset is claimed for its name (claiming it when nobody has). */
+  private async holds(r: VipRecord): Promise<boolean> {
+    if (await this.opts.kv.putIfAbsent(VIP_OFFSET_NAMESPACE, String(r.offset), { name: r.name } satisfies OffsetClaim)) return true;
+    return (await this.opts.kv.get<OffsetClaim>(VIP_OFFSET_NAMESPACE, String(r.offset)))?.name === r.name;
   }
 
   private fits(r: VipRecord): boolean {

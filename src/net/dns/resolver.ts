@@ -123,7 +123,7 @@ export class DnsResolver {
     if (question.type === 'PTR') {
       const ip = reverseNameToIp(name);
       if (ip !== null && this.opts.vips.inRange(ip)) {
-        const rec = this.opts.vips.byAddress(ip);
+        const rec = await this.opts.vips.resolve(ip);
         if (!rec) return errorResponse(query, RCODE.NXDOMAIN, question);
         return this.respond(packet, question, [{ type: 'PTR', name: question.name, ttl: this.ttl, data: rec.name }]);
       }

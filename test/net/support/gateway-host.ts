@@ -37,6 +37,8 @@ export interface GatewayHostConfig {
   limits?: TransportLimits;
   /** A shared PostgreSQL store (URL) instead of SQLite in stateDir. */
   postgres?: string;
+  /** How often the transport looks for devices enrolled or revoked through other gateways. */
+  syncIntervalMs?: number;
 }
 
 const cfg = JSON.parse(process.env.CP_TEST_GATEWAY!) as GatewayHostConfig;
@@ -143,6 +145,7 @@ async function main(): Promise<void> {
     ca: { certPem: cert, fingerprintSha256: cfg.caFingerprint },
     dnsUpstream: cfg.dnsUpstream,
     ...(cfg.limits ? { limits: cfg.limits } : {}),
+    ...(cfg.syncIntervalMs !== undefined ? { syncIntervalMs: cfg.syncIntervalMs } : {}),
     events: { onConnection: (e) => send({ type: 'connection', event: e }) },
     log: (l) => send({ type: 'log', line: l }),
   });

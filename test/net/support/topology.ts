@@ -2,6 +2,7 @@
  * Three network namespaces on one machine, joined by veth pairs:
  *
  *   agent (192.168.50.2) ── gw (192.168.50.1 | 192.168.60.1, fd60::1) ── up (192.168.60.2, fd60::2)
+ *   agent (192.168.51.2) ── gw2 (192.168.51.1)          with `Topology.create({ secondGateway: true })`
  *
  * `agent` is the agent host (it runs `clawpatrol join` / `run`; run creates
  * its own namespace from there), `gw` the gateway, `up` the upstream
@@ -21,6 +22,8 @@ export const ADDR = {
   up: '192.168.60.2',
   gwUpSide6: 'fd60::1',
   up6: 'fd60::2',
+  agent2: '192.168.51.2',
+  gw2AgentSide: '192.168.51.1',
 } as const;
 
 function sh(cmd: string, args: string[]): string {
@@ -31,15 +34,16 @@ function sh(cmd: string, args: string[]): string {
 
 export class Topology {
   readonly id = randomBytes(3).toString('hex');
-  readonly ns = { agent: `cpt-${this.id}-agent`, gw: `cpt-${this.id}-gw`, up: `cpt-${this.id}-up` };
+  readonly ns = { agent: `cpt-${this.id}-agent`, gw: `cpt-${this.id}-gw`, up: `cpt-${this.id}-up`, gw2: `cpt-${this.id}-gw2` };
   private readonly children = new Set<ChildProcess>();
   /** Extra namespaces to delete on destroy (made by `clawpatrol run`). */
   readonly extraNamespaces = new Set<string>();
 
-  static create(): Topology {
+  static create(opts: { secondGateway?: boolean } = {}): Topology {
     const t = new Topology();
     try {
       t.build();
+      if (opts.secondGateway) t.buildSecondGateway();
     } catch (err) {
       t.destroy();
       throw err;
@@ -72,6 +76,22 @@ export class Topology {
     // The gateway host's resolver is the upstream's DNS server (processes started with `spawnWithEtc`).
     mkdirSync(`/etc/netns/${gw}`, { recursive: true });
     writeFileSync(`/etc/netns/${gw}/resolv.conf`, `nameserver ${ADDR.up}\n`);
+  }
+
+  /** A second gateway host, reachable from the agent host only (its own link). */
+  private buildSecondGateway(): void {
+    const { agent, gw2 } = this.ns;
+    this.extraNamespaces.add(gw2);
+    sh('ip', ['netns', 'add', gw2]);
+    sh('ip', ['-n', gw2, 'link', 'set', 'lo', 'up']);
+    const v = `cpt${this.id}b`;
+    sh('ip', ['link', 'add', `${v}0`, 'netns', agent, 'type', 'veth', 'peer', 'name', `${v}1`, 'netns', gw2]);
+    sh('ip', ['-n', agent, 'addr', 'add', `${ADDR.agent2}/24`, 'dev', `${v}0`]);
+    sh('ip', ['-n', gw2, 'addr', 'add', `${ADDR.gw2AgentSide}/24`, 'dev', `${v}1`]);
+    sh('ip', ['-n', agent, 'link', 'set', `${v}0`, 'up']);
+    sh('ip', ['-n', gw2, 'link', 'set', `${v}1`, 'up']);
+    mkdirSync(`/etc/netns/${gw2}`, { recursive: true });
+    writeFileSync(`/etc/netns/${gw2}/resolv.conf`, `nameserver ${ADDR.up}\n`);
   }
 
   /** Like `spawn`, through `ip netns exec`: the process also sees `/etc/netns/<ns>/*` (resolv.conf, hosts) as its /etc files. */
