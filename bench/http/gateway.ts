@@ -16,6 +16,7 @@ import { AuditLog, createFactsRedactor } from '../../src/audit/index.js';
 import { openStore } from '../../src/store/index.js';
 import { openVault, openGatewayCa } from '../../src/vault/index.js';
 import { createHttpEngine } from '../../src/protocols/http/index.js';
+import { lookupTo } from '../../test/http/support/gateway.js';
 
 const [dir, upstreamIp, ingressIp, portText] = process.argv.slice(2) as [string, string, string, string];
 const port = Number(portText);
@@ -38,11 +39,7 @@ const enforcer = createEnforcer({
   audit,
   redactFacts: createFactsRedactor({ model: () => policy.model, secrets: vault }),
 });
-const lookup = ((_h: string, opts: unknown, cb?: unknown) => {
-  const callback = (typeof opts === 'function' ? opts : cb) as (...a: unknown[]) => void;
-  if (typeof opts === 'object' && opts && (opts as { all?: boolean }).all) callback(null, [{ address: upstreamIp, family: 4 }]);
-  else callback(null, upstreamIp, 4);
-}) as net.LookupFunction;
+const lookup = lookupTo(upstreamIp);
 const log = process.env['BENCH_LOG'] ? (l: string) => process.stderr.write(`gateway: ${l}\n`) : () => undefined;
 const engine = createHttpEngine({ enforcer, policy: () => policy, secrets: vault, ca, lookup, log, audit });
 const proxy = await engine.startHttpProxy({ listen: '127.0.0.1:0' });

@@ -34,6 +34,7 @@ import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { Agent, ProxyAgent, request, type Dispatcher } from 'undici';
 import { makeTestPki } from '../../test/http/support/certs.js';
+import { lookupTo } from '../../test/http/support/gateway.js';
 
 const arg = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -213,13 +214,6 @@ async function freePort(): Promise<number> {
     });
   });
 }
-
-const lookupTo = (address: string) =>
-  ((_h: string, opts: unknown, cb?: unknown) => {
-    const callback = (typeof opts === 'function' ? opts : cb) as (...a: unknown[]) => void;
-    if (typeof opts === 'object' && opts && (opts as { all?: boolean }).all) callback(null, [{ address, family: 4 }]);
-    else callback(null, address, 4);
-  }) as net.LookupFunction;
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'clawpatrol-bench-http-'));

@@ -2,41 +2,45 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Http1RequestParser, Http1ResponseParser, type ParseEvent, type RequestHead, type ResponseHead } from '../../src/protocols/http/h1-parser.js';
 
-interface Parsed {
-  heads: RequestHead[];
+interface Collected<H> {
+  heads: H[];
   bodies: string[];
   trailers: string[][];
   error?: { status: number; reason: string };
 }
+type Parsed = Collected<RequestHead>;
 
-/** Feed `raw` in pieces of `step` bytes (0 = all at once) and collect every event. */
-function parse(raw: string | Buffer, step = 0): Parsed {
-  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
-  const p = new Http1RequestParser();
-  const out: Parsed = { heads: [], bodies: [], trailers: [] };
+/** Collects a parser's events; `drain` takes every event available now and calls `onEnd` after each message. */
+function collector<H>(p: { next(): ParseEvent<H> | null }) {
+  const out: Collected<H> = { heads: [], bodies: [], trailers: [] };
   let body: Buffer[] = [];
-  const drain = () => {
-    for (let ev: ParseEvent | null; (ev = p.next()) !== null; ) {
+  const drain = (onEnd?: () => void) => {
+    for (let ev: ParseEvent<H> | null; (ev = p.next()) !== null; ) {
       if (ev.type === 'head') out.heads.push(ev.head);
       else if (ev.type === 'body') body.push(Buffer.from(ev.data));
       else if (ev.type === 'end') {
         out.bodies.push(Buffer.concat(body).toString('latin1'));
         out.trailers.push(ev.trailers.map((t) => `${t.name}: ${t.value}`));
         body = [];
+        onEnd?.();
       } else {
         out.error = { status: ev.status, reason: ev.reason };
         return;
       }
     }
   };
-  if (step === 0) {
-    p.feed(bytes);
+  return { out, drain };
+}
+
+/** Feed `raw` in pieces of `step` bytes (0 = all at once) and collect every event. */
+function parse(raw: string | Buffer, step = 0): Parsed {
+  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
+  const p = new Http1RequestParser();
+  const { out, drain } = collector(p);
+  const size = step === 0 ? bytes.length : step;
+  for (let i = 0; i < bytes.length && !out.error; i += size) {
+    p.feed(bytes.subarray(i, i + size));
     drain();
-  } else {
-    for (let i = 0; i < bytes.length && !out.error; i += step) {
-      p.feed(bytes.subarray(i, i + step));
-      drain();
-    }
   }
   return out;
 }
@@ -302,49 +306,29 @@ describe('strict HTTP/1.1 request parser — properties', () => {
 // ───────────────────────────── responses ─────────────────────────────
 
 
-interface ParsedResponses {
-  heads: ResponseHead[];
-  bodies: string[];
-  trailers: string[][];
-  error?: string;
-}
-
 /**
  * Feed responses to the requests `methods` (one response each, in order),
  * `step` bytes at a time, then the close when `close` is set.
  */
-function parseResponses(raw: string, methods: string[], opts: { step?: number; close?: boolean; upgrade?: boolean } = {}): ParsedResponses {
+function parseResponses(raw: string, methods: string[], opts: { step?: number; close?: boolean; upgrade?: boolean } = {}): Omit<Collected<ResponseHead>, 'error'> & { error?: string } {
   const bytes = Buffer.from(raw, 'latin1');
   const p = new Http1ResponseParser();
-  const out: ParsedResponses = { heads: [], bodies: [], trailers: [] };
-  let body: Buffer[] = [];
+  const { out, drain } = collector(p);
   let m = 0;
   p.expect(methods[0]!, { upgrade: opts.upgrade ?? false });
-  const drain = () => {
-    for (let ev: ParseEvent<ResponseHead> | null; (ev = p.next()) !== null; ) {
-      if (ev.type === 'head') out.heads.push(ev.head);
-      else if (ev.type === 'body') body.push(Buffer.from(ev.data));
-      else if (ev.type === 'end') {
-        out.bodies.push(Buffer.concat(body).toString('latin1'));
-        out.trailers.push(ev.trailers.map((t) => `${t.name}: ${t.value}`));
-        body = [];
-        if (++m < methods.length) p.expect(methods[m]!);
-      } else {
-        out.error = ev.reason;
-        return;
-      }
-    }
+  const next = () => {
+    if (++m < methods.length) p.expect(methods[m]!);
   };
-  const step = opts.step ?? bytes.length;
-  for (let i = 0; i < bytes.length && !out.error; i += Math.max(1, step)) {
-    p.feed(bytes.subarray(i, i + Math.max(1, step)));
-    drain();
+  const step = Math.max(1, opts.step || bytes.length);
+  for (let i = 0; i < bytes.length && !out.error; i += step) {
+    p.feed(bytes.subarray(i, i + step));
+    drain(next);
   }
   if (opts.close && !out.error) {
     p.feedEnd();
-    drain();
+    drain(next);
   }
-  return out;
+  return { ...out, error: out.error?.reason };
 }
 
 describe('Http1ResponseParser', () => {

@@ -27,6 +27,7 @@ import { shapeAction } from './extensions.js';
 import { relayWebSocket } from './websocket.js';
 import type { UpstreamTarget } from './upstream.js';
 import { readableSource, type BodySource } from './h1-client.js';
+import { drained } from './drain.js';
 import type { BodyLength, ConnectionInfo, EngineCore, ExchangeOutcome, HttpPolicy, IncomingRequest, ResponseSink } from './types.js';
 
 /** Facts of a body the gateway did not read (no rule needs it): unknown, so nothing can rely on it. */
@@ -414,12 +415,7 @@ function sendH2(
       bodySent = (async () => {
         for await (const c of body.chunks) {
           if (stream.destroyed) throw new Error('upstream closed');
-          if (!stream.write(c)) await new Promise<void>((r, j) => {
-            const onDrain = () => { stream.removeListener('close', onClose); r(); };
-            const onClose = () => { stream.removeListener('drain', onDrain); j(new Error('upstream closed')); };
-            stream.once('drain', onDrain);
-            stream.once('close', onClose);
-          });
+          if (!stream.write(c)) await drained(stream, 'upstream closed');
         }
         const t = body.trailers();
         stream.once('wantTrailers', () => stream.sendTrailers(fieldObject(t)));

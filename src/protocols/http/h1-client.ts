@@ -23,6 +23,7 @@ import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { Http1ResponseParser, isFieldValue, isToken, type ResponseHead } from './h1-parser.js';
 import type { FieldList } from './headers.js';
+import { drained } from './drain.js';
 
 /** A response body as it arrives: each read returns everything received since the last one. */
 export interface BodySource {
@@ -326,7 +327,7 @@ class H1Connection {
         } else {
           socket.write(c);
         }
-        if ((socket as Partial<net.Socket>).writableNeedDrain) await drained(socket);
+        if ((socket as Partial<net.Socket>).writableNeedDrain) await drained(socket, 'the upstream closed the connection');
       }
       if (chunked) socket.write(`0${CRLF}${fieldLines(body.trailers?.() ?? [])}${CRLF}`);
       ex.requestSent = true;
@@ -578,21 +579,6 @@ function fieldLines(fields: FieldList): string {
     out += `${name}: ${value}${CRLF}`;
   }
   return out;
-}
-
-function drained(socket: Duplex): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error) => {
-      socket.removeListener('drain', onDrain);
-      socket.removeListener('close', onClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = () => done();
-    const onClose = () => done(new Error('the upstream closed the connection'));
-    socket.once('drain', onDrain);
-    socket.once('close', onClose);
-  });
 }
 
 /** A body read from a node stream (an HTTP/2 response), with the same coalescing reads. */

@@ -210,15 +210,9 @@ abstract class MessageParser<Head extends { framing: BodyFraming }> {
           continue;
         }
         case 'headers': {
-          const room = this.limits.maxHeadBytes - this.headBytes;
-          const line = this.takeLine(room, 431, `${this.kind} header section too large`);
-          if (line === null) return this.cutOff(true);
-          this.headBytes += line.length + 2;
-          if (line.length > 0) {
-            if (this.fields.length >= this.limits.maxHeaders) throw new HttpParseError(431, 'too many header fields');
-            this.fields.push(parseFieldLine(line, 'header'));
-            continue;
-          }
+          const got = this.takeField('header', this.limits.maxHeadBytes - this.headBytes, `${this.kind} header section too large`);
+          if (got === null) return this.cutOff(true);
+          if (got === 'field') continue;
           const head = this.finishHead(this.fields, this.headBytes);
           if (!this.keepHead(head)) {
             this.state = 'start';
@@ -278,19 +272,25 @@ abstract class MessageParser<Head extends { framing: BodyFraming }> {
           continue;
         }
         case 'trailers': {
-          const room = this.limits.maxTrailerBytes - this.trailerBytes;
-          const line = this.takeLine(room, 431, 'trailer section too large');
-          if (line === null) return this.cutOff(true);
-          this.trailerBytes += line.length + 2;
-          if (line.length > 0) {
-            if (this.fields.length >= this.limits.maxHeaders) throw new HttpParseError(431, 'too many trailer fields');
-            this.fields.push(parseFieldLine(line, 'trailer'));
-            continue;
-          }
+          const got = this.takeField('trailer', this.limits.maxTrailerBytes - this.trailerBytes, 'trailer section too large');
+          if (got === null) return this.cutOff(true);
+          if (got === 'field') continue;
           return this.endMessage(this.fields);
         }
       }
     }
+  }
+
+  /** One line of a header or trailer section: a field (kept), the empty line that ends the section, or null when more bytes are needed. */
+  private takeField(where: 'header' | 'trailer', room: number, tooLarge: string): 'field' | 'end' | null {
+    const line = this.takeLine(room, 431, tooLarge);
+    if (line === null) return null;
+    if (where === 'header') this.headBytes += line.length + 2;
+    else this.trailerBytes += line.length + 2;
+    if (line.length === 0) return 'end';
+    if (this.fields.length >= this.limits.maxHeaders) throw new HttpParseError(431, `too many ${where} fields`);
+    this.fields.push(parseFieldLine(line, where));
+    return 'field';
   }
 
   /** More bytes are needed: wait for them, unless the peer has closed (then the message is cut off). */

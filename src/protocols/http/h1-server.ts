@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { Http1RequestParser, HttpParseError, isFieldValue, isToken, type ParseEvent, type RequestHead, type HeaderField } from './h1-parser.js';
 import { exchange } from './exchange.js';
 import { recordRefusal } from './refusals.js';
+import { drained } from './drain.js';
 import type { FieldList } from './headers.js';
 import type { BodyLength, ConnectionInfo, EngineCore, IncomingRequest, ResponseSink } from './types.js';
 
@@ -339,18 +340,7 @@ class H1Sink implements ResponseSink {
     if (this.socket.writableLength < COALESCE_BYTES) return Promise.resolve();
     this.flush();
     if (!this.socket.writableNeedDrain) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const onDrain = () => {
-        this.socket.removeListener('close', onClose);
-        resolve();
-      };
-      const onClose = () => {
-        this.socket.removeListener('drain', onDrain);
-        reject(new Error('agent closed the connection'));
-      };
-      this.socket.once('drain', onDrain);
-      this.socket.once('close', onClose);
-    });
+    return drained(this.socket, 'agent closed the connection');
   }
 
   end(trailers: FieldList = []): void {

@@ -7,6 +7,7 @@ import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { HeaderField } from './h1-parser.js';
 import { exchange } from './exchange.js';
+import { drained } from './drain.js';
 import type { FieldList } from './headers.js';
 import type { BodyLength, ConnectionInfo, EngineCore, IncomingRequest, ResponseSink } from './types.js';
 
@@ -131,18 +132,7 @@ class H2Sink implements ResponseSink {
     if (this.stream.destroyed || chunk.length === 0) return Promise.resolve();
     this.bytesOut += chunk.length;
     if (this.stream.write(chunk)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const onDrain = () => {
-        this.stream.removeListener('close', onClose);
-        resolve();
-      };
-      const onClose = () => {
-        this.stream.removeListener('drain', onDrain);
-        reject(new Error('agent closed the stream'));
-      };
-      this.stream.once('drain', onDrain);
-      this.stream.once('close', onClose);
-    });
+    return drained(this.stream, 'agent closed the stream');
   }
 
   end(trailers: FieldList = []): void {

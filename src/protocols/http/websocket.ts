@@ -196,17 +196,20 @@ export function relayWebSocket(o: RelayOptions): void {
   const fromUpstreamParser = new WsFrameParser(false);
   const toAgentScrubber = new WsMessageScrubber(o.scrubber);
 
-  const onAgentData = (chunk: Buffer) => {
-    fromAgent += chunk.length;
-    let frames: WsFrame[];
+  /** The complete frames in `chunk`, or null when the stream broke the protocol (the session is then failed). */
+  const parse = (parser: WsFrameParser, chunk: Buffer): WsFrame[] | null => {
     try {
-      frames = fromAgentParser.push(chunk);
+      return parser.push(chunk);
     } catch (err) {
       const e = err instanceof WsProtocolError ? err : new WsProtocolError(1002, 'protocol error');
       fail(e.code, e.message);
-      return;
+      return null;
     }
-    for (const f of frames) {
+  };
+
+  const onAgentData = (chunk: Buffer) => {
+    fromAgent += chunk.length;
+    for (const f of parse(fromAgentParser, chunk) ?? []) {
       if (f.rsv !== 0) return fail(1002, 'compressed or extended frames cannot be inspected');
       const verdict = o.hook?.({ ...f, direction: 'agent-to-upstream' }, o.session);
       if (verdict && 'close' in verdict) return fail(1008, verdict.close);
@@ -214,15 +217,7 @@ export function relayWebSocket(o: RelayOptions): void {
     }
   };
   const onUpstreamData = (chunk: Buffer) => {
-    let frames: WsFrame[];
-    try {
-      frames = fromUpstreamParser.push(chunk);
-    } catch (err) {
-      const e = err instanceof WsProtocolError ? err : new WsProtocolError(1002, 'protocol error');
-      fail(e.code, e.message);
-      return;
-    }
-    for (const f of frames) {
+    for (const f of parse(fromUpstreamParser, chunk) ?? []) {
       if (f.rsv !== 0) return fail(1002, 'compressed or extended frames cannot be inspected');
       // Length-preserving per message; a frame may carry bytes held back from the one before.
       const clean = toAgentScrubber.frame(f);

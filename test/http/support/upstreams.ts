@@ -163,6 +163,14 @@ export async function startH1Upstream(opts: { host: string; port?: number; cert?
       ws.on('message', (data, isBinary) => ws.send(isBinary ? (data as Buffer) : `echo: ${String(data)}`));
     });
   });
+  return listening(server, opts, seen, release, () => {
+    for (const c of wss.clients) c.terminate();
+    server.closeAllConnections();
+  });
+}
+
+/** Listen, then hand out the Upstream; `drop` cuts the connections still open when it closes. */
+async function listening(server: http.Server | http2.Http2SecureServer, opts: { host: string; port?: number }, seen: SeenRequest[], release: () => void, drop: () => void): Promise<Upstream> {
   await new Promise<void>((r) => server.listen(opts.port ?? 0, opts.host, r));
   return {
     port: (server.address() as AddressInfo).port,
@@ -171,8 +179,7 @@ export async function startH1Upstream(opts: { host: string; port?: number; cert?
     releaseSse: release,
     close: () =>
       new Promise((r) => {
-        for (const c of wss.clients) c.terminate();
-        server.closeAllConnections();
+        drop();
         server.close(() => r());
       }),
   };
@@ -194,16 +201,7 @@ export async function startH2Upstream(opts: { host: string; port?: number; cert:
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
   });
-  await new Promise<void>((r) => server.listen(opts.port ?? 0, opts.host, r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    host: opts.host,
-    seen,
-    releaseSse: release,
-    close: () =>
-      new Promise((r) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => r());
-      }),
-  };
+  return listening(server, opts, seen, release, () => {
+    for (const s of sessions) s.destroy();
+  });
 }
