@@ -20,11 +20,12 @@
  *   pg-select   pgbench -S, 1 and 8 clients (gateway: VIP → Postgres engine, policy, audit, injected SCRAM login)
  *   https-get   keep-alive GETs of a small JSON, 1 and 16 connections (gateway: VIP → TLS MITM, policy, injection, audit)
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync, appendFileSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Topology, ADDR } from '../../test/net/support/topology.js';
-import { makeCa, makeLeaf, tempDir, removeDir, cleanupDevice, CLI, ROOT, type Msg } from '../../test/net/support/harness.js';
+import { tempDir, removeDir, cleanupDevice, AS_NOBODY, CLI, ROOT } from '../../test/net/support/harness.js';
+import { HOST_LINK, sh, enrolAgentHost, gatewayHostNames, linkHostToGateway, productPolicy, startProductGateway, startUpstream } from '../../test/net/support/product.js';
 import { startPgCluster, type PgCluster } from '../../test/support/pg-cluster.js';
 import { generateKeyPair } from '../../src/net/keys.js';
 import { startWireguardGo, type WireguardGoProcess } from '../../src/net/wireguard-go.js';
@@ -39,15 +40,7 @@ const ROUNDS = arg('rounds', 3);
 const MIB = arg('mib', 64);
 const PG_PASSWORD = 'bench-pg-9c1e';
 const API_TOKEN = 'ghp_bench_real_token_77';
-const HOST_SIDE = '192.168.70.1';
-const GW_HOST_SIDE = '192.168.70.2';
 const CLIENT = join(ROOT, 'bench', 'net', 'client.mjs');
-
-function sh(cmd: string, args: string[], input?: string): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', ...(input !== undefined ? { input } : {}) });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
 
 const progress = (line: string) => process.stderr.write(`bench/net: ${line}\n`);
 
@@ -70,12 +63,7 @@ async function setup(env: Env): Promise<void> {
   const { topo, dir, cleanup } = env;
 
   // PostgreSQL in the host namespace, also listening on the host end of a veth to the gateway namespace.
-  const hv = `cpt${topo.id}h`;
-  sh('ip', ['link', 'add', `${hv}0`, 'type', 'veth', 'peer', 'name', `${hv}1`, 'netns', topo.ns.gw]);
-  sh('ip', ['addr', 'add', `${HOST_SIDE}/30`, 'dev', `${hv}0`]);
-  sh('ip', ['link', 'set', `${hv}0`, 'up']);
-  sh('ip', ['-n', topo.ns.gw, 'addr', 'add', `${GW_HOST_SIDE}/30`, 'dev', `${hv}1`]);
-  sh('ip', ['-n', topo.ns.gw, 'link', 'set', `${hv}1`, 'up']);
+  linkHostToGateway(topo);
   progress('starting PostgreSQL');
   const pg = await startPgCluster();
   env.pg = pg;
@@ -83,64 +71,30 @@ async function setup(env: Env): Promise<void> {
   pg.createUser('agent_ro', PG_PASSWORD);
   sh('runuser', ['-u', 'postgres', '--', 'pgbench', '-q', '-i', '-s', '1', '-h', pg.socketDir, '-p', String(pg.port), 'postgres']);
   pg.sql('GRANT SELECT ON ALL TABLES IN SCHEMA public TO agent_ro');
-  appendFileSync(join(pg.dataDir, 'pg_hba.conf'), `host all all ${GW_HOST_SIDE}/32 scram-sha-256\n`);
+  appendFileSync(join(pg.dataDir, 'pg_hba.conf'), `host all all ${HOST_LINK.gatewaySide}/32 scram-sha-256\n`);
   // -l: the server must not inherit our pipes (spawnSync would wait for it forever).
   sh('runuser', ['-u', 'postgres', '--', '/usr/lib/postgresql/15/bin/pg_ctl', '-D', pg.dataDir, '-l', join(pg.dataDir, '..', 'restart.log'), '-w', '-m', 'fast', 'restart', '-o',
-    `-p ${pg.port} -k ${pg.socketDir} -c listen_addresses=127.0.0.1,${HOST_SIDE} -c fsync=off -c max_connections=200`]);
+    `-p ${pg.port} -k ${pg.socketDir} -c listen_addresses=127.0.0.1,${HOST_LINK.hostSide} -c fsync=off -c max_connections=200`]);
 
   progress('starting the upstream servers');
   // Upstream: echo, sink, HTTPS API (certificate from its own CA).
-  const upstreamCa = makeCa(dir);
-  mkdirSync(join(dir, 'policy'), { recursive: true });
-  writeFileSync(join(dir, 'policy', 'upstream-ca.pem'), upstreamCa.pem);
-  const leaf = makeLeaf(dir, upstreamCa, 'api.example.test');
-  const upstream = topo.spawn(topo.ns.up, process.execPath, [join(ROOT, 'test', 'net', 'support', 'upstream-host.mjs')], {
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    env: { ...process.env, CP_TEST_UPSTREAM: JSON.stringify({ quiet: true, tcpPorts: [7000], sinkPorts: [7001], dnsAddress: ADDR.up, dns: {}, https: { port: 443, certPath: leaf.certPath, keyPath: leaf.keyPath } }) },
+  const upstream = await startUpstream(topo, dir, { quiet: true, tcpPorts: [7000], sinkPorts: [7001] });
+  cleanup.push(() => {
+    upstream.child.kill('SIGKILL');
   });
-  await new Promise<void>((resolve) => upstream.on('message', (m: Msg) => m.type === 'ready' && resolve()));
 
   progress('starting clawpatrol gateway');
-  // clawpatrol gateway.
-  mkdirSync(`/etc/netns/${topo.ns.gw}`, { recursive: true });
-  writeFileSync(`/etc/netns/${topo.ns.gw}/hosts`, `127.0.0.1 localhost\n${ADDR.up} api.example.test\n${HOST_SIDE} db.example.test\n`);
-  writeFileSync(`/etc/netns/${topo.ns.gw}/resolv.conf`, `nameserver ${ADDR.up}\n`);
+  gatewayHostNames(topo);
   cleanup.push(() => rmSync(`/etc/netns/${topo.ns.gw}`, { recursive: true, force: true }));
   const listenPort = 20000 + Math.floor(Math.random() * 30000);
   writeFileSync(
     join(dir, 'policy', 'policy.hcl'),
-    `schema_version = 1
-gateway {
-  state_dir        = "${join(dir, 'state')}"
-  dashboard_listen = "0.0.0.0:8080"
-  wireguard {
-    subnet_cidr = "10.55.0.0/24"
-    listen_port = ${listenPort}
-  }
-}
-defaults {
-  unknown_host = "passthrough"
-}
-endpoint "https" "api" {
-  hosts   = ["api.example.test"]
-  ca_cert = "<<file:upstream-ca.pem>>"
-}
-credential "bearer_token" "gh" {
-  endpoint = https.api
-  env      = "GITHUB_TOKEN"
-}
-endpoint "postgres" "db" {
-  host    = "db.example.test:${pg.port}"
-  sslmode = "disable"
-}
-credential "postgres_credential" "ro" {
-  endpoint = postgres.db
-  user     = "agent_ro"
-  env      = "PGUSER"
-}
-profile "dev" {
-  credentials = [bearer_token.gh, { credential = postgres_credential.ro, placeholder = "PH_agent_ro" }]
-}
+    productPolicy({
+      stateDir: join(dir, 'state'),
+      listenPort,
+      unknownHost: 'passthrough',
+      pgPort: pg.port,
+      rules: `
 rule "no-writes" {
   endpoint  = postgres.db
   condition = "sql.verb in ['insert', 'update', 'delete', 'drop', 'truncate', 'alter']"
@@ -151,37 +105,13 @@ rule "api-reads" {
   endpoint  = https.api
   condition = "http.method == 'GET'"
   verdict   = "allow"
-}
-`,
+}`,
+    }),
   );
-  let log = '';
-  const gateway: ChildProcess = spawn('ip', ['netns', 'exec', topo.ns.gw, process.execPath, CLI, 'gateway', join(dir, 'policy')], {
-    env: { ...process.env, CLAWPATROL_SECRET_RO_PASSWORD: PG_PASSWORD, CLAWPATROL_SECRET_GH_TOKEN: API_TOKEN, CLAWPATROL_STATE_DIR: '' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-    cwd: ROOT,
-  });
-  gateway.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`gateway did not start: ${log}`)), 60_000);
-    gateway.stderr!.on('data', () => log.includes('gateway: ready') && (clearTimeout(t), resolve()));
-    gateway.once('exit', (c) => reject(new Error(`gateway exited ${c}: ${log}`)));
-  });
-  cleanup.push(
-    () =>
-      new Promise<void>((resolve) => {
-        gateway.once('exit', () => resolve());
-        gateway.kill('SIGTERM');
-      }),
-  );
+  const product = await startProductGateway(topo, dir, { CLAWPATROL_SECRET_RO_PASSWORD: PG_PASSWORD, CLAWPATROL_SECRET_GH_TOKEN: API_TOKEN });
+  cleanup.push(() => product.stop());
   progress('enrolling the agent host');
-  const added = await topo.run(topo.ns.gw, process.execPath, [CLI, 'devices', 'add', '--profile', 'dev', '--gateway', 'http://127.0.0.1:8080'], {
-    env: { ...process.env, CLAWPATROL_STATE_DIR: join(dir, 'state') },
-  });
-  const m = /--token (\S+) --ca-fingerprint (\S+)/.exec(added.stdout);
-  if (!m) throw new Error(`devices add: ${added.stdout} ${added.stderr}`);
-  const joined = await topo.run(topo.ns.agent, process.execPath, [CLI, 'join', `http://${ADDR.gwAgentSide}:8080`, '--token', m[1]!, '--ca-fingerprint', m[2]!, '--no-trust', '--config', env.configPath]);
-  const deviceId = /Joined as (dev_[0-9a-f]+)/.exec(joined.stdout)?.[1];
-  if (!deviceId) throw new Error(`join: ${joined.stderr}`);
+  const deviceId = await enrolAgentHost(topo, dir, env.configPath);
   cleanup.push(() => cleanupDevice(topo, deviceId));
 
   progress('building the plain tunnel');
@@ -211,13 +141,13 @@ rule "api-reads" {
   sh('ip', ['netns', 'exec', topo.ns.gw, 'sysctl', '-q', 'net.ipv4.ip_forward=1']);
   sh('ip', ['netns', 'exec', topo.ns.gw, 'nft', '-f', '-'], 'table ip bench_plain {\n  chain post {\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr 10.99.0.0/24 masquerade\n  }\n}\n');
   mkdirSync(`/etc/netns/${env.plainNs}`, { recursive: true });
-  writeFileSync(`/etc/netns/${env.plainNs}/hosts`, `127.0.0.1 localhost\n${ADDR.up} api.example.test\n${HOST_SIDE} db.example.test\n`);
+  writeFileSync(`/etc/netns/${env.plainNs}/hosts`, `127.0.0.1 localhost\n${ADDR.up} api.example.test\n${HOST_LINK.hostSide} db.example.test\n`);
   cleanup.push(() => rmSync(`/etc/netns/${env.plainNs}`, { recursive: true, force: true }));
 
   progress('holding the clawpatrol tunnel up');
   // Hold the clawpatrol tunnel up for the whole run (each client joins it).
   const [c, a] = topo.argv(topo.ns.agent, process.execPath, [CLI, 'run', '--config', env.configPath, '--', 'sleep', '100000']);
-  const holder = spawn(c, a, { stdio: 'ignore', env: { ...process.env, SUDO_UID: '65534', SUDO_GID: '65534' } });
+  const holder = spawn(c, a, { stdio: 'ignore', env: { ...process.env, ...AS_NOBODY } });
   cleanup.unshift(
     () =>
       new Promise<void>((resolve) => {
@@ -236,7 +166,7 @@ async function onPath(env: Env, path: Path, cmd: string[], extraEnv: Record<stri
     path === 'tunnel'
       ? await env.topo.run(env.topo.ns.agent, 'ip', ['netns', 'exec', env.plainNs, ...cmd], { env: { ...process.env, ...extraEnv }, timeoutMs: 300_000 })
       : await env.topo.run(env.topo.ns.agent, process.execPath, [CLI, 'run', '--config', env.configPath, '--', ...cmd], {
-          env: { ...process.env, SUDO_UID: '65534', SUDO_GID: '65534', ...extraEnv },
+          env: { ...process.env, ...AS_NOBODY, ...extraEnv },
           timeoutMs: 300_000,
         });
   if (r.code !== 0) throw new Error(`${path} ${cmd.join(' ')} failed (${r.code}): ${r.stderr}`);

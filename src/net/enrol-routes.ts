@@ -129,11 +129,45 @@ function publicKey(body: Record<string, unknown>): string {
   return key;
 }
 
-function checkProfile(deps: EnrolRouteDeps, profile: string): void {
+/** The body's `profile`, which must be one of the policy's. */
+function requiredProfile(deps: EnrolRouteDeps, body: Record<string, unknown>): string {
+  const profile = str(body, 'profile', true);
   const known = deps.directory.profiles();
   if (!known.includes(profile)) {
     throw new HttpError(400, `no profile "${profile}" in the policy${known.length ? ` (profiles: ${known.join(', ')})` : ''}`);
   }
+  return profile;
+}
+
+/** The body's `publicKey`, which must not be enrolled yet. */
+function unenrolledKey(deps: EnrolRouteDeps, body: Record<string, unknown>): string {
+  const key = publicKey(body);
+  if (deps.peers.byPublicKey(key)) throw new HttpError(409, 'this public key is already enrolled');
+  return key;
+}
+
+/**
+ * Who may call a handler: anyone (`public`), anyone over TLS because the
+ * request or answer carries a secret — join token, device code, device
+ * token, tunnel parameters (`secret`), or the gateway admin (`admin`).
+ */
+type Access = 'public' | 'secret' | 'admin';
+type Run = (req: IncomingMessage, m: RegExpExecArray, ctx: { body: () => Promise<Buffer> }) => Promise<[number, unknown]>;
+
+interface Handler {
+  method: string;
+  path: RegExp;
+  access: Access;
+  run: Run;
+}
+
+function handler(method: string, path: RegExp, access: Access, run: Run): Handler {
+  return { method, path, access, run };
+}
+
+/** A handler of a JSON object body. */
+function json(fn: (body: Record<string, unknown>, req: IncomingMessage) => Promise<[number, unknown]>): Run {
+  return async (req, _m, ctx) => fn(await jsonBody(ctx), req);
 }
 
 function bearer(req: IncomingMessage): string | null {
@@ -176,167 +210,89 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
     return peer;
   };
 
-  const handlers: Array<{
-    method: string;
-    path: RegExp;
-    admin: boolean;
-    /** Carries a secret (join token, device code, device token, tunnel parameters): TLS only. */
-    secret?: boolean;
-    run(req: IncomingMessage, m: RegExpExecArray, ctx: { body: () => Promise<Buffer> }): Promise<[number, unknown]>;
-  }> = [
-    {
-      method: 'GET',
-      path: /^\/api\/enrol\/ca$/,
-      admin: false,
-      run: async () => [200, { caPem: deps.ca.certPem, fingerprint: deps.ca.fingerprintSha256 }],
-    },
-    {
-      method: 'POST',
-      path: /^\/api\/enrol\/token$/,
-      admin: false,
-      secret: true,
-      run: async (_req, _m, ctx) => {
-        const body = await jsonBody(ctx);
-        const token = str(body, 'token', true);
-        const key = publicKey(body);
-        const name = deviceName(body, 'device');
-        if (deps.peers.byPublicKey(key)) throw new HttpError(409, 'this public key is already enrolled');
-        const record = await deps.enrolment.redeemToken(token);
-        if (!deps.directory.profiles().includes(record.profile)) {
-          throw new HttpError(409, `the token's profile "${record.profile}" is no longer in the policy; mint a new token`);
-        }
-        const device = newDeviceToken();
-        const peer = await deps.addPeer({ name: record.name ?? name, profile: record.profile, publicKey: key, tokenHash: device.hash, enrolledBy: 'token' });
-        return [200, await deps.joinResult(peer, device.token)];
-      },
-    },
-    {
-      method: 'POST',
-      path: /^\/api\/enrol\/device$/,
-      admin: false,
-      secret: true,
-      run: async (_req, _m, ctx) => {
-        const body = await jsonBody(ctx);
-        const key = publicKey(body);
-        const name = deviceName(body, 'device');
-        if (deps.peers.byPublicKey(key)) throw new HttpError(409, 'this public key is already enrolled');
-        const started = await deps.enrolment.startDeviceCode(key, name);
-        return [200, { ...started, interval: 2 }];
-      },
-    },
-    {
-      method: 'POST',
-      path: /^\/api\/enrol\/device\/poll$/,
-      admin: false,
-      secret: true,
-      run: async (_req, _m, ctx) => {
-        const body = await jsonBody(ctx);
-        const polled = await deps.enrolment.poll(str(body, 'deviceCode', true));
-        if (polled.status === 'pending') return [200, { status: 'pending' }];
-        if (polled.status === 'unknown') return [404, { status: 'unknown', error: 'unknown device code' }];
-        if (polled.status === 'expired') return [410, { status: 'expired', error: 'the enrolment expired before it was approved' }];
-        if (polled.status === 'denied') return [403, { status: 'denied', error: 'the enrolment was denied' }];
-        if (!('record' in polled)) return [404, { status: 'unknown', error: 'unknown device code' }];
-        const deviceId = polled.record.deviceId ?? '';
-        const peer = await deps.peers.find((r) => r.byId(deviceId));
-        if (!peer) return [410, { status: 'expired', error: 'the approved device was revoked before it finished joining' }];
-        const device = newDeviceToken();
-        const updated = await deps.peers.update(peer.id, { tokenHash: device.hash });
-        return [200, { status: 'approved', join: await deps.joinResult(updated, device.token) }];
-      },
-    },
-    {
-      method: 'GET',
-      path: /^\/api\/enrol\/self$/,
-      admin: false,
-      secret: true,
-      run: async (req) => {
-        const peer = await selfPeer(req);
-        const status: DeviceStatus = {
-          device: await deps.deviceInfo(peer),
-          caFingerprint: deps.ca.fingerprintSha256,
-          placeholders: deps.directory.placeholdersFor(peer.profile),
-        };
-        return [200, status];
-      },
-    },
-    {
-      method: 'DELETE',
-      path: /^\/api\/enrol\/self$/,
-      admin: false,
-      secret: true,
-      run: async (req) => {
-        const peer = await selfPeer(req);
-        const r = await deps.removePeer(peer.id, 'left');
-        return [200, { left: r.revoked, id: peer.id }];
-      },
-    },
-    {
-      method: 'GET',
-      path: /^\/api\/devices$/,
-      admin: true,
-      run: async () => {
-        const pending = (await deps.enrolment.pending()).map((p) => ({
-          userCode: formatUserCode(p.userCode),
-          name: p.name,
-          publicKey: p.publicKey,
-          createdAt: p.createdAt,
-          expiresAt: p.expiresAt,
-        }));
-        return [200, { devices: await deps.devices(), pending }];
-      },
-    },
-    {
-      method: 'POST',
-      path: /^\/api\/devices\/tokens$/,
-      admin: true,
-      run: async (_req, _m, ctx) => {
-        const body = await jsonBody(ctx);
-        const profile = str(body, 'profile', true);
-        checkProfile(deps, profile);
-        const ttl = body.ttlSec === undefined ? undefined : Number(body.ttlSec);
-        const name = body.name === undefined ? undefined : deviceName(body, '');
-        const minted = await deps.enrolment.mintToken(profile, ttl, name);
-        return [200, { ...minted, profile, caFingerprint: deps.ca.fingerprintSha256 }];
-      },
-    },
-    {
-      method: 'POST',
-      path: /^\/api\/devices\/approve$/,
-      admin: true,
-      run: async (_req, _m, ctx) => {
-        const body = await jsonBody(ctx);
-        const profile = str(body, 'profile', true);
-        checkProfile(deps, profile);
-        const { key, record } = await deps.enrolment.pendingByUserCode(str(body, 'userCode', true));
-        if (deps.peers.byPublicKey(record.publicKey)) throw new HttpError(409, 'this public key is already enrolled');
-        const name = body.name === undefined ? record.name : deviceName(body, record.name);
-        const peer = await deps.addPeer({ name, profile, publicKey: record.publicKey, tokenHash: null, enrolledBy: 'device-code' });
-        await deps.enrolment.markApproved(key, record, peer.id, profile);
-        return [200, { device: await deps.deviceInfo(peer) }];
-      },
-    },
-    {
-      method: 'POST',
-      path: /^\/api\/devices\/deny$/,
-      admin: true,
-      run: async (_req, _m, ctx) => {
-        const body = await jsonBody(ctx);
-        const { key, record } = await deps.enrolment.pendingByUserCode(str(body, 'userCode', true));
-        await deps.enrolment.markDenied(key, record);
-        return [200, { denied: formatUserCode(record.userCode) }];
-      },
-    },
-    {
-      method: 'POST',
-      path: /^\/api\/devices\/([A-Za-z0-9_]{1,40})\/revoke$/,
-      admin: true,
-      run: async (_req, m) => {
-        const id = m[1]!;
-        if (!(await deps.peers.find((r) => r.byId(id)))) throw new HttpError(404, `no device ${id}`);
-        return [200, await deps.removePeer(id, 'revoked')];
-      },
-    },
+  const handlers: Handler[] = [
+    handler('GET', /^\/api\/enrol\/ca$/, 'public', async () => [200, { caPem: deps.ca.certPem, fingerprint: deps.ca.fingerprintSha256 }]),
+    handler('POST', /^\/api\/enrol\/token$/, 'secret', json(async (body) => {
+      const token = str(body, 'token', true);
+      const key = unenrolledKey(deps, body);
+      const name = deviceName(body, 'device');
+      const record = await deps.enrolment.redeemToken(token);
+      if (!deps.directory.profiles().includes(record.profile)) {
+        throw new HttpError(409, `the token's profile "${record.profile}" is no longer in the policy; mint a new token`);
+      }
+      const device = newDeviceToken();
+      const peer = await deps.addPeer({ name: record.name ?? name, profile: record.profile, publicKey: key, tokenHash: device.hash, enrolledBy: 'token' });
+      return [200, await deps.joinResult(peer, device.token)];
+    })),
+    handler('POST', /^\/api\/enrol\/device$/, 'secret', json(async (body) => {
+      const key = unenrolledKey(deps, body);
+      const started = await deps.enrolment.startDeviceCode(key, deviceName(body, 'device'));
+      return [200, { ...started, interval: 2 }];
+    })),
+    handler('POST', /^\/api\/enrol\/device\/poll$/, 'secret', json(async (body) => {
+      const polled = await deps.enrolment.poll(str(body, 'deviceCode', true));
+      if (polled.status === 'pending') return [200, { status: 'pending' }];
+      if (polled.status === 'unknown') return [404, { status: 'unknown', error: 'unknown device code' }];
+      if (polled.status === 'expired') return [410, { status: 'expired', error: 'the enrolment expired before it was approved' }];
+      if (polled.status === 'denied') return [403, { status: 'denied', error: 'the enrolment was denied' }];
+      if (!('record' in polled)) return [404, { status: 'unknown', error: 'unknown device code' }];
+      const deviceId = polled.record.deviceId ?? '';
+      const peer = await deps.peers.find((r) => r.byId(deviceId));
+      if (!peer) return [410, { status: 'expired', error: 'the approved device was revoked before it finished joining' }];
+      const device = newDeviceToken();
+      const updated = await deps.peers.update(peer.id, { tokenHash: device.hash });
+      return [200, { status: 'approved', join: await deps.joinResult(updated, device.token) }];
+    })),
+    handler('GET', /^\/api\/enrol\/self$/, 'secret', async (req) => {
+      const peer = await selfPeer(req);
+      const status: DeviceStatus = {
+        device: await deps.deviceInfo(peer),
+        caFingerprint: deps.ca.fingerprintSha256,
+        placeholders: deps.directory.placeholdersFor(peer.profile),
+      };
+      return [200, status];
+    }),
+    handler('DELETE', /^\/api\/enrol\/self$/, 'secret', async (req) => {
+      const peer = await selfPeer(req);
+      const r = await deps.removePeer(peer.id, 'left');
+      return [200, { left: r.revoked, id: peer.id }];
+    }),
+    handler('GET', /^\/api\/devices$/, 'admin', async () => {
+      const pending = (await deps.enrolment.pending()).map((p) => ({
+        userCode: formatUserCode(p.userCode),
+        name: p.name,
+        publicKey: p.publicKey,
+        createdAt: p.createdAt,
+        expiresAt: p.expiresAt,
+      }));
+      return [200, { devices: await deps.devices(), pending }];
+    }),
+    handler('POST', /^\/api\/devices\/tokens$/, 'admin', json(async (body) => {
+      const profile = requiredProfile(deps, body);
+      const ttl = body.ttlSec === undefined ? undefined : Number(body.ttlSec);
+      const name = body.name === undefined ? undefined : deviceName(body, '');
+      const minted = await deps.enrolment.mintToken(profile, ttl, name);
+      return [200, { ...minted, profile, caFingerprint: deps.ca.fingerprintSha256 }];
+    })),
+    handler('POST', /^\/api\/devices\/approve$/, 'admin', json(async (body) => {
+      const profile = requiredProfile(deps, body);
+      const { key, record } = await deps.enrolment.pendingByUserCode(str(body, 'userCode', true));
+      if (deps.peers.byPublicKey(record.publicKey)) throw new HttpError(409, 'this public key is already enrolled');
+      const name = body.name === undefined ? record.name : deviceName(body, record.name);
+      const peer = await deps.addPeer({ name, profile, publicKey: record.publicKey, tokenHash: null, enrolledBy: 'device-code' });
+      await deps.enrolment.markApproved(key, record, peer.id, profile);
+      return [200, { device: await deps.deviceInfo(peer) }];
+    })),
+    handler('POST', /^\/api\/devices\/deny$/, 'admin', json(async (body) => {
+      const { key, record } = await deps.enrolment.pendingByUserCode(str(body, 'userCode', true));
+      await deps.enrolment.markDenied(key, record);
+      return [200, { denied: formatUserCode(record.userCode) }];
+    })),
+    handler('POST', /^\/api\/devices\/([A-Za-z0-9_]{1,40})\/revoke$/, 'admin', async (_req, m) => {
+      const id = m[1]!;
+      if (!(await deps.peers.find((r) => r.byId(id)))) throw new HttpError(404, `no device ${id}`);
+      return [200, await deps.removePeer(id, 'revoked')];
+    }),
   ];
 
   return async (req: IncomingMessage, res: ServerResponse, ctx) => {
@@ -349,11 +305,11 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
       sendJson(res, 405, { error: `${req.method} is not allowed on ${path}` });
       return true;
     }
-    if (h.secret && !ctx.secure) {
+    if (h.access === 'secret' && !ctx.secure) {
       sendJson(res, 403, { error: await refusePlainHttp(deps, path, ctx) });
       return true;
     }
-    if (h.admin && !ctx.admin) {
+    if (h.access === 'admin' && !ctx.admin) {
       sendJson(res, 401, { error: 'this endpoint needs the gateway admin token (Authorization: Bearer <state_dir>/admin.token)' });
       return true;
     }

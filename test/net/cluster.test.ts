@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Topology, ADDR } from './support/topology.js';
-import { AgentHost, GatewayProcess, gatewayHostConfig, probeLines, tempDir, removeDir, cleanupDevice, writeJson, AS_NOBODY, CLI, PROBE, ROOT } from './support/harness.js';
+import { AgentHost, GatewayProcess, gatewayHostConfig, probeLines, tempDir, tearDown, writeJson, AS_NOBODY, CLI, PROBE, ROOT } from './support/harness.js';
 import { startPgCluster, type PgCluster } from '../support/pg-cluster.js';
 
 let topo: Topology;
@@ -64,12 +64,8 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await gwA?.close();
-  await gwB?.close();
-  for (const d of devices) await cleanupDevice(topo, d);
-  topo?.destroy();
+  await tearDown({ gateways: [gwA, gwB], devices, topo, dir });
   await pg?.stop();
-  if (dir) removeDir(dir);
 });
 
 describe('two gateways on one PostgreSQL store', () => {
@@ -125,7 +121,7 @@ describe('two gateways on one PostgreSQL store', () => {
     let closedAt = 0;
     run.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      if (!closedAt && probeLines(out).some((l) => (l as unknown as { event?: string }).event === 'closed')) closedAt = Date.now();
+      if (!closedAt && probeLines(out).some((l) => l.event === 'closed')) closedAt = Date.now();
     });
     await within(20_000, async () => out.includes('"established"'));
     await gwA.waitFor((m) => m.type === 'engine' && (m.ctx as { peer: { id: string } }).peer.id === deviceId);

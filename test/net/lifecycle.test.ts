@@ -11,10 +11,11 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Topology, ADDR } from './support/topology.js';
-import { GatewayProcess, makeCa, tempDir, removeDir, cleanupDevice, CLI, PROBE, ROOT } from './support/harness.js';
+import { AgentHost, GatewayProcess, gatewayHostConfig, probeLines, tempDir, tearDown, AS_NOBODY, CLI, PROBE, ROOT } from './support/harness.js';
 import type { GatewayHostConfig } from './support/gateway-host.js';
 
 let topo: Topology;
+let agent: AgentHost;
 let dir: string;
 let gw: GatewayProcess;
 let gwCfg: GatewayHostConfig;
@@ -23,49 +24,26 @@ let configA: string;
 let deviceA: string;
 let vipBefore: string;
 
-const SUDO = { SUDO_UID: '65534', SUDO_GID: '65534' };
-
-function cli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000) {
-  return topo.run(topo.ns.agent, process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeoutMs, cwd: ROOT });
-}
+const cli = (args: string[], env: Record<string, string> = {}) => agent.cli(args, env);
 /** `clawpatrol devices …` on the gateway host. */
-function devicesCli(args: string[]) {
-  return topo.run(topo.ns.gw, process.execPath, [CLI, 'devices', ...args, '--gateway', `http://127.0.0.1:${gw.ready.controlPort}`, '--token', gw.ready.adminToken], { cwd: ROOT });
-}
-function results(stdout: string): Array<Record<string, unknown>> {
-  return stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-async function probe(config: string, probes: Array<Record<string, unknown>>) {
-  const r = await cli(['run', '--config', config, '--', process.execPath, PROBE, JSON.stringify(probes)], SUDO);
-  return { ...r, results: results(r.stdout) };
-}
+const devicesCli = (args: string[]) => gw.devices(args);
+const probe = (config: string, probes: Array<Record<string, unknown>>) => agent.probe(config, probes);
 
 beforeAll(async () => {
   topo = Topology.create();
+  agent = new AgentHost(topo);
   dir = tempDir('cp-net-life-');
-  const ca = makeCa(dir);
-  gwCfg = {
-    stateDir: join(dir, 'gateway-state'),
-    listenPort: 20000 + Math.floor(Math.random() * 30000),
-    controlPort: 8080,
-    subnet: '10.55.0.0/24',
+  gwCfg = gatewayHostConfig(dir, {
     unknownHost: 'deny',
     endpoints: [{ id: 'https.api', type: 'https', hosts: ['api.example.test'] }],
     profiles: { dev: ['https.api'], ops: ['https.api'] },
-    dnsUpstream: [ADDR.up],
-    caCertPath: ca.certPath,
-    caKeyPath: ca.keyPath,
-    caFingerprint: ca.fingerprint,
-  };
+  });
   gw = await GatewayProcess.start(topo, gwCfg);
   configA = join(dir, 'a.json');
 }, 120_000);
 
 afterAll(async () => {
-  await gw?.close();
-  for (const d of devices) await cleanupDevice(topo, d);
-  topo?.destroy();
-  if (dir) removeDir(dir);
+  await tearDown({ gateways: [gw], devices, topo, dir });
 });
 
 describe('device lifecycle', () => {
@@ -129,7 +107,7 @@ describe('device lifecycle', () => {
 
     const [c, a] = topo.argv(topo.ns.agent, process.execPath, [CLI, 'run', '--config', configB, '--', process.execPath, PROBE,
       JSON.stringify([{ kind: 'hold', host: 'api.example.test', port: 443, family: 4, tls: 'api.example.test' }])]);
-    const run = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...SUDO }, cwd: ROOT });
+    const run = spawn(c, a, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...AS_NOBODY }, cwd: ROOT });
     const exited = new Promise<number | null>((resolve) => run.once('exit', (code) => resolve(code)));
     let runErr = '';
     run.stderr!.on('data', (d: Buffer) => (runErr += d.toString()));
@@ -137,7 +115,7 @@ describe('device lifecycle', () => {
     const events: Array<{ event: string; at: number }> = [];
     run.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      for (const r of results(out)) if (!events.some((e) => e.event === r.event)) events.push({ event: String(r.event), at: Date.now() });
+      for (const r of probeLines(out)) if (!events.some((e) => e.event === r.event)) events.push({ event: String(r.event), at: Date.now() });
     });
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`no session: ${out}`)), 20_000);
@@ -158,7 +136,7 @@ describe('device lifecycle', () => {
     expect(closed!.at - revokedAt).toBeLessThan(1500);
     await gw.waitFor((m) => m.type === 'engine-closed' && m.peer === deviceB);
 
-    const again = await cli(['run', '--config', configB, '--', 'true'], SUDO);
+    const again = await cli(['run', '--config', configB, '--', 'true'], AS_NOBODY);
     expect(again.code).toBe(125);
     expect(again.stderr).toMatch(/no longer enrolled/);
     const list = await devicesCli(['list', '--json']);

@@ -9,7 +9,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
 import { Topology } from './support/topology.js';
-import { AgentHost, GatewayProcess, gatewayHostConfig, tempDir, removeDir, cleanupDevice, type Msg } from './support/harness.js';
+import { AgentHost, GatewayProcess, gatewayHostConfig, tempDir, tearDown, type Msg } from './support/harness.js';
 
 let topo: Topology;
 let dir: string;
@@ -41,10 +41,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await gw?.close();
-  for (const d of devices) await cleanupDevice(topo, d);
-  topo?.destroy();
-  if (dir) removeDir(dir);
+  await tearDown({ gateways: [gw], devices, topo, dir });
 });
 
 const overCap = (m: Msg) => {

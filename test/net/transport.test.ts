@@ -9,26 +9,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Topology, ADDR } from './support/topology.js';
-import { GatewayProcess, makeCa, tempDir, removeDir, cleanupDevice, CLI, PROBE, ROOT, type Msg } from './support/harness.js';
+import { AgentHost, GatewayProcess, gatewayHostConfig, tempDir, tearDown, AS_NOBODY, CLI, ROOT, type Msg } from './support/harness.js';
 import type { GatewayHostConfig } from './support/gateway-host.js';
 import { tunnelNames } from '../../src/net/client/tunnel.js';
 
 const UP_PORTS = [443, 5432, 7000, 8443];
 
-interface ProbeResult {
-  label: string;
-  ok: boolean;
-  data?: string;
-  error?: string;
-  addresses?: string[];
-  rcode?: string;
-  answers?: string[];
-  env?: Record<string, string>;
-  uid?: number;
-  ms: number;
-}
-
 let topo: Topology;
+let agent: AgentHost;
 let dir: string;
 let gw: GatewayProcess;
 let gwCfg: GatewayHostConfig;
@@ -38,27 +26,11 @@ const devices: string[] = [];
 let configPath: string;
 let deviceId: string;
 
-function parseLines(text: string): ProbeResult[] {
-  return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as ProbeResult);
-}
-
-async function cli(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000) {
-  return topo.run(topo.ns.agent, process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeoutMs, cwd: ROOT });
-}
+const cli = (args: string[], env: Record<string, string> = {}, timeoutMs?: number) => agent.cli(args, env, timeoutMs);
 
 /** `clawpatrol run` a probe list as the unprivileged user nobody (as if through sudo). */
-async function probe(probes: Array<Record<string, unknown>>, opts: { config?: string; env?: Record<string, string>; runArgs?: string[] } = {}) {
-  const r = await cli(['run', ...(opts.runArgs ?? []), '--config', opts.config ?? configPath, '--', process.execPath, PROBE, JSON.stringify(probes)], {
-    SUDO_UID: '65534', SUDO_GID: '65534', ...opts.env,
-  });
-  const results = parseLines(r.stdout);
-  const byLabel = (label: string) => {
-    const hit = results.find((x) => x.label === label);
-    if (!hit) throw new Error(`no result for probe ${label}; stdout=${r.stdout} stderr=${r.stderr}`);
-    return hit;
-  };
-  return { ...r, results, byLabel };
-}
+const probe = (probes: Array<Record<string, unknown>>, opts: { config?: string; env?: Record<string, string>; runArgs?: string[] } = {}) =>
+  agent.probe(opts.config ?? configPath, probes, opts);
 
 function engineLine(data: string | undefined): Record<string, unknown> {
   const line = (data ?? '').split('\n').find((l) => l.startsWith('{'));
@@ -67,19 +39,15 @@ function engineLine(data: string | undefined): Record<string, unknown> {
 }
 
 async function enrol(profile: string, config: string): Promise<string> {
-  const token = await gw.request<{ token: string }>('mint', { profile });
-  const r = await cli(['join', gw.controlUrl, '--token', token.token, '--ca-fingerprint', gwCfg.caFingerprint, '--no-trust', '--config', config, '--name', `test-${profile}`]);
-  expect(r.code, r.stderr).toBe(0);
-  const id = /Joined as (dev_[0-9a-f]+)/.exec(r.stdout)?.[1];
-  expect(id).toBeTruthy();
-  devices.push(id!);
-  return id!;
+  const id = await agent.join(gw, profile, config);
+  devices.push(id);
+  return id;
 }
 
 beforeAll(async () => {
   topo = Topology.create();
+  agent = new AgentHost(topo);
   dir = tempDir('cp-net-');
-  const ca = makeCa(dir);
   upstream = topo.spawn(topo.ns.up, process.execPath, [join(ROOT, 'test', 'net', 'support', 'upstream-host.mjs')], {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     env: {
@@ -98,11 +66,7 @@ beforeAll(async () => {
   upstream.on('message', (m: Msg) => upstreamEvents.push(m));
   await new Promise<void>((resolve) => upstream.on('message', (m: Msg) => m.type === 'ready' && resolve()));
 
-  gwCfg = {
-    stateDir: join(dir, 'gateway-state'),
-    listenPort: 20000 + Math.floor(Math.random() * 30000),
-    controlPort: 8080,
-    subnet: '10.55.0.0/24',
+  gwCfg = gatewayHostConfig(dir, {
     unknownHost: 'passthrough',
     endpoints: [
       { id: 'https.api', type: 'https', hosts: ['api.example.test', '*.svc.example.test'] },
@@ -111,22 +75,15 @@ beforeAll(async () => {
     ],
     profiles: { dev: ['https.api', 'postgres.db', 'postgres.raw'], narrow: ['https.api'] },
     placeholders: { dev: [{ credential: 'bearer_token.github', placeholder: 'cp_ph_github_123', env: 'GITHUB_TOKEN' }] },
-    dnsUpstream: [ADDR.up],
-    caCertPath: ca.certPath,
-    caKeyPath: ca.keyPath,
-    caFingerprint: ca.fingerprint,
-  };
+  });
   gw = await GatewayProcess.start(topo, gwCfg);
   configPath = join(dir, 'client.json');
   deviceId = await enrol('dev', configPath);
 }, 120_000);
 
 afterAll(async () => {
-  await gw?.close();
   upstream?.kill('SIGKILL');
-  for (const d of devices) await cleanupDevice(topo, d);
-  topo?.destroy();
-  if (dir) removeDir(dir);
+  await tearDown({ gateways: [gw], devices, topo, dir });
 });
 
 describe('clawpatrol join', () => {
@@ -335,7 +292,7 @@ describe('clawpatrol run', () => {
   });
 
   it('passes the exit status through and tears the namespace down', async () => {
-    const r = await cli(['run', '--config', configPath, '--', 'sh', '-c', 'exit 7'], { SUDO_UID: '65534', SUDO_GID: '65534' });
+    const r = await cli(['run', '--config', configPath, '--', 'sh', '-c', 'exit 7'], AS_NOBODY);
     expect(r.code).toBe(7);
     const names = tunnelNames(deviceId);
     expect(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout).not.toContain(names.netns);
@@ -345,20 +302,20 @@ describe('clawpatrol run', () => {
 
   it('passes signals through: SIGTERM to run reaches the command, a killed command kills run the same way', async () => {
     const child = spawn('nsenter', [`--net=/run/netns/${topo.ns.agent}`, '--', process.execPath, CLI, 'run', '--config', configPath, '--',
-      'sh', '-c', 'trap "exit 42" TERM; echo ready; while :; do sleep 0.1; done'], { env: { ...process.env, SUDO_UID: '65534', SUDO_GID: '65534' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      'sh', '-c', 'trap "exit 42" TERM; echo ready; while :; do sleep 0.1; done'], { env: { ...process.env, ...AS_NOBODY }, stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()));
     child.kill('SIGTERM');
     const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     expect(code).toBe(42);
 
-    const killed = await cli(['run', '--config', configPath, '--', 'sh', '-c', 'kill -KILL $$'], { SUDO_UID: '65534', SUDO_GID: '65534' });
+    const killed = await cli(['run', '--config', configPath, '--', 'sh', '-c', 'kill -KILL $$'], AS_NOBODY);
     expect(killed.signal).toBe('SIGKILL');
   });
 
   it('two concurrent runs share one tunnel; the last one out removes it', async () => {
     const names = tunnelNames(deviceId);
     const long = spawn('nsenter', [`--net=/run/netns/${topo.ns.agent}`, '--', process.execPath, CLI, 'run', '--config', configPath, '--', 'sh', '-c', 'echo up; sleep 60'],
-      { env: { ...process.env, SUDO_UID: '65534', SUDO_GID: '65534' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      { env: { ...process.env, ...AS_NOBODY }, stdio: ['ignore', 'pipe', 'pipe'] });
     await new Promise<void>((resolve) => long.stdout!.on('data', (d: Buffer) => d.toString().includes('up') && resolve()));
     const r = await probe([{ kind: 'tcp', label: 'api', host: 'api.example.test', port: 443, tls: 'api.example.test', untilNewline: true }]);
     expect(engineLine(r.byLabel('api').data)).toMatchObject({ engine: 'tls' });

@@ -165,6 +165,14 @@ export function removeDir(d: string): void {
   rmSync(d, { recursive: true, force: true });
 }
 
+/** The end of a namespace test file: gateways stopped, devices' tunnels removed, namespaces and temp dir deleted. */
+export async function tearDown(parts: { gateways: Array<GatewayProcess | undefined>; devices: string[]; topo: Topology | undefined; dir: string | undefined }): Promise<void> {
+  for (const gw of parts.gateways) await gw?.close();
+  if (parts.topo) for (const d of parts.devices) await cleanupDevice(parts.topo, d);
+  parts.topo?.destroy();
+  if (parts.dir) removeDir(parts.dir);
+}
+
 /** Tear down what `clawpatrol run` may have left for a device (a killed run). */
 export async function cleanupDevice(topo: Topology, deviceId: string): Promise<void> {
   const names = tunnelNames(deviceId);
@@ -200,6 +208,8 @@ export interface ProbeResult {
   ede?: string;
   established?: number;
   failed?: string[];
+  /** A `hold` probe's progress: `established`, then `closed` (or `error`). */
+  event?: string;
   env?: Record<string, string>;
   uid?: number;
   ms: number;

@@ -13,6 +13,13 @@ const dnsPacket = require('dns-packet');
 const probes = JSON.parse(process.argv[2] ?? '[]');
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 
+/** A TCP connection to p.host:p.port (p.family), TLS when p.tls (a string is the SNI; `true`: none). */
+function dial(p) {
+  const opts = { host: p.host, port: p.port, ...(p.family ? { family: p.family } : {}) };
+  if (!p.tls) return net.connect(opts);
+  return tls.connect({ ...opts, servername: typeof p.tls === 'string' ? p.tls : undefined, rejectUnauthorized: false });
+}
+
 function tcp(p) {
   return new Promise((resolve) => {
     const timeoutMs = p.timeoutMs ?? 3000;
@@ -25,10 +32,7 @@ function tcp(p) {
       sock.destroy();
       resolve({ ...r, data });
     };
-    const opts = { host: p.host, port: p.port, ...(p.family ? { family: p.family } : {}) };
-    const sock = p.tls
-      ? tls.connect({ ...opts, servername: typeof p.tls === 'string' ? p.tls : undefined, rejectUnauthorized: false })
-      : net.connect(opts);
+    const sock = dial(p);
     const timer = setTimeout(() => finish({ ok: data.length > 0, error: data ? undefined : 'timeout' }), timeoutMs);
     sock.on(p.tls ? 'secureConnect' : 'connect', () => {
       if (p.send) sock.write(p.send);
@@ -45,8 +49,7 @@ function tcp(p) {
 function hold(p) {
   // Connect, report the first line, then report when the connection dies.
   return new Promise((resolve) => {
-    const opts = { host: p.host, port: p.port, ...(p.family ? { family: p.family } : {}) };
-    const sock = p.tls ? tls.connect({ ...opts, servername: p.tls, rejectUnauthorized: false }) : net.connect(opts);
+    const sock = dial(p);
     let first = true;
     sock.on('data', (d) => {
       if (first) {
@@ -83,8 +86,7 @@ function many(p) {
       }, p.holdMs ?? 0);
     };
     for (let i = 0; i < p.count; i++) {
-      const opts = { host: p.host, port: p.port, ...(p.family ? { family: p.family } : {}) };
-      const s = p.tls ? tls.connect({ ...opts, servername: p.tls, rejectUnauthorized: false }) : net.connect(opts);
+      const s = dial(p);
       sockets.push(s);
       let done = false;
       const once = (fn) => {
@@ -201,37 +203,20 @@ function query(p) {
   });
 }
 
+const kinds = {
+  tcp,
+  hold,
+  many,
+  udp,
+  lookup,
+  query,
+  sleep: (p) => new Promise((resolve) => setTimeout(() => resolve(null), p.ms)),
+  env: async () => ({ ok: true, env: process.env, uid: process.getuid(), gid: process.getgid() }),
+};
+
 for (const p of probes) {
   const started = Date.now();
-  let r;
-  switch (p.kind) {
-    case 'tcp':
-      r = await tcp(p);
-      break;
-    case 'hold':
-      r = await hold(p);
-      break;
-    case 'many':
-      r = await many(p);
-      break;
-    case 'sleep':
-      await new Promise((resolve) => setTimeout(resolve, p.ms));
-      r = null;
-      break;
-    case 'udp':
-      r = await udp(p);
-      break;
-    case 'lookup':
-      r = await lookup(p);
-      break;
-    case 'query':
-      r = await query(p);
-      break;
-    case 'env':
-      r = { ok: true, env: process.env, uid: process.getuid(), gid: process.getgid() };
-      break;
-    default:
-      r = { ok: false, error: `unknown probe ${p.kind}` };
-  }
+  const run = kinds[p.kind];
+  const r = run ? await run(p) : { ok: false, error: `unknown probe ${p.kind}` };
   if (r) out({ label: p.label ?? p.kind, ms: Date.now() - started, ...r });
 }
