@@ -1,14 +1,15 @@
 /**
- * Postgres gateway benchmark: pgbench through four paths to one real
+ * Postgres gateway benchmark: pgbench through several paths to one real
  * PostgreSQL 15, interleaved round by round so that machine noise hits all
  * of them alike.
  *
  *   direct   pgbench → PostgreSQL
  *   relay    pgbench → a do-nothing Node.js TCP relay → PostgreSQL (the floor for any Node proxy)
  *   pgbouncer pgbench → pgbouncer (session pooling) → PostgreSQL
- *   gateway  pgbench → clawpatrol's Postgres listener (20-rule policy, real enforcer,
- *            real hash-chained audit log in SQLite) → PostgreSQL
+ *   gateway  pgbench → clawpatrol's Postgres listener (20-rule policy, real enforcer, real
+ *            vault, real hash-chained audit log in SQLite written by its thread) → PostgreSQL
  *   gateway, audit off   the same with the audit redaction and log replaced by no-ops
+ *   engine only, policy stubbed   diagnostic: the engine with a stub that allows every statement
  *
  * Workloads: pgbench's built-in select-only (-S) and a mixed read script
  * (point reads on three tables, a range join, an aggregate), at 1 and 8
@@ -19,7 +20,8 @@
  *                                 [--paths 'node relay;gateway'] [--profile <dir>]
  *
  * Prints a Markdown table: TPS (median of rounds), ratio to direct and to
- * the relay, p50/p99 transaction latency and the p50 added over direct.
+ * the relay (also paired per round), this process's CPU per transaction,
+ * p50/p99 transaction latency and the p50 added over direct.
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, chownSync, chmodSync } from 'node:fs';
@@ -29,6 +31,7 @@ import { join } from 'node:path';
 import { startPgCluster, freePort, type PgCluster } from '../../test/support/pg-cluster.js';
 import { loadPolicy, formatDiagnostic } from '../../src/policy/index.js';
 import { createEnforcer } from '../../src/gateway/enforcer.js';
+import type { Enforcement, Enforcer } from '../../src/gateway/contracts.js';
 import { AuditLog, AUDIT_KEY_PURPOSE } from '../../src/audit/index.js';
 import { openVault } from '../../src/vault/index.js';
 import { createFactsRedactor } from '../../src/audit/redact.js';
@@ -265,6 +268,30 @@ async function main(): Promise<void> {
       scrubValues: () => vault.allValues(),
     });
     cleanups.push(() => bare.close());
+    // A diagnostic path, not a configuration: the engine alone (decode, SQL analysis, response
+    // tracking, scrubbing), every statement allowed by a stub without policy or audit. The session
+    // start still goes through the real enforcer (it resolves the login credential).
+    const allowed: Enforcement = {
+      allowed: true,
+      decision: { verdict: 'allow', effective: 'allow', mode: 'enforce', rule: '', endpoint: 'postgres.bench', credential: 'postgres_credential.bench', reason: 'stub', approve: [], failClosed: false, passthrough: false },
+      reason: 'stub',
+      approvals: [],
+      material: null,
+      finish: () => {},
+    };
+    const stubEnforcer: Enforcer = {
+      enforce: async (a) => (a.phase === 'session_start' ? bareEnforcer.enforce(a) : allowed),
+      enforceNow: (a) => (a.phase === 'session_start' ? bareEnforcer.enforceNow!(a) : allowed),
+    };
+    const engineOnly = await startPostgresListener({
+      endpoint: 'postgres.bench',
+      listen: '127.0.0.1:0',
+      enforcer: stubEnforcer,
+      policy: () => policy,
+      profile: 'default',
+      scrubValues: () => vault.allValues(),
+    });
+    cleanups.push(() => engineOnly.close());
 
     const only = (name: string): string | undefined => {
       const i = process.argv.indexOf(`--${name}`);
@@ -281,6 +308,7 @@ async function main(): Promise<void> {
       { name: 'pgbouncer', port: bouncer.port, user: 'bench' },
       { name: 'gateway', port: listenPort, user: 'PH_bench' },
       { name: 'gateway, audit off', port: bare.address.port, user: 'PH_bench' },
+      { name: 'engine only, policy stubbed', port: engineOnly.address.port, user: 'PH_bench' },
     ].filter((t) => !paths || paths.includes(t.name) || (t.name === 'direct' && !paths.includes('no-direct')));
 
     const cases = [

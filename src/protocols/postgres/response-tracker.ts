@@ -91,6 +91,9 @@ export interface TrackerHooks {
   desync(reason: string): void;
 }
 
+/** What completeMessage returns for every message the agent gets as is (one shared object: it runs per message). */
+const KEPT: { swallowed: boolean; replacement?: Buffer } = Object.freeze({ swallowed: false });
+
 /** Message types whose body the tracker reads. */
 const COLLECT = new Set([0x45 /* E */, 0x53 /* S */, 0x5a /* Z */, 0x43 /* C */]);
 const MAX_COLLECT = 256 * 1024;
@@ -264,7 +267,7 @@ export class ResponseTracker {
       case 0x5a: /* Z ReadyForQuery */ {
         const status = this.body().toString('latin1', 0, 1) as TxStatus;
         this.onReady(status);
-        return { swallowed: false };
+        return KEPT;
       }
       case 0x45: /* E ErrorResponse */ {
         const fields = readErrorFields(this.body());
@@ -287,12 +290,12 @@ export class ResponseTracker {
           this.q.shift();
           this.skipExtended();
         }
-        return { swallowed: false };
+        return KEPT;
       }
       case 0x53: /* S ParameterStatus */ {
         const p = readParameterStatus(this.body());
         if (p) this.hooks.parameter(p[0], p[1]);
-        return { swallowed: false };
+        return KEPT;
       }
       case 0x43: /* C CommandComplete */ {
         const tag = readCommandTag(this.body());
@@ -302,41 +305,41 @@ export class ResponseTracker {
           this.copyOwner = null;
           this.hooks.copyIn(false);
         }
-        return { swallowed: false };
+        return KEPT;
       }
       case 0x49: /* I EmptyQueryResponse */
         if (this.curGroup) this.curGroup.tag = 'EMPTY';
         if (h && h.kind === 'E') this.complete('E', h);
-        return { swallowed: false };
+        return KEPT;
       case 0x73: /* s PortalSuspended */
         if (this.curGroup) this.curGroup.tag = 'SUSPENDED';
         this.expectHead('E', 'PortalSuspended');
-        return { swallowed: false };
+        return KEPT;
       case 0x31: /* 1 ParseComplete */
         this.expectHead('P', 'ParseComplete');
-        return { swallowed: false };
+        return KEPT;
       case 0x32: /* 2 BindComplete */
         this.expectHead('B', 'BindComplete');
-        return { swallowed: false };
+        return KEPT;
       case 0x33: /* 3 CloseComplete */
         this.expectHead('C', 'CloseComplete');
-        return { swallowed: false };
+        return KEPT;
       case 0x74: /* t ParameterDescription */
         if (!h || h.kind !== 'D') this.fail('unexpected ParameterDescription from the server');
-        return { swallowed: false };
+        return KEPT;
       case 0x54: /* T RowDescription */
         if (h && h.kind === 'D') this.q.shift();
         else if (!h || !(h.kind === 'Q' || h.kind === 'E')) this.fail('unexpected RowDescription from the server');
-        return { swallowed: false };
+        return KEPT;
       case 0x6e: /* n NoData */
         this.expectHead('D', 'NoData');
-        return { swallowed: false };
+        return KEPT;
       case 0x47: /* G CopyInResponse */
         this.onCopyIn();
-        return { swallowed: false };
+        return KEPT;
       case 0x57: /* W CopyBothResponse */
         this.fail('COPY BOTH (replication) is not supported through the gateway');
-        return { swallowed: false };
+        return KEPT;
       case 0x44: /* D DataRow */
       case 0x64: /* d CopyData */
       case 0x63: /* c CopyDone */
@@ -344,10 +347,10 @@ export class ResponseTracker {
       case 0x56: /* V FunctionCallResponse */
       case 0x4e: /* N NoticeResponse */
       case 0x41: /* A NotificationResponse */
-        return { swallowed: false };
+        return KEPT;
       default:
         this.fail(`unexpected message type 0x${type.toString(16)} from the server`);
-        return { swallowed: false };
+        return KEPT;
     }
   }
 
