@@ -31,8 +31,11 @@ export const ADMIN_TOKEN_FILE = 'admin.token';
 const DEFAULT_MAX_BODY = 1024 * 1024;
 /** A client that connects must send its first byte (request line or ClientHello) and finish a TLS handshake within this. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
-/** Connections idle this long are closed (the HTTP parser's own timeouts need a listening http.Server, which this is not). */
+/** Connections idle this long are closed. */
 const IDLE_TIMEOUT_MS = 120_000;
+/** A request's headers must arrive within this, the whole request within REQUEST_TIMEOUT_MS (slow clients hold no socket for ever). */
+const HEADERS_TIMEOUT_MS = 20_000;
+const REQUEST_TIMEOUT_MS = 60_000;
 const TLS_HANDSHAKE_RECORD = 0x16;
 
 /** Read the admin token, creating it (0600) on first use. */
@@ -121,6 +124,8 @@ export interface ControlServerOptions {
   /** Also speak TLS on the same port. Without it the server is plain HTTP only. */
   tls?: ControlTls;
   maxBodyBytes?: number;
+  /** Time for a request's headers (default 20 s); a client slower than that gets 408 and is closed. */
+  headersTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -179,9 +184,16 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const sniNames = new Set((tls?.names ?? []).map(normaliseSni));
 
   // Never listens itself: the net listener below hands it each connection, plain or decrypted.
-  const http = createHttpServer((req, res) => {
-    void handle(req, res);
-  });
+  const headersTimeout = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+  const http = createHttpServer(
+    { headersTimeout, requestTimeout: Math.max(REQUEST_TIMEOUT_MS, headersTimeout), connectionsCheckingInterval: Math.min(1000, headersTimeout) },
+    (req, res) => {
+      void handle(req, res);
+    },
+  );
+  // 'listening' is what starts the server's checks of headersTimeout / requestTimeout on its
+  // connections; this server gets its connections handed over, so it never emits it itself.
+  http.emit('listening');
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://control.invalid');
@@ -306,6 +318,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     close() {
       return new Promise((resolve) => {
         listener.close(() => resolve());
+        // Stops the timeout checks; the error (it was never listening) is expected.
+        http.close(() => {});
         for (const s of sockets) s.destroy();
       });
     },

@@ -237,7 +237,7 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
       if (polled.status === 'denied') return [403, { status: 'denied', error: 'the enrolment was denied' }];
       if (!('record' in polled)) return [404, { status: 'unknown', error: 'unknown device code' }];
       const deviceId = polled.record.deviceId ?? '';
-      const peer = await deps.peers.find((r) => r.byId(deviceId));
+      const peer = await deps.peers.findById(deviceId);
       if (!peer) return [410, { status: 'expired', error: 'the approved device was revoked before it finished joining' }];
       const device = newDeviceToken();
       const updated = await deps.peers.update(peer.id, { tokenHash: device.hash });
@@ -290,7 +290,7 @@ export function createEnrolRoutes(deps: EnrolRouteDeps): ControlRoute {
     })),
     handler('POST', /^\/api\/devices\/([A-Za-z0-9_]{1,40})\/revoke$/, 'admin', async (_req, m) => {
       const id = m[1]!;
-      if (!(await deps.peers.find((r) => r.byId(id)))) throw new HttpError(404, `no device ${id}`);
+      if (!(await deps.peers.findById(id))) throw new HttpError(404, `no device ${id}`);
       return [200, await deps.removePeer(id, 'revoked')];
     }),
   ];

@@ -22,6 +22,8 @@ export const PEER_NAMESPACE = 'wireguard.peers';
 export const CLAIM_NAMESPACE = 'wireguard.claims';
 /** A claim without a device record this old was left by an enrolment that never finished (a gateway died mid-way). */
 const ABANDONED_CLAIM_MS = 10 * 60_000;
+/** Lookups that miss refresh the view from the store at most this often. */
+const MISS_SYNC_GAP_MS = 1000;
 
 interface Claim {
   id: string;
@@ -75,6 +77,8 @@ export class PeerRegistry {
   private readonly listeners = new Set<(changes: PeerChanges) => Promise<void> | void>();
   /** Ids of stored records that do not fit this gateway's subnet (warned about once). */
   private readonly misfits = new Set<string>();
+  private syncing: Promise<PeerChanges> | null = null;
+  private syncedAt = 0;
 
   private constructor(private readonly opts: PeerRegistryOptions) {
     // Offset 0 is the network, 1 the gateway; a v4 subnet's last address is its broadcast.
@@ -112,7 +116,7 @@ export class PeerRegistry {
    * listeners what changed. Serialised with local enrolments and removals.
    */
   sync(): Promise<PeerChanges> {
-    return this.serial(async () => {
+    const run = this.serial(async () => {
       const stored = new Map((await this.opts.kv.list<PeerRecord>(PEER_NAMESPACE)).map((e) => [e.key, e.value]));
       const changes: PeerChanges = { added: [], removed: [], updated: [] };
       for (const cur of [...this.byIdMap.values()]) {
@@ -133,18 +137,39 @@ export class PeerRegistry {
         this.index(next);
         (cur ? changes.updated : changes.added).push(next);
       }
+      this.syncedAt = Date.now();
       if (changes.added.length + changes.removed.length + changes.updated.length > 0) {
         for (const l of this.listeners) await l(changes);
       }
       return changes;
     });
+    this.syncing = run;
+    const done = () => {
+      if (this.syncing === run) this.syncing = null;
+    };
+    run.then(done, done);
+    return run;
   }
 
-  /** A lookup that, when it misses, looks in the store once (the device may be another gateway's news). */
+  /** A device by id, also one enrolled through another gateway a moment ago (one read when it is not known here). */
+  async findById(id: string): Promise<PeerRecord | undefined> {
+    const hit = this.byId(id);
+    if (hit) return hit;
+    if ((await this.opts.kv.get(PEER_NAMESPACE, id)) === undefined) return undefined;
+    await this.sync();
+    return this.byId(id);
+  }
+
+  /**
+   * A lookup that, when it misses, brings the view up to date first (the
+   * device may be another gateway's news) — at most once a second however
+   * many lookups miss, so unknown credentials cannot hammer the store.
+   */
   async find(lookup: (r: PeerRegistry) => PeerRecord | undefined): Promise<PeerRecord | undefined> {
     const hit = lookup(this);
     if (hit) return hit;
-    await this.sync();
+    if (this.syncing) await this.syncing;
+    else if (Date.now() - this.syncedAt >= MISS_SYNC_GAP_MS) await this.sync();
     return lookup(this);
   }
 

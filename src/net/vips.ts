@@ -41,6 +41,8 @@ export class VipExhaustedError extends Error {
 
 export const DEFAULT_MAX_NAMES = 16_384;
 export const DEFAULT_MAX_WILDCARD_NAMES_PER_DEVICE = 1024;
+const MISS_MEMORY_MS = 1000;
+const MAX_REMEMBERED_MISSES = 4096;
 
 /** Who is asking for a name, and whether only a wildcard declares it (then it counts against the device's cap). */
 export interface VipRequest {
@@ -66,6 +68,8 @@ export class VipTable {
   private readonly perDevice = new Map<string, number>();
   /** Offsets claimed by another gateway whose record we could not read yet (an allocation in flight there). */
   private readonly foreign = new Set<number>();
+  /** Offsets just looked up in the store and found unallocated → until when to believe that. */
+  private readonly recentMisses = new Map<number, number>();
   private nextOffset = 1;
   /** Highest usable offset of both ranges. */
   private readonly lastOffset: number;
@@ -202,8 +206,18 @@ export class VipTable {
   async resolve(ip: string): Promise<VipRecord | undefined> {
     const known = this.byAddress(ip);
     if (known) return known;
-    const offset = offsetOf(this.opts.range4, ip) ?? (this.opts.range6 ? offsetOf(this.opts.range6, ip) : null);
-    return offset === null ? undefined : this.loadOffset(Number(offset));
+    const found = offsetOf(this.opts.range4, ip) ?? (this.opts.range6 ? offsetOf(this.opts.range6, ip) : null);
+    if (found === null) return undefined;
+    const offset = Number(found);
+    // An agent dialing unallocated VIPs in a loop asks the store once a second per address, not per connection.
+    const now = Date.now();
+    if ((this.recentMisses.get(offset) ?? 0) > now) return undefined;
+    const record = await this.loadOffset(offset);
+    if (!record) {
+      if (this.recentMisses.size >= MAX_REMEMBERED_MISSES) this.recentMisses.clear();
+      this.recentMisses.set(offset, now + MISS_MEMORY_MS);
+    }
+    return record;
   }
 
   /** Read the name holding an offset from the store and remember its record. */

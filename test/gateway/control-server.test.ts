@@ -165,6 +165,35 @@ describe('control server with TLS on the same port', () => {
     await expect(tlsGet('/x', { servername: 'bank.example' })).rejects.toThrow(/altnames/);
   });
 
+  it('answers 408 and closes a client whose headers trickle in too slowly, over HTTP and TLS', async () => {
+    const slow = await startControlServer({ listen: '127.0.0.1:0', adminToken: 'tok', routes: [record], headersTimeoutMs: 800, tls: { secureContextFor: (h) => ca.secureContextFor(h) } });
+    const slowPort = (slow.server.address() as { port: number }).port;
+    try {
+      const plain = connect(slowPort, '127.0.0.1');
+      plain.on('error', () => {}); // the drip may hit the closed socket
+      let answer = '';
+      plain.on('data', (d: Buffer) => (answer += d.toString()));
+      plain.write('GET /slow HTTP/1.1\r\nHost: x\r\n');
+      const drip = setInterval(() => plain.write('x-drip: 1\r\n'), 200);
+      const started = Date.now();
+      await new Promise((r) => plain.once('close', r));
+      clearInterval(drip);
+      expect(answer).toMatch(/^HTTP\/1\.1 408/);
+      expect(Date.now() - started).toBeLessThan(5000);
+
+      const { connect: tlsConnect } = await import('node:tls');
+      const secure = tlsConnect({ host: '127.0.0.1', port: slowPort, ca: ca.caCertPem });
+      secure.on('error', () => {});
+      await new Promise((r) => secure.once('secureConnect', r));
+      secure.write('GET /slow HTTP/1.1\r\nHost: x\r\n');
+      const drip2 = setInterval(() => secure.write('x-drip: 1\r\n'), 200);
+      await new Promise((r) => secure.once('close', r));
+      clearInterval(drip2);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('closes clients that never speak, and closes promptly with them attached', async () => {
     const idle = connect(port, '127.0.0.1');
     await new Promise((r) => idle.once('connect', r));

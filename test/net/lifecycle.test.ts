@@ -80,7 +80,7 @@ describe('device lifecycle', () => {
     expect(approved.stdout).toContain(deviceA);
     // The code works once.
     expect((await devicesCli(['approve', code, '--profile', 'dev'])).code).toBe(1);
-  });
+  }, 90_000); // several CLI starts and a polling join: slow when the machine is busy
 
   it('reports health with clawpatrol status', async () => {
     const first = await probe(configA, [{ kind: 'lookup', label: 'vip', name: 'api.example.test' }]);

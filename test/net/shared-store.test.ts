@@ -7,6 +7,7 @@
 import { describe, it, expect, beforeAll, afterAll, beforeEach } from 'vitest';
 import { startPgCluster, type PgCluster } from '../support/pg-cluster.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import type { KvStore } from '../../src/store/types.js';
 import { PeerRegistry, PEER_NAMESPACE, type PeerChanges } from '../../src/net/peers.js';
 import { VipTable, VIP_NAMESPACE, VIP_OFFSET_NAMESPACE } from '../../src/net/vips.js';
 import { parseCidr } from '../../src/net/ip.js';
@@ -80,7 +81,7 @@ describe('peers on a shared store', () => {
     const d1 = await a.add(input('one'));
     const d2 = await a.add(input('two'));
     // A lookup on B that misses looks in the store.
-    expect((await b.find((r) => r.byId(d1.id)))?.address4).toBe(d1.address4);
+    expect((await b.findById(d1.id))?.address4).toBe(d1.address4);
     expect(b.byAddress(d2.address4)?.id).toBe(d2.id);
     expect(seen.flatMap((c) => c.added.map((p) => p.id)).sort()).toEqual([d1.id, d2.id].sort());
 
@@ -105,6 +106,41 @@ describe('peers on a shared store', () => {
     await PeerRegistry.open({ kv: storeA.kv, subnet4, subnet6 });
     const b = await PeerRegistry.open({ kv: storeB.kv, subnet4, subnet6 });
     expect((await b.add(input('new'))).address4).toBe('10.55.0.3');
+  });
+});
+
+/** The store's kv, counting how often the device list is read. */
+function countingKv(kv: KvStore): KvStore & { lists: number } {
+  const counted = {
+    lists: 0,
+    get: kv.get.bind(kv),
+    put: kv.put.bind(kv),
+    putIfAbsent: kv.putIfAbsent.bind(kv),
+    delete: kv.delete.bind(kv),
+    take: kv.take.bind(kv),
+    list: <T,>(ns: string) => {
+      if (ns === PEER_NAMESPACE) counted.lists++;
+      return kv.list<T>(ns);
+    },
+  };
+  return counted;
+}
+
+describe('lookups that miss', () => {
+  it('read the store at most about once a second, however many unknown tokens arrive', async () => {
+    const kv = countingKv(storeA.kv);
+    const a = await PeerRegistry.open({ kv, subnet4, subnet6 });
+    const other = await PeerRegistry.open({ kv: storeB.kv, subnet4, subnet6 });
+    kv.lists = 0;
+    const misses = await Promise.all(Array.from({ length: 200 }, (_, i) => a.find((r) => r.byTokenHash(`unknown-${i}`))));
+    expect(misses.every((m) => m === undefined)).toBe(true);
+    for (let i = 0; i < 50; i++) await a.find((r) => r.byTokenHash(`later-${i}`));
+    expect(kv.lists).toBeLessThanOrEqual(2);
+    // An id that does not exist costs one read, not a list; one that does (enrolled elsewhere) is found at once.
+    expect(await a.findById('dev_ffffffffff')).toBeUndefined();
+    expect(kv.lists).toBeLessThanOrEqual(2);
+    const elsewhere = await other.add(input('elsewhere'));
+    expect((await a.findById(elsewhere.id))?.address4).toBe(elsewhere.address4);
   });
 });
 
