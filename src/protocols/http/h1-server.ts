@@ -278,12 +278,13 @@ function fieldLines(fields: FieldList): string {
 const COALESCE_BYTES = 256 * 1024;
 
 /**
- * Writes one response with the gateway's own framing. Everything written in
- * one turn of the event loop — the head, the body chunks the upstream
- * delivered in that turn, the end — is corked and leaves at the end of the
- * turn as one write: one TLS write (several records when large) and one
- * system call, instead of one per piece. Nothing waits longer than that turn,
- * so an SSE event still reaches the agent at once.
+ * Writes one response with the gateway's own framing. The head leaves with
+ * the first body bytes (or the end), at once. After that, everything written
+ * in one turn of the event loop — the body chunks the upstream delivered in
+ * that turn, the end — is corked and leaves at the end of the turn as one
+ * write: one TLS write (several records when large) and one system call,
+ * instead of one per piece. Nothing waits longer than that turn, so an SSE
+ * event still reaches the agent at once.
  */
 class H1Sink implements ResponseSink {
   started = false;
@@ -294,6 +295,7 @@ class H1Sink implements ResponseSink {
   private ended = false;
   /** Set while the socket is corked until the end of this turn. */
   private release: NodeJS.Immediate | null = null;
+  private bodyStarted = false;
 
   constructor(
     private readonly socket: Duplex,
@@ -336,6 +338,12 @@ class H1Sink implements ResponseSink {
     } else {
       this.bytesOut += chunk.length;
       this.socket.write(chunk);
+    }
+    // The head and the first body bytes leave at once (time to first byte, the
+    // first SSE event); what follows in the same turn is coalesced.
+    if (!this.bodyStarted) {
+      this.bodyStarted = true;
+      this.flush();
     }
     if (this.socket.writableLength < COALESCE_BYTES) return Promise.resolve();
     this.flush();
