@@ -15,58 +15,21 @@
  * config error.
  */
 import type { Command } from 'commander';
-import { homedir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import { ApprovalsClient } from '../src/approvals/client.js';
 import type { PendingApproval } from '../src/approvals/queue.js';
-import { ControlClient, ControlError } from '../src/gateway/control-client.js';
-import { parseListen, readAdminToken } from '../src/gateway/control-server.js';
-import { formatDiagnostic, loadPolicy } from '../src/policy/index.js';
+import { ControlError } from '../src/gateway/control-client.js';
+import {
+  connectAdmin,
+  CliUsageError as UsageError,
+  withAdminConnectionOptions as withConnectionOptions,
+  type AdminConnectionOptions,
+} from './admin-connection.js';
 
-interface ConnectionOptions {
-  config?: string;
-  gateway?: string;
-  token?: string;
-}
+export { listenToUrl } from './admin-connection.js';
 
-class UsageError extends Error {}
-
-const DEFAULT_LISTEN = '127.0.0.1:8080';
-
-function withConnectionOptions(cmd: Command): Command {
-  return cmd
-    .option('--config <path>', 'policy file or directory (gateway.dashboard_listen, gateway.state_dir)')
-    .option('--gateway <url>', 'control API of the gateway (default: from the policy, else http://127.0.0.1:8080)')
-    .option('--token <token>', 'admin token (default: read from <state_dir>/admin.token)');
-}
-
-/** `host:port` as the gateway listens → the URL a local client dials. */
-export function listenToUrl(listen: string): string {
-  const { host, port } = parseListen(listen);
-  const local = host === '0.0.0.0' || host === '' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  return `http://${local.includes(':') ? `[${local}]` : local}:${port}`;
-}
-
-export async function connect(opts: ConnectionOptions): Promise<ApprovalsClient> {
-  let listen = DEFAULT_LISTEN;
-  let stateDir = join(homedir(), '.clawpatrol');
-  if (opts.config) {
-    const loaded = await loadPolicy(opts.config);
-    if (!loaded.ok) {
-      throw new UsageError(`${opts.config} is not a valid policy:\n${loaded.diagnostics.map(formatDiagnostic).join('\n')}`);
-    }
-    listen = loaded.policy.model.gateway.dashboardListen;
-    stateDir = loaded.policy.model.gateway.stateDir;
-  }
-  if (process.env.CLAWPATROL_STATE_DIR) stateDir = process.env.CLAWPATROL_STATE_DIR;
-  let baseUrl: string;
-  try {
-    baseUrl = opts.gateway ? new URL(opts.gateway).toString() : listenToUrl(listen);
-  } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message : String(err));
-  }
-  const token = opts.token ?? readAdminToken(stateDir);
-  return new ApprovalsClient(new ControlClient({ baseUrl, token }));
+export async function connect(opts: AdminConnectionOptions): Promise<ApprovalsClient> {
+  return new ApprovalsClient((await connectAdmin(opts)).client);
 }
 
 function currentUser(): string {
@@ -115,7 +78,7 @@ async function guarded(fn: () => Promise<number>): Promise<void> {
   }
 }
 
-async function decide(verdict: 'approve' | 'deny', typedId: string, opts: ConnectionOptions & { reason?: string; as?: string }): Promise<number> {
+async function decide(verdict: 'approve' | 'deny', typedId: string, opts: AdminConnectionOptions & { reason?: string; as?: string }): Promise<number> {
   const client = await connect(opts);
   const id = await client.resolveId(typedId);
   const user = opts.as ?? currentUser();
@@ -140,7 +103,7 @@ export function register(program: Command): void {
   )
     .option('--watch', 'interactive view (the default without a subcommand)')
     .option('--as <user>', 'who decides, recorded as cli:<user> (default: your login name)')
-    .action(async (opts: ConnectionOptions & { as?: string }) => {
+    .action(async (opts: AdminConnectionOptions & { as?: string }) => {
       await guarded(async () => {
         const client = await connect(opts);
         if (!process.stdin.isTTY) throw new UsageError('the interactive view needs a terminal; use `clawpatrol approvals list`');
@@ -153,7 +116,7 @@ export function register(program: Command): void {
   withConnectionOptions(approvals.command('list').description('print the actions waiting for approval'))
     .option('--json', 'print the queue as JSON')
     .action(async (_opts: unknown, cmd: Command) => {
-      const opts = cmd.optsWithGlobals<ConnectionOptions & { json?: boolean }>();
+      const opts = cmd.optsWithGlobals<AdminConnectionOptions & { json?: boolean }>();
       await guarded(async () => {
         const client = await connect(opts);
         const { approvals: pending } = await client.list();
@@ -171,7 +134,7 @@ export function register(program: Command): void {
       .option('--reason <text>', verdict === 'deny' ? 'told to the agent and recorded' : 'recorded with the approval')
       .option('--as <user>', 'who decides, recorded as cli:<user> (default: your login name)')
       .action(async (id: string, _opts: unknown, cmd: Command) => {
-        const opts = cmd.optsWithGlobals<ConnectionOptions & { reason?: string; as?: string }>();
+        const opts = cmd.optsWithGlobals<AdminConnectionOptions & { reason?: string; as?: string }>();
         await guarded(() => decide(verdict, id, opts));
       });
   }

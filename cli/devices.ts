@@ -14,21 +14,14 @@
  * Exit codes: 0 done, 1 the gateway refused or cannot be reached, 2 usage.
  */
 import type { Command } from 'commander';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { ControlClient } from '../src/gateway/control-client.js';
-import { readAdminToken } from '../src/gateway/control-server.js';
-import { formatDiagnostic, loadPolicy } from '../src/policy/index.js';
+import type { ControlClient } from '../src/gateway/control-client.js';
 import type { DeviceInfo } from '../src/net/enrol-routes.js';
-import { listenToUrl } from './approvals.js';
-
-interface ConnectionOptions {
-  config?: string;
-  gateway?: string;
-  token?: string;
-}
-
-class UsageError extends Error {}
+import {
+  connectAdmin,
+  CliUsageError as UsageError,
+  withAdminConnectionOptions as withConnectionOptions,
+  type AdminConnectionOptions,
+} from './admin-connection.js';
 
 interface Connected {
   client: ControlClient;
@@ -36,33 +29,9 @@ interface Connected {
   joinUrl: string;
 }
 
-async function connect(opts: ConnectionOptions): Promise<Connected> {
-  let listen = '127.0.0.1:8080';
-  let stateDir = join(homedir(), '.clawpatrol');
-  let publicUrl: string | undefined;
-  if (opts.config) {
-    const loaded = await loadPolicy(opts.config);
-    if (!loaded.ok) throw new UsageError(`${opts.config} is not a valid policy:\n${loaded.diagnostics.map(formatDiagnostic).join('\n')}`);
-    listen = loaded.policy.model.gateway.dashboardListen;
-    stateDir = loaded.policy.model.gateway.stateDir;
-    publicUrl = loaded.policy.model.gateway.publicUrl;
-  }
-  if (process.env.CLAWPATROL_STATE_DIR) stateDir = process.env.CLAWPATROL_STATE_DIR;
-  let baseUrl: string;
-  try {
-    baseUrl = opts.gateway ? new URL(opts.gateway).toString() : listenToUrl(listen);
-  } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message : String(err));
-  }
-  const token = opts.token ?? readAdminToken(stateDir);
-  return { client: new ControlClient({ baseUrl, token }), joinUrl: (publicUrl ?? baseUrl).replace(/\/$/, '') };
-}
-
-function withConnectionOptions(cmd: Command): Command {
-  return cmd
-    .option('--config <path>', 'policy file or directory (gateway.dashboard_listen, gateway.state_dir, gateway.public_url)')
-    .option('--gateway <url>', 'control API of the gateway (default: from the policy, else http://127.0.0.1:8080)')
-    .option('--token <token>', 'admin token (default: read from <state_dir>/admin.token)');
+async function connect(opts: AdminConnectionOptions): Promise<Connected> {
+  const c = await connectAdmin(opts);
+  return { client: c.client, joinUrl: (c.publicUrl ?? c.baseUrl).replace(/\/$/, '') };
 }
 
 async function guarded(fn: () => Promise<number>): Promise<void> {
@@ -102,7 +71,7 @@ interface ListReply {
   pending: Array<{ userCode: string; name: string; publicKey: string; createdAt: string; expiresAt: string }>;
 }
 
-async function list(opts: ConnectionOptions & { json?: boolean }): Promise<number> {
+async function list(opts: AdminConnectionOptions & { json?: boolean }): Promise<number> {
   const { client } = await connect(opts);
   const reply = await client.request<ListReply>('GET', '/api/devices');
   if (opts.json) {
@@ -133,7 +102,7 @@ async function list(opts: ConnectionOptions & { json?: boolean }): Promise<numbe
 export function register(program: Command): void {
   const devices = withConnectionOptions(program.command('devices').description('list, enrol, approve and revoke the devices of a running gateway'))
     .option('--json', 'print JSON')
-    .action(async (opts: ConnectionOptions & { json?: boolean }) => guarded(() => list(opts)));
+    .action(async (opts: AdminConnectionOptions & { json?: boolean }) => guarded(() => list(opts)));
 
   withConnectionOptions(devices.command('list').description('enrolled devices and pending enrolments'))
     .option('--json', 'print JSON')
@@ -145,7 +114,7 @@ export function register(program: Command): void {
     .option('--name <name>', 'device name (default: the joining machine says)')
     .action(async (_o: unknown, cmd: Command) =>
       guarded(async () => {
-        const opts = cmd.optsWithGlobals<ConnectionOptions & { profile: string; ttl: string; name?: string }>();
+        const opts = cmd.optsWithGlobals<AdminConnectionOptions & { profile: string; ttl: string; name?: string }>();
         const ttlSec = parseTtl(opts.ttl);
         const { client, joinUrl } = await connect(opts);
         const r = await client.request<{ token: string; expiresAt: string; profile: string; caFingerprint: string }>('POST', '/api/devices/tokens', {
@@ -166,7 +135,7 @@ export function register(program: Command): void {
     .option('--name <name>', 'rename the device')
     .action(async (code: string, _o: unknown, cmd: Command) =>
       guarded(async () => {
-        const opts = cmd.optsWithGlobals<ConnectionOptions & { profile: string; name?: string }>();
+        const opts = cmd.optsWithGlobals<AdminConnectionOptions & { profile: string; name?: string }>();
         const { client } = await connect(opts);
         const r = await client.request<{ device: DeviceInfo }>('POST', '/api/devices/approve', {
           userCode: code,
