@@ -241,14 +241,17 @@ async function main(): Promise<void> {
       audit,
       redactFacts: createFactsRedactor({ model: () => policy.model, secrets: vault }),
     });
-    const gateway = await startPostgresListener({
-      endpoint: 'postgres.bench',
-      listen: `127.0.0.1:${listenPort}`,
-      enforcer,
-      policy: () => policy,
-      profile: 'default',
-      scrubValues: () => vault.allValues(),
-    });
+    /** A listener for postgres.bench deciding through `via` (port 0: any free one). */
+    const listenWith = (via: Enforcer, port = 0) =>
+      startPostgresListener({
+        endpoint: 'postgres.bench',
+        listen: `127.0.0.1:${port}`,
+        enforcer: via,
+        policy: () => policy,
+        profile: 'default',
+        scrubValues: () => vault.allValues(),
+      });
+    const gateway = await listenWith(enforcer, listenPort);
     cleanups.push(() => gateway.close());
     // The same gateway with the audit record's redaction and the audit log replaced by no-ops:
     // shows what the per-statement audit costs on the data path.
@@ -259,14 +262,7 @@ async function main(): Promise<void> {
       audit: { append: () => {}, flush: async () => {}, close: async () => {} },
       redactFacts: (a) => a.facts,
     });
-    const bare = await startPostgresListener({
-      endpoint: 'postgres.bench',
-      listen: '127.0.0.1:0',
-      enforcer: bareEnforcer,
-      policy: () => policy,
-      profile: 'default',
-      scrubValues: () => vault.allValues(),
-    });
+    const bare = await listenWith(bareEnforcer);
     cleanups.push(() => bare.close());
     // A diagnostic path, not a configuration: the engine alone (decode, SQL analysis, response
     // tracking, scrubbing), every statement allowed by a stub without policy or audit. The session
@@ -283,14 +279,7 @@ async function main(): Promise<void> {
       enforce: async (a) => (a.phase === 'session_start' ? bareEnforcer.enforce(a) : allowed),
       enforceNow: (a) => (a.phase === 'session_start' ? bareEnforcer.enforceNow!(a) : allowed),
     };
-    const engineOnly = await startPostgresListener({
-      endpoint: 'postgres.bench',
-      listen: '127.0.0.1:0',
-      enforcer: stubEnforcer,
-      policy: () => policy,
-      profile: 'default',
-      scrubValues: () => vault.allValues(),
-    });
+    const engineOnly = await listenWith(stubEnforcer);
     cleanups.push(() => engineOnly.close());
 
     const only = (name: string): string | undefined => {

@@ -4,24 +4,9 @@
  * closed, missing keys, bodies over the limit, run-time errors.
  */
 import { describe, it, expect } from 'vitest';
-import { compile, HEADER, httpAction, sqlAction, k8sFacts } from './helpers.js';
+import { compile, HEADER, httpAction, sqlAction, k8sFacts, oneRule } from './helpers.js';
 import { compileCondition } from '../../src/policy/cel.js';
 import type { Action } from '../../src/policy/types.js';
-
-/** A policy with one rule on an https endpoint (and one on postgres, one on kubernetes). */
-async function oneRule(family: 'http' | 'sql' | 'k8s', condition: string, verdict: 'allow' | 'deny' = 'deny') {
-  const endpoint = { http: 'https.api', sql: 'postgres.db', k8s: 'kubernetes.k8s' }[family];
-  return compile(`${HEADER}
-endpoint "https" "api" { hosts = ["api.example.com"] }
-endpoint "postgres" "db" { host = "db.example.com:5432" }
-endpoint "kubernetes" "k8s" { server = "https://k8s.example.com:6443" }
-rule "r" {
-  endpoint  = ${endpoint}
-  condition = ${JSON.stringify(condition)}
-  verdict   = "${verdict}"
-}
-`);
-}
 
 function k8sAction(over: Parameters<typeof k8sFacts>[0] = {}, http = {}): Action {
   return {

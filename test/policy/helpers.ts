@@ -33,6 +33,21 @@ export async function compile(text: string): Promise<CompiledPolicy> {
   return r.policy;
 }
 
+/** A policy with one rule on an https endpoint (and one on postgres, one on kubernetes). */
+export async function oneRule(family: 'http' | 'sql' | 'k8s', condition: string, verdict: 'allow' | 'deny' = 'deny') {
+  const endpoint = { http: 'https.api', sql: 'postgres.db', k8s: 'kubernetes.k8s' }[family];
+  return compile(`${HEADER}
+endpoint "https" "api" { hosts = ["api.example.com"] }
+endpoint "postgres" "db" { host = "db.example.com:5432" }
+endpoint "kubernetes" "k8s" { server = "https://k8s.example.com:6443" }
+rule "r" {
+  endpoint  = ${endpoint}
+  condition = ${JSON.stringify(condition)}
+  verdict   = "${verdict}"
+}
+`);
+}
+
 /** Load text expected to be invalid; returns the diagnostics with file paths relative to the temp dir. */
 export async function diagnose(files: Record<string, string> | string): Promise<Diagnostic[]> {
   const dir = writePolicyDir(typeof files === 'string' ? { 'policy.hcl': files } : files);

@@ -9,7 +9,7 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import type { CompiledPolicy } from '../../src/policy/index.js';
 import type { Action } from '../../src/policy/types.js';
-import { compile, HEADER, sqlAction } from './helpers.js';
+import { compile, HEADER, oneRule, sqlAction } from './helpers.js';
 
 const POLICY = `${HEADER}
 defaults { unknown_host = "deny" }
@@ -158,7 +158,7 @@ endpoint "postgres" "pg" { host = "db.internal:5432" }
 describe('statements over the inspection limit (sql.statement_truncated)', () => {
   const over = (extra: Partial<Action> = {}): Action =>
     sqlAction(
-      'db.internal',
+      'db.example.com',
       {
         verb: '',
         verbs: [],
@@ -170,15 +170,7 @@ describe('statements over the inspection limit (sql.statement_truncated)', () =>
       },
       { port: 5432, ...extra },
     );
-  const policyWith = (condition: string, verdict: 'allow' | 'deny') =>
-    compile(`${HEADER}
-endpoint "postgres" "pg" { host = "db.internal:5432" }
-rule "r" {
-  endpoint  = postgres.pg
-  condition = ${JSON.stringify(condition)}
-  verdict   = "${verdict}"
-}
-`);
+  const policyWith = (condition: string, verdict: 'allow' | 'deny') => oneRule('sql', condition, verdict);
 
   it('sql.statement is unknown: a rule that reads it fails closed, even an allow rule', async () => {
     const p = await policyWith("sql.statement.startsWith('COPY ')", 'allow');

@@ -12,7 +12,7 @@ import type { Action } from '../../src/policy/types.js';
 import { openStore } from '../../src/store/index.js';
 import { openVault } from '../../src/vault/index.js';
 import { createFactsRedactor, redactFacts } from '../../src/audit/redact.js';
-import { makeHarness } from './support/harness.js';
+import { makeHarness, oneCredentialPolicy } from './support/harness.js';
 import fc from 'fast-check';
 import { scrubberFor, secretForms } from '../../src/vault/scrub.js';
 import { RawClient } from './support/raw-client.js';
@@ -87,17 +87,7 @@ describe('audit records of statements never hold a vault secret', () => {
     const root = mkdtempSync(join(tmpdir(), 'cp-pg-redact-'));
     const store = await openStore({ stateDir: root });
     try {
-      const loaded = await makeHarness(
-        `
-schema_version = 1
-endpoint "postgres" "db" { host = "db.test:5432" }
-credential "postgres_credential" "db" {
-  endpoint = postgres.db
-  user     = "app"
-}
-`,
-        {},
-      );
+      const loaded = await makeHarness(oneCredentialPolicy({ host: 'db.test:5432', credential: 'db', user: 'app' }), {});
       const model = loaded.policy.model;
       loaded.cleanup();
       const vault = await openVault({ store, stateDir: root, model: () => model, env: {}, refreshMs: 0 });

@@ -11,25 +11,14 @@ import { errorResponse, readyForQuery, parameterStatus } from '../../src/protoco
 import { initSqlParser } from '../../src/protocols/postgres/sql.js';
 import { StatementMemory } from '../../src/protocols/postgres/statements.js';
 import { scrubberFor } from '../../src/vault/scrub.js';
-import { makeHarness, settle, type Harness } from './support/harness.js';
+import { makeHarness, oneCredentialPolicy, settle, type Harness } from './support/harness.js';
 
-const POLICY = `
-schema_version = 1
-gateway {
-  limits {
-    body_buffer = "1KiB"
-  }
-}
-endpoint "postgres" "db" {
-  host = "db.test:5432"
-}
-credential "postgres_credential" "db" {
-  endpoint = postgres.db
-  user     = "app"
-}
-profile "default" {
-  credentials = [postgres_credential.db]
-}
+const POLICY = oneCredentialPolicy({
+  host: 'db.test:5432',
+  credential: 'db',
+  user: 'app',
+  bodyBuffer: '1KiB',
+  rules: `
 rule "no-drop" {
   endpoint  = postgres.db
   condition = "sql.verb == 'drop'"
@@ -47,7 +36,8 @@ rule "fastpath-ok" {
   condition = "sql.verb == 'function_call' && sql.user == 'fastpath'"
   verdict   = "allow"
 }
-`;
+`,
+});
 
 // ── backend message builders (what a PostgreSQL server sends) ──
 function msg(type: string, body: Buffer = Buffer.alloc(0)): Buffer {
@@ -475,26 +465,19 @@ describe('PostgresSession with a policy that never reads the statement text', ()
   beforeAll(async () => {
     await initSqlParser();
     h = await makeHarness(
-      `
-schema_version = 1
-gateway {
-  limits {
-    body_buffer = "1KiB"
-  }
-}
-endpoint "postgres" "db" {
-  host = "db.test:5432"
-}
-credential "postgres_credential" "db" {
-  endpoint = postgres.db
-  user     = "loader"
-}
+      oneCredentialPolicy({
+        host: 'db.test:5432',
+        credential: 'db',
+        user: 'loader',
+        bodyBuffer: '1KiB',
+        rules: `
 rule "bulk-loader" {
   endpoint  = postgres.db
   condition = "sql.user == 'loader'"
   verdict   = "allow"
 }
 `,
+      }),
       { 'postgres_credential.db': { password: 'loader-secret' } },
     );
   });

@@ -13,7 +13,7 @@ import { handlePostgresConnection } from '../../src/protocols/postgres/connectio
 import { createPostgresEngine } from '../../src/protocols/postgres/index.js';
 import { parsePostgresRaw } from '../../src/protocols/postgres/raw-fixture.js';
 import { startPostgresListener } from '../../src/protocols/postgres/listener.js';
-import { makeHarness } from './support/harness.js';
+import { makeHarness, oneCredentialPolicy } from './support/harness.js';
 import { actionsFromFixture, type Fixture } from '../../src/policy/fixtures.js';
 
 function startupWithVersion(minor: number, params: Record<string, string>): Buffer {
@@ -156,23 +156,7 @@ rule "pg-default" {
   });
 
   it('a credential with no secret in the vault refuses the login: FATAL 42501, audited, nothing sent upstream', async () => {
-    const h = await makeHarness(
-      `
-schema_version = 1
-endpoint "postgres" "db" {
-  host    = "127.0.0.1:${f.pg.port}"
-  sslmode = "disable"
-}
-credential "postgres_credential" "unsealed" {
-  endpoint = postgres.db
-  user     = "app_scram"
-}
-profile "default" {
-  credentials = [postgres_credential.unsealed]
-}
-`,
-      {},
-    );
+    const h = await makeHarness(oneCredentialPolicy({ host: `127.0.0.1:${f.pg.port}`, sslmode: 'disable', credential: 'unsealed', user: 'app_scram' }), {});
     const l = await startPostgresListener({ endpoint: 'postgres.db', listen: '127.0.0.1:0', enforcer: h.enforcer, policy: () => h.policy, profile: 'default' });
     try {
       const c = await RawClient.connect(l.address.port, { user: 'anything', database: 'postgres' });
@@ -190,25 +174,17 @@ profile "default" {
   it('statements of a logged-in session are decided without reading the vault again; a removed secret stops new logins only', async () => {
     const secrets: Record<string, Record<string, string>> = { 'postgres_credential.scram': { password: PASSWORDS.scram } };
     const h = await makeHarness(
-      `
-schema_version = 1
-endpoint "postgres" "db" {
-  host    = "127.0.0.1:${f.pg.port}"
-  sslmode = "disable"
-}
-credential "postgres_credential" "scram" {
-  endpoint = postgres.db
-  user     = "app_scram"
-}
-profile "default" {
-  credentials = [postgres_credential.scram]
-}
-rule "no-drop" {
+      oneCredentialPolicy({
+        host: `127.0.0.1:${f.pg.port}`,
+        sslmode: 'disable',
+        credential: 'scram',
+        user: 'app_scram',
+        rules: `rule "no-drop" {
   endpoint  = postgres.db
   condition = "'drop' in sql.verbs"
   verdict   = "deny"
-}
-`,
+}`,
+      }),
       secrets,
     );
     const l = await startPostgresListener({ endpoint: 'postgres.db', listen: '127.0.0.1:0', enforcer: h.enforcer, policy: () => h.policy, profile: 'default' });

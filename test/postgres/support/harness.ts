@@ -82,3 +82,33 @@ export async function makeHarness(hcl: string, secrets: Record<string, Record<st
 export function settle(ms = 0): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/**
+ * HCL for the usual engine-test policy: one postgres endpoint `postgres.db`,
+ * one credential in the "default" profile, and `rules` appended.
+ */
+export function oneCredentialPolicy(opts: {
+  host: string;
+  credential: string;
+  user: string;
+  sslmode?: string;
+  bodyBuffer?: string;
+  rules?: string;
+}): string {
+  return `
+schema_version = 1
+${opts.bodyBuffer ? `gateway {\n  limits {\n    body_buffer = "${opts.bodyBuffer}"\n  }\n}` : ''}
+endpoint "postgres" "db" {
+  host = "${opts.host}"
+${opts.sslmode ? `  sslmode = "${opts.sslmode}"` : ''}
+}
+credential "postgres_credential" "${opts.credential}" {
+  endpoint = postgres.db
+  user     = "${opts.user}"
+}
+profile "default" {
+  credentials = [postgres_credential.${opts.credential}]
+}
+${opts.rules ?? ''}
+`;
+}
