@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
 import tls from 'node:tls';
+import { Readable } from 'node:stream';
 import http2 from 'node:http2';
 import { Agent, request } from 'undici';
 import { startEnv, type Env } from './support/env.js';
@@ -31,7 +32,9 @@ async function send(
   host = 'api.test',
 ): Promise<{ status: number; text: string }> {
   const port = host === 'h2.test' ? env.h2.port : env.api.port;
-  const res = await request(`https://${host}:${port}${path}`, { method: method as 'POST', body, headers, dispatcher: agent });
+  // An async iterable goes as a stream: undici sends it chunked.
+  const payload = body === undefined || typeof body === 'string' || Buffer.isBuffer(body) ? body : Readable.from(body);
+  const res = await request(`https://${host}:${port}${path}`, { method: method as 'POST', body: payload, headers, dispatcher: agent });
   return { status: res.statusCode, text: await res.body.text() };
 }
 

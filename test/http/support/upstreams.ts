@@ -64,13 +64,13 @@ const routes: Record<string, Handler> = {
     const token = tokenOf(req.headers);
     const half = Math.floor(token.length / 2);
     res.setHeader('content-type', 'text/plain');
-    res.write(`token starts ${token.slice(0, half)}`);
+    (res as http.ServerResponse).write(`token starts ${token.slice(0, half)}`);
     setTimeout(() => res.end(`${token.slice(half)} and ends\n`), 30);
   },
   '/sse': (_req, res, _body, up) => {
     res.setHeader('content-type', 'text/event-stream');
     res.setHeader('cache-control', 'no-cache');
-    res.write('event: message\ndata: first\n\n');
+    (res as http.ServerResponse).write('event: message\ndata: first\n\n');
     void up.sse.then(() => res.end('event: message\ndata: second\n\n'));
   },
   '/gzip': (_req, res) => {
