@@ -185,13 +185,18 @@ describe('clawpatrol gateway (CLI)', () => {
       const child = spawn(process.execPath, [bin, 'gateway', join(d, 'p.hcl')], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`gateway did not become ready: ${stderr}`)), 20_000);
+        const t = setTimeout(() => reject(new Error(`gateway did not become ready: ${stderr}`)), 60_000);
         child.stderr.on('data', (c: Buffer) => {
           stderr += c.toString();
           if (stderr.includes('gateway: ready')) {
             clearTimeout(t);
             resolve();
           }
+        });
+        // A gateway that dies during startup fails the test at once, with its message.
+        child.once('exit', (code) => {
+          clearTimeout(t);
+          reject(new Error(`gateway exited (${code}) before it was ready: ${stderr}`));
         });
       });
       expect(stderr).toMatch(/proxy listening on 127\.0\.0\.1:\d+/);
