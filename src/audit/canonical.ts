@@ -5,25 +5,28 @@
  * this is the JSON Canonicalization Scheme (RFC 8785), so a SIEM can
  * recompute a record's hash with any JCS library.
  *
- * Fast path: rebuild the value with keys inserted in sorted order and let
- * the native `JSON.stringify` write it. JavaScript objects always list
- * integer-like keys ("9", "10") first in numeric order, which is not code-unit
- * order, so a value containing such keys takes the slow path, which writes
- * every member itself.
+ * Fast path: `inOrder` hands back the value itself wherever its keys are
+ * already sorted, and a copy with keys inserted in sorted order only where
+ * they are not (copy-on-write, so a value that is canonical already costs no
+ * allocation); the native `JSON.stringify` then writes it. JavaScript
+ * objects always list integer-like keys ("9", "10") first in numeric order,
+ * which is not code-unit order, so a value containing such keys takes the
+ * slow path, which writes every member itself.
  */
 export function canonicalJson(value: unknown): string {
   try {
-    return JSON.stringify(sorted(value, 0)) ?? 'null';
+    return JSON.stringify(inOrder(value, 0)) ?? 'null';
   } catch (err) {
     if (err !== INTEGER_KEY) throw err;
     return write(value, 0);
   }
 }
 
-const INTEGER_KEY = Symbol('integer-like key');
+/** Thrown (and caught by the callers in this module's family) when a value needs the slow path. */
+export const INTEGER_KEY = Symbol('integer-like key');
 const MAX_DEPTH = 200;
 
-function isIntegerKey(k: string): boolean {
+export function isIntegerKey(k: string): boolean {
   const c = k.charCodeAt(0);
   return c >= 48 && c <= 57 && /^(0|[1-9]\d{0,9})$/.test(k);
 }
@@ -34,27 +37,58 @@ function scalar(value: unknown): unknown {
   return value;
 }
 
-function sorted(value: unknown, depth: number): unknown {
+/**
+ * `value` with every object's keys in code-unit order, for `JSON.stringify`:
+ * the value itself when that is already so, else a copy of the parts that
+ * are not. Throws INTEGER_KEY when a key would be reordered by the engine.
+ */
+export function inOrder(value: unknown, depth: number): unknown {
   if (value === null || typeof value !== 'object') return scalar(value);
   if (depth > MAX_DEPTH) throw new TypeError('canonicalJson: value nested too deeply');
   if (Array.isArray(value)) {
-    const out = new Array<unknown>(value.length);
-    for (let i = 0; i < value.length; i++) out[i] = sorted(value[i], depth + 1);
-    return out;
+    let out: unknown[] | null = null;
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      const c = inOrder(v, depth + 1);
+      if (c !== v && out === null) out = value.slice(0, i);
+      if (out !== null) out.push(c);
+    }
+    return out ?? value;
   }
   const maybe = value as { toJSON?: () => unknown };
-  if (typeof maybe.toJSON === 'function') return sorted(maybe.toJSON(), depth + 1);
-  const keys = Object.keys(value).sort();
-  // Null prototype: a `__proto__` member (JSON.parse makes it an own key) stays a member, never a prototype.
-  const out = Object.create(null) as Record<string, unknown>;
-  for (const k of keys) {
+  if (typeof maybe.toJSON === 'function') return inOrder(maybe.toJSON(), depth + 1);
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  let sorted = true;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
     if (isIntegerKey(k)) throw INTEGER_KEY;
-    out[k] = sorted((value as Record<string, unknown>)[k], depth + 1);
+    if (i > 0 && keys[i - 1]! > k) sorted = false;
   }
-  return out;
+  if (!sorted) keys.sort();
+  let out: Record<string, unknown> | null = sorted ? null : {};
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const v = obj[k];
+    const c = inOrder(v, depth + 1);
+    if (out === null) {
+      if (c === v) continue;
+      out = {};
+      for (let j = 0; j < i; j++) put(out, keys[j]!, obj[keys[j]!]);
+    }
+    put(out, k, c);
+  }
+  return out ?? value;
 }
 
-function write(value: unknown, depth: number): string {
+function put(out: Record<string, unknown>, k: string, v: unknown): void {
+  // `__proto__` (JSON.parse makes it an own key) must stay a member, never become the copy's prototype.
+  if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else out[k] = v;
+}
+
+/** The slow path: every member written here, keys sorted, for values with integer-like keys. */
+export function write(value: unknown, depth: number): string {
   if (depth > MAX_DEPTH) throw new TypeError('canonicalJson: value nested too deeply');
   if (value === null) return 'null';
   switch (typeof value) {

@@ -63,8 +63,19 @@ function schemaV1(t: Dialect): string {
     `;
 }
 
+/**
+ * Migration 2: the audit records' `ts` index cost a second B-tree insert per
+ * record (over a third of SQLite's work per record). Nothing needs it: the
+ * two readers by time walk records in seq order anyway — retention looks for
+ * the first record young enough (`… WHERE ts >= ? ORDER BY seq LIMIT 1`
+ * reads exactly the records it is about to prune), and `export --since`
+ * pages through every record after a seq.
+ */
+const DROP_AUDIT_TS_INDEX = 'DROP INDEX IF EXISTS audit_records_ts;';
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'kv, secrets, audit chain', sqlite: schemaV1(SQLITE), postgres: schemaV1(POSTGRES) },
+  { version: 2, name: 'audit records without the ts index', sqlite: DROP_AUDIT_TS_INDEX, postgres: DROP_AUDIT_TS_INDEX },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -322,9 +322,10 @@ class PgAudit implements AuditRepo {
   }
 
   async firstSeqAtOrAfter(ts: number): Promise<number | null> {
-    const r = await this.pool.query<{ seq: string | null }>('SELECT MIN(seq) AS seq FROM audit_records WHERE ts >= $1', [ts]);
+    // In seq order, stopping at the first match (see migration 2).
+    const r = await this.pool.query<{ seq: string }>('SELECT seq FROM audit_records WHERE ts >= $1 ORDER BY seq LIMIT 1', [ts]);
     const v = r.rows[0]?.seq;
-    return v === null || v === undefined ? null : Number(v);
+    return v === undefined ? null : Number(v);
   }
 
   async firstSeq(): Promise<number | null> {

@@ -250,16 +250,30 @@ class SqliteSecrets implements SecretRepo {
   }
 }
 
+/**
+ * Rows per INSERT statement, largest first: a batch is inserted as
+ * multi-row statements of these sizes (256 rows → 4 statements), which
+ * crosses into SQLite a few times per batch instead of once per record.
+ */
+const INSERT_CHUNKS = [64, 16, 4, 1] as const;
+const AUDIT_COLUMNS = 5;
+
 class SqliteAudit implements AuditRepo {
   private readonly stmt;
+  private readonly inserts: ReadonlyMap<number, Database.Statement>;
   constructor(private readonly db: Database.Database) {
+    this.inserts = new Map(
+      INSERT_CHUNKS.map((n) => [
+        n,
+        db.prepare(`INSERT INTO audit_records (seq, ts, record, prev_hash, hash) VALUES ${Array(n).fill('(?, ?, ?, ?, ?)').join(', ')}`),
+      ]),
+    );
     this.stmt = {
       head: db.prepare('SELECT seq, hash, mac FROM audit_head WHERE id = 1'),
       setHead: db.prepare(
         'INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?) ' +
           'ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac',
       ),
-      insert: db.prepare('INSERT INTO audit_records (seq, ts, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?)'),
       checkpoint: db.prepare('SELECT seq, hash, mac, created_at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1'),
       rangeAfter: db.prepare(
         'SELECT seq, ts, record, prev_hash, hash FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?',
@@ -268,7 +282,8 @@ class SqliteAudit implements AuditRepo {
         'SELECT seq, ts, record, prev_hash, hash FROM audit_records WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT ?',
       ),
       count: db.prepare('SELECT COUNT(*) AS n FROM audit_records'),
-      firstAt: db.prepare('SELECT MIN(seq) AS seq FROM audit_records WHERE ts >= ?'),
+      // In seq order, stopping at the first match: reads the records older than `ts` (the ones retention prunes).
+      firstAt: db.prepare('SELECT seq FROM audit_records WHERE ts >= ? ORDER BY seq LIMIT 1'),
       first: db.prepare('SELECT MIN(seq) AS seq FROM audit_records'),
       recordAt: db.prepare('SELECT seq, hash FROM audit_records WHERE seq = ?'),
       addCheckpoint: db.prepare('INSERT INTO audit_checkpoints (seq, hash, mac, created_at) VALUES (?, ?, ?, ?)'),
@@ -282,11 +297,31 @@ class SqliteAudit implements AuditRepo {
       this.db.transaction(() => {
         const head = this.readHead();
         const { rows, head: next } = link(head);
-        for (const r of rows) this.stmt.insert.run(r.seq, r.ts, r.record, r.prevHash, r.hash);
+        this.insertRows(rows);
         this.stmt.setHead.run(next.seq, next.hash, next.mac);
         return rows;
       }).immediate(),
     );
+  }
+
+  private insertRows(rows: readonly AuditRow[]): void {
+    let at = 0;
+    for (const n of INSERT_CHUNKS) {
+      const stmt = this.inserts.get(n)!;
+      const args = new Array<unknown>(n * AUDIT_COLUMNS);
+      for (; rows.length - at >= n; at += n) {
+        for (let i = 0; i < n; i++) {
+          const r = rows[at + i]!;
+          const o = i * AUDIT_COLUMNS;
+          args[o] = r.seq;
+          args[o + 1] = r.ts;
+          args[o + 2] = r.record;
+          args[o + 3] = r.prevHash;
+          args[o + 4] = r.hash;
+        }
+        stmt.run(args);
+      }
+    }
   }
 
   private readHead(): AuditHead | null {
@@ -324,7 +359,7 @@ class SqliteAudit implements AuditRepo {
   }
 
   firstSeqAtOrAfter(ts: number): Promise<number | null> {
-    return settle(() => (this.stmt.firstAt.get(ts) as { seq: number | null }).seq);
+    return settle(() => (this.stmt.firstAt.get(ts) as { seq: number } | undefined)?.seq ?? null);
   }
 
   firstSeq(): Promise<number | null> {

@@ -36,7 +36,7 @@ describe('sqlite store: state directory', () => {
     const db = new Database(join(dir, STATE_DB_FILE), { readonly: true });
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     const versions = db.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as Array<{ version: number }>;
-    expect(versions.map((v) => v.version)).toEqual([LATEST_SCHEMA_VERSION]);
+    expect(versions.map((v) => v.version)).toEqual(MIGRATIONS.map((m) => m.version));
     db.close();
   });
 

@@ -1,0 +1,130 @@
+/**
+ * A record's canonical JSON, written once where the record is made.
+ *
+ * record_json is `canonicalJson({ ...record, seq })`, but the seq is only
+ * known to the writer, inside the transaction that links the record after
+ * the stored head. So the producer writes a *template*: the canonical JSON
+ * with the seq's digits left out, marked by one NUL character (which JSON
+ * text never holds raw: `JSON.stringify` escapes every control character),
+ * and the writer puts the digits in (`fillSeq`). Top-level keys are sorted
+ * once per record shape, not once per record.
+ *
+ * Batches travel to the writer as one string — the templates joined by
+ * `\n`, which JSON text never holds raw either — and one array of
+ * timestamps: copying flat strings to the writer thread is a memcpy, where
+ * structured-cloning the record objects cost more than writing them here.
+ */
+import { INTEGER_KEY, inOrder, isIntegerKey, write } from './canonical.js';
+
+const SEQ_SLOT = '\u0000';
+const RECORD_END = '\n';
+
+/** Records on their way to the writer: templates joined by `\n`, and each record's `ts` (ms). */
+export interface EncodedBatch {
+  text: string;
+  ts: number[];
+}
+
+let shapeKeys: readonly string[] = [];
+let shapeSorted: readonly string[] = [];
+/** Index in `shapeSorted` of the first key that sorts after "seq". */
+let shapeSplit = 0;
+/** The shape has an integer-like key, which a plain object would list out of order: write it member by member. */
+let shapeSlow = false;
+
+/** The record's template: its canonical JSON with the seq's digits left out. Throws what canonicalJson throws. */
+export function encodeRecord(record: object): string {
+  const obj = record as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  if (!sameKeys(keys, shapeKeys)) learnShape(keys);
+  const sorted = shapeSorted;
+  const split = shapeSplit;
+  if (shapeSlow) return join(written(obj, sorted, 0, split), written(obj, sorted, split, sorted.length));
+  try {
+    const before = members(obj, sorted, 0, split);
+    const after = members(obj, sorted, split, sorted.length);
+    return join(JSON.stringify(before), JSON.stringify(after));
+  } catch (err) {
+    if (err !== INTEGER_KEY) throw err;
+    return join(written(obj, sorted, 0, split), written(obj, sorted, split, sorted.length));
+  }
+}
+
+/** record_json of a template, given its seq. */
+export function fillSeq(template: string, seq: number): string {
+  const slot = template.indexOf(SEQ_SLOT);
+  if (slot < 0) throw new Error('audit: malformed record template (no seq slot)');
+  return template.slice(0, slot) + seq + template.slice(slot + 1);
+}
+
+/** Join templates into a batch's text. */
+export function batchText(templates: readonly string[]): string {
+  return templates.join(RECORD_END);
+}
+
+/**
+ * Calls `each(recordJson, i)` for every record of a batch in order, the seq
+ * of the first being `firstSeq`; throws on a batch that is not
+ * `ts.length` templates.
+ */
+export function eachRecord(batch: EncodedBatch, firstSeq: number, each: (recordJson: string, i: number) => void): void {
+  const { text, ts } = batch;
+  let start = 0;
+  for (let i = 0; i < ts.length; i++) {
+    const slot = text.indexOf(SEQ_SLOT, start);
+    let end = text.indexOf(RECORD_END, start);
+    if (end < 0) end = text.length;
+    if (slot < 0 || slot > end || (i === ts.length - 1) !== (end === text.length)) {
+      throw new Error(`audit: malformed batch (record ${i + 1} of ${ts.length})`);
+    }
+    each(text.slice(start, slot) + (firstSeq + i) + text.slice(slot + 1, end), i);
+    start = end + 1;
+  }
+  if (ts.length === 0 && text !== '') throw new Error('audit: malformed batch (text without records)');
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function learnShape(keys: string[]): void {
+  shapeKeys = keys;
+  // The record's own `seq`, if any, is replaced by the one the writer assigns (as `{ ...record, seq }` would).
+  shapeSorted = keys.filter((k) => k !== 'seq').sort();
+  const at = shapeSorted.findIndex((k) => k > 'seq');
+  shapeSplit = at < 0 ? shapeSorted.length : at;
+  shapeSlow = keys.some(isIntegerKey);
+}
+
+/** A plain object of `obj`'s members `sorted[from…to)`, in that order, each in canonical key order. */
+function members(obj: Record<string, unknown>, sorted: readonly string[], from: number, to: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = from; i < to; i++) {
+    const k = sorted[i]!;
+    const v = inOrder(obj[k], 1);
+    if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+    else out[k] = v;
+  }
+  return out;
+}
+
+/** The slow path of `members`: the JSON object text written member by member. */
+function written(obj: Record<string, unknown>, sorted: readonly string[], from: number, to: number): string {
+  const parts: string[] = [];
+  for (let i = from; i < to; i++) {
+    const k = sorted[i]!;
+    const v = obj[k];
+    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
+    parts.push(JSON.stringify(k) + ':' + write(v, 1));
+  }
+  return '{' + parts.join(',') + '}';
+}
+
+/** `{…before…,"seq":␀,…after…}` from the JSON texts of the members before and after "seq". */
+function join(before: string, after: string): string {
+  const head = before.length > 2 ? before.slice(0, -1) + ',"seq":' : '{"seq":';
+  const tail = after.length > 2 ? ',' + after.slice(1) : '}';
+  return head + SEQ_SLOT + tail;
+}
