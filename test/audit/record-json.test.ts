@@ -29,7 +29,7 @@ describe('audit record templates', () => {
       { zzz: 1 },
       { aaa: { '2': 1, '10': 2 } },
       record(7),
-      record(8, { extra: 'é\u2028"' }),
+      { ...record(8), extra: 'é\u2028"' },
     ];
     for (const c of cases) expect(fillSeq(encodeRecord(c), 5)).toBe(canonicalJson({ ...c, seq: 5 }));
   });
