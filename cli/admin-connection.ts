@@ -3,8 +3,11 @@
  * control API: `--gateway <url>`, else the policy's `gateway.dashboard_listen`
  * (`--config <policy>`), else http://127.0.0.1:8080; the admin token from
  * `--token`, else `<state_dir>/admin.token` (the policy's state dir,
- * `CLAWPATROL_STATE_DIR` overriding it, default ~/.clawpatrol).
+ * `CLAWPATROL_STATE_DIR` overriding it, default ~/.clawpatrol). A remote
+ * gateway is reached over TLS (`--gateway https://…`, the control port
+ * speaks both) with the gateway CA given by `--ca-file`.
  */
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ControlClient } from '../src/gateway/control-client.js';
 import { parseListen, readAdminToken } from '../src/gateway/control-server.js';
@@ -15,6 +18,7 @@ export interface AdminConnectionOptions {
   config?: string;
   gateway?: string;
   token?: string;
+  caFile?: string;
 }
 
 /** A mistake of the user's (exit 2), as opposed to a gateway that refused or is down (exit 1). */
@@ -33,7 +37,8 @@ export function withAdminConnectionOptions(cmd: Command): Command {
   return cmd
     .option('--config <path>', 'policy file or directory (gateway.dashboard_listen, gateway.state_dir, gateway.public_url)')
     .option('--gateway <url>', 'control API of the gateway (default: from the policy, else http://127.0.0.1:8080)')
-    .option('--token <token>', 'admin token (default: read from <state_dir>/admin.token)');
+    .option('--token <token>', 'admin token (default: read from <state_dir>/admin.token)')
+    .option('--ca-file <pem>', 'CA to trust for an https --gateway (the gateway CA: curl <gateway>/api/enrol/ca, check its fingerprint)');
 }
 
 /** `host:port` as the gateway listens → the URL a local client dials. */
@@ -62,6 +67,17 @@ export async function connectAdmin(opts: AdminConnectionOptions): Promise<AdminC
   } catch (err) {
     throw new CliUsageError(err instanceof Error ? err.message : String(err));
   }
+  let caPem: string | undefined;
+  if (opts.caFile !== undefined) {
+    if (!baseUrl.startsWith('https:')) throw new CliUsageError(`--ca-file only applies to an https --gateway, not ${baseUrl}`);
+    try {
+      caPem = readFileSync(opts.caFile, 'utf8');
+    } catch (err) {
+      throw new CliUsageError(`cannot read --ca-file ${opts.caFile}: ${(err as Error).message}`);
+    }
+    if (!caPem.includes('-----BEGIN CERTIFICATE-----')) throw new CliUsageError(`--ca-file ${opts.caFile} holds no PEM certificate`);
+  }
   const token = opts.token ?? readAdminToken(stateDirFor(gateway));
-  return { client: new ControlClient({ baseUrl, token }), baseUrl, ...(publicUrl !== undefined ? { publicUrl } : {}) };
+  const client = new ControlClient({ baseUrl, token, ...(caPem !== undefined ? { caPem } : {}) });
+  return { client, baseUrl, ...(publicUrl !== undefined ? { publicUrl } : {}) };
 }

@@ -2,7 +2,11 @@
  * What CLIs on the gateway host (`approvals`, `devices`) use to talk to the
  * running gateway's control API. Errors carry the server's message so the
  * CLI can print something a human understands.
+ *
+ * undici's own fetch (not the global one) so a gateway CA can be trusted
+ * per client through its dispatcher.
  */
+import { Agent, fetch } from 'undici';
 
 export class ControlError extends Error {
   constructor(
@@ -14,15 +18,23 @@ export class ControlError extends Error {
 }
 
 export interface ControlClientOptions {
-  /** e.g. `http://127.0.0.1:8080` */
+  /** e.g. `http://127.0.0.1:8080`, or `https://gw.example:8080` (the control API speaks TLS on the same port). */
   baseUrl: string;
+  /**
+   * PEM of the CA to trust for an https `baseUrl` — the gateway CA (its leaf
+   * is not in the system store). Without it the system store is used.
+   */
+  caPem?: string;
   /** Admin token; omit for unauthenticated routes (enrolment). */
   token?: string;
   timeoutMs?: number;
 }
 
 export class ControlClient {
-  constructor(private readonly opts: ControlClientOptions) {}
+  private readonly dispatcher: Agent | undefined;
+  constructor(private readonly opts: ControlClientOptions) {
+    this.dispatcher = opts.caPem ? new Agent({ connect: { ca: opts.caPem } }) : undefined;
+  }
 
   get baseUrl(): string {
     return this.opts.baseUrl;
@@ -32,10 +44,11 @@ export class ControlClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.opts.token) headers.authorization = `Bearer ${this.opts.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
-    let res: Response;
+    let res: Awaited<ReturnType<typeof fetch>>;
     try {
       res = await fetch(new URL(path, this.opts.baseUrl), {
         method,
+        ...(this.dispatcher ? { dispatcher: this.dispatcher } : {}),
         headers,
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
         signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),

@@ -1,5 +1,5 @@
 import { describe, it, expect, afterEach, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, statSync, rmSync } from 'node:fs';
+import { mkdtempSync, statSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
@@ -9,6 +9,7 @@ import { openStore, type Store } from '../../src/store/index.js';
 import { openVault, openGatewayCa, type GatewayCa, type Vault } from '../../src/vault/index.js';
 import { ControlClient, ControlError } from '../../src/gateway/control-client.js';
 import type { ControlRoute } from '../../src/gateway/contracts.js';
+import { connectAdmin } from '../../cli/admin-connection.js';
 
 const echo: ControlRoute = async (req, res, ctx) => {
   if (ctx.url.pathname !== '/api/echo') return false;
@@ -163,6 +164,21 @@ describe('control server with TLS on the same port', () => {
     }
     expect(ca.minted).toBe(before);
     await expect(tlsGet('/x', { servername: 'bank.example' })).rejects.toThrow(/altnames/);
+  });
+
+  it('admin CLIs reach a remote gateway over https with --ca-file, and refuse without it or with a file that is no CA', async () => {
+    const caFile = join(dir, 'gateway-ca.pem');
+    writeFileSync(caFile, ca.caCertPem);
+    const gateway = `https://127.0.0.1:${port}/`;
+    const trusted = await connectAdmin({ gateway, token: 'tok', caFile });
+    expect(await trusted.client.request('GET', '/remote')).toMatchObject({ path: '/remote', secure: true });
+    const untrusted = await connectAdmin({ gateway, token: 'tok' });
+    await expect(untrusted.client.request('GET', '/remote')).rejects.toThrow(/cannot reach the gateway at https:\/\/127\.0\.0\.1:\d+\/: .*(self-signed|issuer|verify)/i);
+    const junk = join(dir, 'junk.pem');
+    writeFileSync(junk, 'not a certificate');
+    await expect(connectAdmin({ gateway, token: 'tok', caFile: junk })).rejects.toThrow(/holds no PEM certificate/);
+    await expect(connectAdmin({ gateway: `http://127.0.0.1:${port}/`, token: 'tok', caFile })).rejects.toThrow(/only applies to an https --gateway/);
+    await expect(connectAdmin({ gateway, token: 'tok', caFile: join(dir, 'missing.pem') })).rejects.toThrow(/cannot read --ca-file/);
   });
 
   it('answers 408 and closes a client whose headers trickle in too slowly, over HTTP and TLS', async () => {

@@ -44,4 +44,38 @@ describe('ClientHello reader', () => {
     expect(parseClientHello(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 0x02, 0, 0, 1, 0]))).toMatchObject({ kind: 'error' });
     expect(parseClientHello(Buffer.from([0x16, 0x09, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]))).toMatchObject({ kind: 'error' });
   });
+
+  it('refuses a ClientHello that names two servers: a repeated extension or a second host_name', () => {
+    const sni = (...names: string[]) => {
+      const list = Buffer.concat(names.map((n) => Buffer.concat([Buffer.from([0]), u16(n.length), Buffer.from(n, 'latin1')])));
+      return ext(0, Buffer.concat([u16(list.length), list]));
+    };
+    expect(parseClientHello(synthetic([sni('api.example.com')]))).toEqual({ kind: 'hello', serverName: 'api.example.com', alpn: [] });
+    expect(parseClientHello(synthetic([sni('api.example.com'), sni('evil.example')]))).toEqual({ kind: 'error', reason: 'duplicate TLS extension 0' });
+    expect(parseClientHello(synthetic([sni('api.example.com', 'evil.example')]))).toEqual({ kind: 'error', reason: 'more than one host_name in server_name' });
+    const alpn = ext(16, Buffer.from([0, 3, 2, 0x68, 0x32]));
+    expect(parseClientHello(synthetic([sni('a.example'), alpn, alpn]))).toEqual({ kind: 'error', reason: 'duplicate TLS extension 16' });
+  });
 });
+
+function u16(n: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
+}
+
+function ext(type: number, body: Buffer): Buffer {
+  return Buffer.concat([u16(type), u16(body.length), body]);
+}
+
+/** A minimal TLS 1.2-style ClientHello record carrying `extensions`. */
+function synthetic(extensions: Buffer[]): Buffer {
+  const exts = Buffer.concat(extensions);
+  const body = Buffer.concat([
+    Buffer.from([3, 3]), Buffer.alloc(32), Buffer.from([0]), // version, random, empty session id
+    u16(2), Buffer.from([0x13, 0x01]), Buffer.from([1, 0]), // one cipher suite, null compression
+    u16(exts.length), exts,
+  ]);
+  const hs = Buffer.concat([Buffer.from([1, 0, body.length >> 8, body.length & 0xff]), body]);
+  return Buffer.concat([Buffer.from([22, 3, 1]), u16(hs.length), hs]);
+}

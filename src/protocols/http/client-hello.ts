@@ -67,12 +67,19 @@ function readHello(m: Buffer): { serverName: string | null; alpn: string[] } {
   const extEnd = p + 2 + m.readUInt16BE(p);
   p += 2;
   if (extEnd > m.length) throw new Error('truncated ClientHello extensions');
+  // RFC 8446 §4.2: at most one extension of a type. Two server_name
+  // extensions would let the name we route by differ from the one the
+  // server (or a TLS library that takes the first) acts on, so any repeat
+  // is refused rather than resolved.
+  const seen = new Set<number>();
   while (p < extEnd) {
     need(4);
     const type = m.readUInt16BE(p);
     const len = m.readUInt16BE(p + 2);
     p += 4;
     need(len);
+    if (seen.has(type)) throw new Error(`duplicate TLS extension ${type}`);
+    seen.add(type);
     const body = m.subarray(p, p + len);
     p += len;
     if (type === 0) serverName = readServerName(body);
@@ -85,19 +92,21 @@ function readServerName(b: Buffer): string | null {
   if (b.length < 2) throw new Error('malformed server_name extension');
   let p = 2;
   const end = Math.min(b.length, 2 + b.readUInt16BE(0));
+  let hostName: string | null = null;
   while (p + 3 <= end) {
     const type = b[p]!;
     const len = b.readUInt16BE(p + 1);
     p += 3;
     if (p + len > end) throw new Error('malformed server_name extension');
     if (type === 0) {
-      const name = b.toString('latin1', p, p + len);
-      if (!/^[\x21-\x7e]+$/.test(name)) throw new Error('server name has invalid characters');
-      return name;
+      // RFC 6066 §3: one name per type; a second host_name is the same ambiguity as a second extension.
+      if (hostName !== null) throw new Error('more than one host_name in server_name');
+      hostName = b.toString('latin1', p, p + len);
+      if (!/^[\x21-\x7e]+$/.test(hostName)) throw new Error('server name has invalid characters');
     }
     p += len;
   }
-  return null;
+  return hostName;
 }
 
 function readAlpn(b: Buffer): string[] {
