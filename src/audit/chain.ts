@@ -12,9 +12,10 @@
  * record onwards — or forging a checkpoint — shows too.
  */
 import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto';
+import type { AuditRecordInput } from '../gateway/contracts.js';
 import type { AuditCheckpoint, AuditHead, AuditRow } from '../store/types.js';
 import { canonicalJson } from './canonical.js';
-import { eachRecord, type EncodedBatch } from './record-json.js';
+import { encodeRecord, fillSeq } from './record-json.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -52,17 +53,29 @@ export function recordTs(time: string, fallback: number): number {
   return Number.isFinite(t) ? t : fallback;
 }
 
-/** Link a batch of encoded records after `head` (the store calls this inside its write transaction). */
-export function linkBatch(head: AuditHead | null, batch: EncodedBatch, key: Buffer | null): { rows: AuditRow[]; head: AuditHead } {
-  const first = (head?.seq ?? 0) + 1;
+/**
+ * Link a batch of records after `head` (the store calls this inside its write
+ * transaction, on the writer thread). Each record_json is
+ * canonicalJson({ ...record, seq }), written from the record's template
+ * (record-json.ts) so the top-level keys are sorted once per record shape.
+ */
+export function linkBatch(
+  head: AuditHead | null,
+  records: readonly AuditRecordInput[],
+  key: Buffer | null,
+  now: number,
+): { rows: AuditRow[]; head: AuditHead } {
+  let seq = head?.seq ?? 0;
   let prev = head?.hash ?? GENESIS_HASH;
-  const rows: AuditRow[] = new Array<AuditRow>(batch.ts.length);
-  eachRecord(batch, first, (record, i) => {
+  const rows: AuditRow[] = new Array<AuditRow>(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    seq++;
+    const record = fillSeq(encodeRecord(r), seq);
     const hash = i === 0 ? chainHash(prev, record) : linkHash(prev, record); // the stored head's hash is checked once
-    rows[i] = { seq: first + i, ts: batch.ts[i]!, record, prevHash: prev, hash };
+    rows[i] = { seq, ts: recordTs(r.time, now), record, prevHash: prev, hash };
     prev = hash;
-  });
-  const seq = first - 1 + rows.length;
+  }
   return { rows, head: { seq, hash: prev, mac: key ? headMac(key, seq, prev) : null } };
 }
 

@@ -16,19 +16,12 @@
  * protocol engine shares. Only a store that cannot be reopened (a test
  * double), or `thread: false`, is written on the calling thread.
  *
- * `append()` writes the record's canonical JSON at once (record-json.ts),
- * without its seq, and queues that string: the record object is garbage
- * straight away, a later mutation cannot change what is written, and the
- * writer thread receives one copied string per batch instead of a
- * structured clone of every record's objects. A record canonical JSON
- * refuses (a bigint, a non-finite number) is queued as its error: the batch
- * it would be in fails with it, and it and everything behind it stay
- * queued, as for a store that refuses the write.
+ * Records must not be mutated after `append()` (they are serialised at
+ * write time, off the data path), and must be JSON data: the writer thread
+ * receives a structured clone.
  */
 import type { AuditRecordInput, AuditSink } from '../gateway/contracts.js';
 import type { Store } from '../store/types.js';
-import { recordTs } from './chain.js';
-import { batchText, encodeRecord, type EncodedBatch } from './record-json.js';
 import { StoreAuditWriter, hasRetention, type AuditWriter, type RetentionPolicy } from './writer.js';
 import { WorkerAuditWriter } from './worker-writer.js';
 
@@ -76,16 +69,9 @@ export class AuditClosedError extends Error {
 const RETRY_DELAY_MS = 500;
 
 export class AuditLog implements AuditSink {
-  /**
-   * Records not yet written are queue[head…] (each its template, or the error that prevented one) with
-   * their ts in stamps[head…]; the written prefix is dropped in chunks, not per batch.
-   */
-  private queue: Array<string | Error> = [];
-  private stamps: number[] = [];
+  /** Records not yet written are queue[head…]; the written prefix is dropped in chunks, not per batch. */
+  private queue: AuditRecordInput[] = [];
   private head = 0;
-  /** The last record time parsed (the enforcer formats one per millisecond) and its ms. */
-  private lastTime = '';
-  private lastTs = 0;
   private writing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
@@ -110,14 +96,7 @@ export class AuditLog implements AuditSink {
 
   append(record: AuditRecordInput): void {
     if (this.closed) throw new AuditClosedError('audit log is closed');
-    let entry: string | Error;
-    try {
-      entry = encodeRecord(record);
-    } catch (err) {
-      entry = err instanceof Error ? err : new Error(String(err));
-    }
-    this.queue.push(entry);
-    this.stamps.push(this.tsOf(record.time));
+    this.queue.push(record);
     if (this.writing) return; // the running write loop picks it up
     if (this.pending >= this.batchSize) this.kick(0);
     else if (!this.timer) this.kick(this.flushDelayMs);
@@ -157,14 +136,6 @@ export class AuditLog implements AuditSink {
       this.timer = null;
       await this.writer.close();
     }
-  }
-
-  private tsOf(time: string): number {
-    if (time !== this.lastTime) {
-      this.lastTs = recordTs(time, Number.NaN);
-      this.lastTime = time;
-    }
-    return Number.isNaN(this.lastTs) ? this.now() : this.lastTs;
   }
 
   private get pending(): number {
@@ -219,22 +190,15 @@ export class AuditLog implements AuditSink {
     const inFlight: Array<{ size: number; done: Promise<number> }> = [];
     let sent = 0; // records of queue[head…] handed to the writer and not yet confirmed
     let startsRun = true; // this loop is a run: it ends at the first failure, with every write settled
-    let poisoned = false; // a record that could not be encoded is next: nothing more is sent in this run
-    while ((this.pending > sent && !poisoned) || inFlight.length) {
-      while (this.pending > sent && !poisoned && inFlight.length < this.writer.maxInFlight) {
-        const batch = this.nextBatch(this.head + sent);
-        let done: Promise<number>;
-        if (batch instanceof Error) {
-          done = Promise.reject(batch);
-          poisoned = true;
-        } else {
-          done = this.writer.write(batch, startsRun);
-        }
+    while (this.pending > sent || inFlight.length) {
+      while (this.pending > sent && inFlight.length < this.writer.maxInFlight) {
+        const from = this.head + sent;
+        const batch = this.queue.slice(from, from + this.batchSize);
+        const done = this.writer.write(batch, this.now(), startsRun);
         startsRun = false;
         done.catch(() => undefined); // awaited in order below
-        const size = batch instanceof Error ? 0 : batch.ts.length;
-        inFlight.push({ size, done });
-        sent += size;
+        inFlight.push({ size: batch.length, done });
+        sent += batch.length;
       }
       const next = inFlight.shift()!;
       try {
@@ -251,11 +215,9 @@ export class AuditLog implements AuditSink {
       this.head += next.size;
       if (this.head === this.queue.length) {
         this.queue = [];
-        this.stamps = [];
         this.head = 0;
       } else if (this.head >= 4096 && this.head * 2 >= this.queue.length) {
         this.queue = this.queue.slice(this.head);
-        this.stamps = this.stamps.slice(this.head);
         this.head = 0;
       }
       this.st.written += next.size;
@@ -264,16 +226,6 @@ export class AuditLog implements AuditSink {
       // Let the data path run between batches (an inline SQLite write settles at once).
       if (this.pending) await new Promise((r) => setImmediate(r));
     }
-  }
-
-  /** Up to batchSize queued records from `from`, stopping before one that could not be encoded; that one's error if it is first. */
-  private nextBatch(from: number): EncodedBatch | Error {
-    const first = this.queue[from]!;
-    if (first instanceof Error) return first;
-    let to = from + 1;
-    const end = Math.min(this.queue.length, from + this.batchSize);
-    while (to < end && typeof this.queue[to] === 'string') to++;
-    return { text: batchText(this.queue.slice(from, to) as string[]), ts: this.stamps.slice(from, to) };
   }
 
   private report(err: unknown): void {

@@ -1,29 +1,16 @@
 /**
- * A record's canonical JSON, written once where the record is made.
- *
- * record_json is `canonicalJson({ ...record, seq })`, but the seq is only
- * known to the writer, inside the transaction that links the record after
- * the stored head. So the producer writes a *template*: the canonical JSON
- * with the seq's digits left out, marked by one NUL character (which JSON
- * text never holds raw: `JSON.stringify` escapes every control character),
- * and the writer puts the digits in (`fillSeq`). Top-level keys are sorted
- * once per record shape, not once per record.
- *
- * Batches travel to the writer as one string — the templates joined by
- * `\n`, which JSON text never holds raw either — and one array of
- * timestamps: copying flat strings to the writer thread is a memcpy, where
- * structured-cloning the record objects cost more than writing them here.
+ * A record's canonical JSON as a *template*: record_json is
+ * `canonicalJson({ ...record, seq })`, and the writer assigns the seq inside
+ * the transaction that links the record after the stored head. The template
+ * is the canonical JSON with the seq's digits left out, marked by one NUL
+ * character (which JSON text never holds raw: `JSON.stringify` escapes every
+ * control character); `fillSeq` puts the digits in. This saves copying every
+ * record to add its seq, and sorts the top-level keys once per record shape
+ * rather than once per record. Runs on the audit writer thread.
  */
 import { INTEGER_KEY, inOrder, isIntegerKey, write } from './canonical.js';
 
 const SEQ_SLOT = '\u0000';
-const RECORD_END = '\n';
-
-/** Records on their way to the writer: templates joined by `\n`, and each record's `ts` (ms). */
-export interface EncodedBatch {
-  text: string;
-  ts: number[];
-}
 
 let shapeKeys: readonly string[] = [];
 let shapeSorted: readonly string[] = [];
@@ -55,32 +42,6 @@ export function fillSeq(template: string, seq: number): string {
   const slot = template.indexOf(SEQ_SLOT);
   if (slot < 0) throw new Error('audit: malformed record template (no seq slot)');
   return template.slice(0, slot) + seq + template.slice(slot + 1);
-}
-
-/** Join templates into a batch's text. */
-export function batchText(templates: readonly string[]): string {
-  return templates.join(RECORD_END);
-}
-
-/**
- * Calls `each(recordJson, i)` for every record of a batch in order, the seq
- * of the first being `firstSeq`; throws on a batch that is not
- * `ts.length` templates.
- */
-export function eachRecord(batch: EncodedBatch, firstSeq: number, each: (recordJson: string, i: number) => void): void {
-  const { text, ts } = batch;
-  let start = 0;
-  for (let i = 0; i < ts.length; i++) {
-    const slot = text.indexOf(SEQ_SLOT, start);
-    let end = text.indexOf(RECORD_END, start);
-    if (end < 0) end = text.length;
-    if (slot < 0 || slot > end || (i === ts.length - 1) !== (end === text.length)) {
-      throw new Error(`audit: malformed batch (record ${i + 1} of ${ts.length})`);
-    }
-    each(text.slice(start, slot) + (firstSeq + i) + text.slice(slot + 1, end), i);
-    start = end + 1;
-  }
-  if (ts.length === 0 && text !== '') throw new Error('audit: malformed batch (text without records)');
 }
 
 function sameKeys(a: readonly string[], b: readonly string[]): boolean {

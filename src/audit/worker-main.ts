@@ -38,7 +38,7 @@ async function serve(req: WriterRequest): Promise<number> {
       if (req.startsRun) refusing = false;
       if (refusing) throw new Error('not written: an earlier batch failed');
       try {
-        return await (await ready()).write(req.batch);
+        return await (await ready()).write(req.records, req.now);
       } catch (err) {
         refusing = true;
         throw err;

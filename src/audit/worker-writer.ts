@@ -3,8 +3,8 @@
  *
  * The thread (worker-main.ts) is started on the first request and owns its
  * own store connection. Each request posts plain data and waits for the
- * reply; the gateway's event loop only pays for copying the batch's one
- * string of encoded records. If the thread dies, every request it had not answered is rejected
+ * reply; the gateway's event loop only pays for the structured clone of the
+ * batch. If the thread dies, every request it had not answered is rejected
  * with the reason — the audit log keeps those records and retries — and the
  * next request starts a new thread.
  *
@@ -12,8 +12,8 @@
  * log's timer); it does while a request is outstanding and while closing.
  */
 import { Worker } from 'node:worker_threads';
+import type { AuditRecordInput } from '../gateway/contracts.js';
 import type { OpenStoreOptions } from '../store/types.js';
-import type { EncodedBatch } from './record-json.js';
 import type { AuditWriter, RetentionPolicy } from './writer.js';
 import type { WriterReply, WriterRequest, WriterThreadData } from './worker-protocol.js';
 import { writerThreadEntry } from './worker-entry.js';
@@ -50,8 +50,8 @@ export class WorkerAuditWriter implements AuditWriter {
     private readonly key: Buffer | null,
   ) {}
 
-  write(batch: EncodedBatch, startsRun: boolean): Promise<number> {
-    return this.request({ op: 'write', batch, startsRun });
+  write(records: readonly AuditRecordInput[], now: number, startsRun: boolean): Promise<number> {
+    return this.request({ op: 'write', records, now, startsRun });
   }
 
   prune(retention: RetentionPolicy, now: number): Promise<number> {
@@ -102,7 +102,7 @@ export class WorkerAuditWriter implements AuditWriter {
       this.outstanding.set(id, { thread, resolve, reject });
       thread.ref();
       try {
-        thread.postMessage({ ...req, id } as WriterRequest);
+        postRequest(thread, { ...req, id } as WriterRequest);
       } catch (err) {
         this.settle(id);
         reject(new AuditWriterError(`audit: cannot pass the batch to the writer thread: ${(err as Error).message}`));
@@ -149,5 +149,20 @@ export class WorkerAuditWriter implements AuditWriter {
     });
     this.worker = thread;
     return thread;
+  }
+}
+
+/**
+ * Post a request. A record holding something structured clone refuses (a
+ * function, a symbol) is sent as its JSON round-trip instead: that drops and
+ * nulls exactly what canonical JSON drops and nulls, so the thread hashes the
+ * same record_json the gateway's thread would have.
+ */
+function postRequest(thread: Worker, req: WriterRequest): void {
+  try {
+    thread.postMessage(req);
+  } catch (err) {
+    if (req.op !== 'write' || (err as Error).name !== 'DataCloneError') throw err;
+    thread.postMessage({ ...req, records: JSON.parse(JSON.stringify(req.records)) as AuditRecordInput[] });
   }
 }

@@ -7,7 +7,7 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { canonicalJson } from '../../src/audit/canonical.js';
-import { batchText, eachRecord, encodeRecord, fillSeq } from '../../src/audit/record-json.js';
+import { encodeRecord, fillSeq } from '../../src/audit/record-json.js';
 import { record } from './records.js';
 
 describe('audit record templates', () => {
@@ -37,16 +37,5 @@ describe('audit record templates', () => {
   it('refuse what canonical JSON refuses', () => {
     expect(() => encodeRecord({ n: 1n })).toThrow(/bigint/);
     expect(() => encodeRecord({ n: Number.NaN })).toThrow(/non-finite/);
-  });
-
-  it('travel as one batch text and come back in order with consecutive seqs; a malformed batch is refused', () => {
-    const records = [record(1), record(2), { odd: 'line\nbreak' }];
-    const batch = { text: batchText(records.map(encodeRecord)), ts: [1, 2, 3] };
-    const out: string[] = [];
-    eachRecord(batch, 41, (json) => out.push(json));
-    expect(out).toEqual(records.map((r, i) => canonicalJson({ ...r, seq: 41 + i })));
-    expect(() => eachRecord({ text: batch.text, ts: [1, 2] }, 1, () => undefined)).toThrow(/malformed batch/);
-    expect(() => eachRecord({ text: batch.text, ts: [1, 2, 3, 4] }, 1, () => undefined)).toThrow(/malformed batch/);
-    expect(() => eachRecord({ text: 'x', ts: [] }, 1, () => undefined)).toThrow(/malformed batch/);
   });
 });

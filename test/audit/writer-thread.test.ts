@@ -20,7 +20,6 @@ import {
   verifyStore,
   writerThreadEntry,
 } from '../../src/audit/index.js';
-import { batchText, encodeRecord } from '../../src/audit/record-json.js';
 import { record } from './records.js';
 
 describe('audit writer thread', () => {
@@ -184,27 +183,26 @@ describe('audit writer thread: two batches in flight', () => {
 
   it('a batch sent behind a failed one is refused, never committed ahead of it; the next run writes again', async () => {
     const writer = new WorkerAuditWriter(store.reopenOptions!(), null);
-    const encoded = (...rs: ReturnType<typeof record>[]) => ({ text: batchText(rs.map(encodeRecord)), ts: rs.map(() => 0) });
-    const malformed = { text: '{"no seq slot":1}', ts: [0] }; // the writer refuses a batch it cannot link
-    const failed = writer.write(malformed, true);
-    const behind = writer.write(encoded(record(2)), false);
-    await expect(failed).rejects.toThrow('audit: malformed batch (record 1 of 1)');
+    const poisoned = record(1, { bytesIn: 10n as unknown as number }); // canonical JSON refuses a bigint
+    const failed = writer.write([poisoned], 0, true);
+    const behind = writer.write([record(2)], 0, false);
+    await expect(failed).rejects.toThrow('canonicalJson: bigint is not JSON');
     await expect(behind).rejects.toThrow('not written: an earlier batch failed');
     expect(await store.audit.count()).toBe(0);
-    expect(await writer.write(encoded(record(2)), true)).toBe(1);
-    expect(await writer.write(encoded(record(3)), false)).toBe(1);
+    expect(await writer.write([record(2)], 0, true)).toBe(1);
+    expect(await writer.write([record(3)], 0, false)).toBe(1);
     expect((await store.audit.range({ limit: 10 })).map((r) => (JSON.parse(r.record) as { bytesIn: number }).bytesIn)).toEqual([102, 103]);
     await writer.close();
   });
 
-  it('the audit log writes what precedes a record it cannot encode and keeps that record and all behind it queued, in order', async () => {
+  it('the audit log keeps every batch of a failed run queued, in order', async () => {
     const errors: string[] = [];
     const log = new AuditLog({ store, key: null, onError: (e) => errors.push(e.message) });
     for (let i = 1; i <= 300; i++) log.append(record(i, i === 3 ? { bytesIn: 3n as unknown as number } : {}));
-    await expect(log.flush()).rejects.toThrow('audit: 298 records could not be written: canonicalJson: bigint is not JSON');
-    expect(log.stats()).toMatchObject({ queued: 298, written: 2, failing: true });
+    await expect(log.flush()).rejects.toThrow('audit: 300 records could not be written: canonicalJson: bigint is not JSON');
+    expect(log.stats()).toMatchObject({ queued: 300, written: 0, failing: true });
     expect(errors).toEqual(['canonicalJson: bigint is not JSON']);
-    expect((await store.audit.range({ limit: 10 })).map((r) => (JSON.parse(r.record) as { bytesIn: number }).bytesIn)).toEqual([101, 102]);
-    await expect(log.close()).rejects.toThrow(/298 records could not be written/);
+    expect(await store.audit.count()).toBe(0);
+    await expect(log.close()).rejects.toThrow(/300 records could not be written/);
   });
 });
