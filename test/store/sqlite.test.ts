@@ -79,6 +79,27 @@ describe('sqlite store: state directory', () => {
     await expect(openStore({ stateDir: dir })).rejects.toThrow(/schema version 999, newer than this clawpatrol understands/);
   });
 
+  it('upgrades a schema-1 database in place: its audit records stay, the ts index goes', async () => {
+    const dir = join(root, 'v1');
+    const store = await openStore({ stateDir: dir });
+    await store.audit.append(() => ({
+      rows: [{ seq: 1, ts: 5, record: '{"seq":1}', prevHash: '0'.repeat(64), hash: 'a'.repeat(64) }],
+      head: { seq: 1, hash: 'a'.repeat(64), mac: null },
+    }));
+    await store.close();
+    // Make it what a clawpatrol with only migration 1 left behind.
+    const db = new Database(join(dir, STATE_DB_FILE));
+    db.exec('CREATE INDEX audit_records_ts ON audit_records (ts); DELETE FROM schema_migrations WHERE version > 1;');
+    db.close();
+    const upgraded = await openStore({ stateDir: dir });
+    expect(upgraded.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
+    expect(await upgraded.audit.count()).toBe(1);
+    await upgraded.close();
+    const after = new Database(join(dir, STATE_DB_FILE), { readonly: true });
+    expect(after.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'audit_records_ts'").all()).toEqual([]);
+    after.close();
+  });
+
   it('two handles on one state dir share data and migrations are applied once', async () => {
     const dir = join(root, 'race');
     const [a, b] = await Promise.all([openStore({ stateDir: dir }), openStore({ stateDir: dir })]);
