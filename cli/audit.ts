@@ -193,6 +193,8 @@ export async function runAuditTail(
   signal?: AbortSignal,
 ): Promise<number> {
   let store: Store | null = null;
+  // Listening before the first line is printed: a Ctrl-C sent as soon as output appears still ends cleanly.
+  const stop = opts.follow ? (signal ?? processStopSignal()) : null;
   try {
     const n = Number(opts.lines ?? 20);
     if (!Number.isInteger(n) || n < 0) throw new UsageError(`--lines ${opts.lines}: expected a whole number`);
@@ -212,8 +214,7 @@ export async function runAuditTail(
       }
     };
     await drain();
-    if (!opts.follow) return 0;
-    const stop = signal ?? processStopSignal();
+    if (!stop) return 0;
     while (!stop.aborted) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, opts.intervalMs ?? 500);

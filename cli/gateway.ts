@@ -15,10 +15,26 @@ export async function runGateway(config: string): Promise<number> {
   const log = (line: string): void => {
     process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   };
+  // Listen for the signals before anything else: a SIGTERM that arrives
+  // after "ready" is printed but before a listener exists would kill the
+  // process without a shutdown (unwritten audit records). One that arrives
+  // during startup is honoured as soon as the gateway is up.
+  let received: string | null = null;
+  let onSignal: ((signal: string) => void) | null = null;
+  const signalled = (signal: string) => (): void => {
+    received ??= signal;
+    onSignal?.(signal);
+  };
+  const onSigint = signalled('SIGINT');
+  const onSigterm = signalled('SIGTERM');
+  process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigterm);
   let gateway;
   try {
     gateway = await startGateway({ configPath: config, log });
   } catch (err) {
+    process.removeListener('SIGINT', onSigint);
+    process.removeListener('SIGTERM', onSigterm);
     if (err instanceof PolicyLoadError) {
       for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
       return 2;
@@ -30,25 +46,27 @@ export async function runGateway(config: string): Promise<number> {
     process.stderr.write(`clawpatrol gateway: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
-  log('gateway: ready');
   const running = gateway;
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log(`gateway: ${signal} received, shutting down`);
-      running.close().then(
-        () => resolve(0),
-        (err: unknown) => {
-          log(`gateway: shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
-          resolve(1);
-        },
-      );
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  let finish: (code: number) => void = () => undefined;
+  const stopped = new Promise<number>((resolve) => (finish = resolve));
+  const stop = (signal: string): void => {
+    onSignal = null;
+    log(`gateway: ${signal} received, shutting down`);
+    running.close().then(
+      () => finish(0),
+      (err: unknown) => {
+        log(`gateway: shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
+        finish(1);
+      },
+    );
+  };
+  if (received !== null) {
+    stop(received);
+  } else {
+    onSignal = stop;
+    log('gateway: ready');
+  }
+  return stopped;
 }
 
 export function register(program: Command): void {
