@@ -15,7 +15,7 @@ import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto';
 import type { AuditRecordInput } from '../gateway/contracts.js';
 import type { AuditCheckpoint, AuditHead, AuditRow } from '../store/types.js';
 import { canonicalJson } from './canonical.js';
-import { encodeRecord, fillSeq } from './record-json.js';
+import { encodeRecordOrRepair, fillSeq } from './record-json.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -71,7 +71,7 @@ export function linkBatch(
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
     seq++;
-    const record = fillSeq(encodeRecord(r), seq);
+    const record = fillSeq(encodeRecordOrRepair(r), seq);
     const hash = i === 0 ? chainHash(prev, record) : linkHash(prev, record); // the stored head's hash is checked once
     rows[i] = { seq, ts: recordTs(r.time, now), record, prevHash: prev, hash };
     prev = hash;

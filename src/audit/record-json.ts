@@ -89,3 +89,41 @@ function join(before: string, after: string): string {
   const tail = after.length > 2 ? ',' + after.slice(1) : '}';
   return head + SEQ_SLOT + tail;
 }
+
+/**
+ * `encodeRecord`, for a record canonical JSON refuses — a bigint, a
+ * non-finite number, a cycle, nesting past the limit: a bug in whatever
+ * built it. Refusing it would stall the chain behind it for good (every
+ * retry fails the same way), so it is written as close to itself as JSON
+ * allows, with `auditError` saying what was wrong: bigints and non-finite
+ * numbers as strings; failing that (a cycle, too deep), its top-level
+ * scalar members only.
+ */
+export function encodeRecordOrRepair(record: object): string {
+  try {
+    return encodeRecord(record);
+  } catch (err) {
+    const auditError = `record not representable as canonical JSON (${err instanceof Error ? err.message : String(err)}); written repaired`;
+    try {
+      const repaired = JSON.parse(JSON.stringify(record, representable)) as object;
+      return encodeRecord({ ...repaired, auditError });
+    } catch {
+      return encodeRecord({ ...scalarMembers(record), auditError });
+    }
+  }
+}
+
+function representable(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  return value;
+}
+
+function scalarMembers(record: object): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(record)) {
+    if (k === '__proto__') continue;
+    if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
+  }
+  return out;
+}

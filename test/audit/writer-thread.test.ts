@@ -181,28 +181,65 @@ describe('audit writer thread: two batches in flight', () => {
     rmSync(root, { recursive: true, force: true });
   });
 
+  /** A database that refuses records whose reason is "poison" (a trigger: every connection sees it). */
+  function poisonRecords(): () => void {
+    const db = new Database(join(root, 'state', 'state.db'));
+    db.exec(`CREATE TRIGGER poison BEFORE INSERT ON audit_records WHEN NEW.record LIKE '%"reason":"poison"%'
+             BEGIN SELECT RAISE(ABORT, 'poisoned record refused'); END;`);
+    return () => {
+      db.exec('DROP TRIGGER poison');
+      db.close();
+    };
+  }
+
   it('a batch sent behind a failed one is refused, never committed ahead of it; the next run writes again', async () => {
+    const cure = poisonRecords();
     const writer = new WorkerAuditWriter(store.reopenOptions!(), null);
-    const poisoned = record(1, { bytesIn: 10n as unknown as number }); // canonical JSON refuses a bigint
-    const failed = writer.write([poisoned], 0, true);
+    const failed = writer.write([record(1, { reason: 'poison' })], 0, true);
     const behind = writer.write([record(2)], 0, false);
-    await expect(failed).rejects.toThrow('canonicalJson: bigint is not JSON');
+    await expect(failed).rejects.toThrow('poisoned record refused');
     await expect(behind).rejects.toThrow('not written: an earlier batch failed');
     expect(await store.audit.count()).toBe(0);
+    cure();
     expect(await writer.write([record(2)], 0, true)).toBe(1);
     expect(await writer.write([record(3)], 0, false)).toBe(1);
     expect((await store.audit.range({ limit: 10 })).map((r) => (JSON.parse(r.record) as { bytesIn: number }).bytesIn)).toEqual([102, 103]);
     await writer.close();
   });
 
-  it('the audit log keeps every batch of a failed run queued, in order', async () => {
+  it('the audit log keeps every batch of a failed run queued, in order, and writes them all once the store takes them', async () => {
+    const cure = poisonRecords();
     const errors: string[] = [];
     const log = new AuditLog({ store, key: null, onError: (e) => errors.push(e.message) });
-    for (let i = 1; i <= 300; i++) log.append(record(i, i === 3 ? { bytesIn: 3n as unknown as number } : {}));
-    await expect(log.flush()).rejects.toThrow('audit: 300 records could not be written: canonicalJson: bigint is not JSON');
+    for (let i = 1; i <= 300; i++) log.append(record(i, i === 3 ? { reason: 'poison' } : {}));
+    await expect(log.flush()).rejects.toThrow('audit: 300 records could not be written: poisoned record refused');
     expect(log.stats()).toMatchObject({ queued: 300, written: 0, failing: true });
-    expect(errors).toEqual(['canonicalJson: bigint is not JSON']);
+    expect(errors[0]).toBe('poisoned record refused');
     expect(await store.audit.count()).toBe(0);
-    await expect(log.close()).rejects.toThrow(/300 records could not be written/);
+    cure();
+    await log.close();
+    expect((await store.audit.range({ limit: 1000 })).map((r) => (JSON.parse(r.record) as { bytesIn: number }).bytesIn)).toEqual(
+      Array.from({ length: 300 }, (_, i) => 101 + i),
+    );
+  });
+
+  it('a record canonical JSON cannot represent is written repaired, saying so, and the chain goes on', async () => {
+    const key = randomBytes(32);
+    const log = new AuditLog({ store, key });
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    log.append(record(1, { bytesIn: 10n as unknown as number, latencyMs: Number.NaN }));
+    log.append(record(2, { facts: cyclic }));
+    log.append(record(3));
+    await log.close();
+    expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 3 });
+    const rows = (await store.audit.range({ limit: 10 })).map((r) => JSON.parse(r.record) as Record<string, unknown>);
+    expect(rows[0]).toMatchObject({ seq: 1, bytesIn: '10', latencyMs: 'NaN', host: 'api.github.com' });
+    expect(rows[0]!.auditError).toMatch(/^record not representable as canonical JSON \(canonicalJson: bigint is not JSON\)/);
+    expect(rows[0]!.facts).toEqual(record(1).facts);
+    expect(rows[1]).toMatchObject({ seq: 2, bytesIn: 102, rule: '', verdict: 'allow', host: 'api.github.com' });
+    expect(rows[1]!.facts).toBeUndefined(); // a cycle: only the scalar members survive
+    expect(rows[1]!.auditError).toMatch(/not representable/);
+    expect(rows[2]).not.toHaveProperty('auditError');
   });
 });
