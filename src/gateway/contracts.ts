@@ -4,7 +4,7 @@
  * behind it (policy, approvals, vault, audit) implement the other
  * interfaces. Keeping them here lets each module be built and tested alone.
  */
-import type { Action, Decision, Credential } from '../policy/types.js';
+import type { Action, Decision, Credential, Peer } from '../policy/types.js';
 
 // ───────────────────────────── vault ──────────────────────────────────────
 
@@ -134,3 +134,26 @@ export type ControlRoute = (
     secure?: boolean;
   },
 ) => Promise<boolean> | boolean;
+
+// ───────────────────────────── transports ─────────────────────────────────
+
+/**
+ * What a transport (the WireGuard/TPROXY dispatcher, an endpoint's `listen`
+ * listener, the explicit proxy) knows about a connection it hands to a
+ * protocol engine.
+ */
+export interface TransportContext {
+  peer: Peer;
+  profile?: string | undefined;
+  /** The endpoint the agent dialed, when a virtual IP or `listen` says so. */
+  endpointId?: string | undefined;
+  /** The declared host behind a virtual IP. */
+  dialedHost?: string | undefined;
+  /** Original destination address (TPROXY / virtual IP). */
+  dialedIp?: string | undefined;
+  dialedPort?: number | undefined;
+  /** SNI the transport already peeked (informational; the HTTPS engine reads its own). */
+  sni?: string | undefined;
+  /** Bytes the transport already read from the socket. */
+  initial?: Buffer | undefined;
+}

@@ -8,7 +8,6 @@
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import type { Peer } from '../../policy/types.js';
 import { MAX_CLIENT_HELLO, parseClientHello, type ClientHelloResult } from './client-hello.js';
 import { normaliseServerName } from './target.js';
 import { serveHttp1 } from './h1-server.js';
@@ -16,21 +15,9 @@ import { serveHttp2 } from './h2-server.js';
 import { splice } from './splice.js';
 import { recordRefusal } from './refusals.js';
 import type { ConnectionInfo, EngineCore } from './types.js';
+import type { TransportContext } from '../../gateway/contracts.js';
 
-/** What the transport (WireGuard/TPROXY, a listener) knows about a connection. */
-export interface TransportContext {
-  peer: Peer;
-  profile?: string | undefined;
-  /** The endpoint the agent dialed, when a virtual IP or `listen` says so. */
-  endpointId?: string | undefined;
-  /** The declared host behind a virtual IP. */
-  dialedHost?: string | undefined;
-  /** Original destination address (TPROXY / virtual IP). */
-  dialedIp?: string | undefined;
-  dialedPort?: number | undefined;
-  /** SNI the transport already peeked (informational; the engine reads its own). */
-  sni?: string | undefined;
-}
+export type { TransportContext };
 
 export interface TlsIngressOptions {
   /** Bytes already read from the socket. */

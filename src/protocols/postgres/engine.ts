@@ -6,19 +6,10 @@
 import type { Socket } from 'node:net';
 import { handlePostgresConnection, type PostgresEngineDeps } from './connection.js';
 import { startPostgresListener, type PostgresListener } from './listener.js';
-import type { Peer } from '../../policy/types.js';
+import type { TransportContext } from '../../gateway/contracts.js';
 
-/** What a transport knows about an accepted connection (same shape as the HTTPS engine's). */
-export interface PostgresTransportContext {
-  peer: Peer;
-  profile?: string | undefined;
-  endpointId?: string | undefined;
-  dialedHost?: string | undefined;
-  dialedIp?: string | undefined;
-  dialedPort?: number | undefined;
-  /** Bytes the transport already read from the socket. */
-  initial?: Buffer | undefined;
-}
+/** What a transport knows about an accepted connection (the contract every engine takes). */
+export type PostgresTransportContext = TransportContext;
 
 export interface PostgresEngine {
   handleConnection(socket: Socket, ctx: PostgresTransportContext): Promise<void>;
