@@ -123,7 +123,8 @@ function scalarMembers(record: object): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(record)) {
     if (k === '__proto__') continue;
-    if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
+    if (v === null || typeof v === 'string' || typeof v === 'boolean') out[k] = v;
+    else if (typeof v === 'number' || typeof v === 'bigint') out[k] = representable(k, v);
   }
   return out;
 }

@@ -154,15 +154,41 @@ export class WorkerAuditWriter implements AuditWriter {
 
 /**
  * Post a request. A record holding something structured clone refuses (a
- * function, a symbol) is sent as its JSON round-trip instead: that drops and
- * nulls exactly what canonical JSON drops and nulls, so the thread hashes the
- * same record_json the gateway's thread would have.
+ * function, a symbol) is sent with those members left out — as canonical
+ * JSON leaves them out — and everything else as it is, so the thread hashes
+ * the same record_json the gateway's thread would have; a bigint or a cycle
+ * beside them reaches the thread too, which writes such a record repaired
+ * (record-json.ts) rather than refusing it.
  */
 function postRequest(thread: Worker, req: WriterRequest): void {
   try {
     thread.postMessage(req);
   } catch (err) {
     if (req.op !== 'write' || (err as Error).name !== 'DataCloneError') throw err;
-    thread.postMessage({ ...req, records: JSON.parse(JSON.stringify(req.records)) as AuditRecordInput[] });
+    thread.postMessage({ ...req, records: req.records.map((r) => withoutFunctions(r, new Map()) as AuditRecordInput) });
   }
+}
+
+function withoutFunctions(value: unknown, copies: Map<object, unknown>): unknown {
+  if (typeof value === 'function' || typeof value === 'symbol') return undefined;
+  if (value === null || typeof value !== 'object') return value;
+  const seen = copies.get(value);
+  if (seen !== undefined) return seen;
+  const toJSON = (value as { toJSON?: () => unknown }).toJSON;
+  if (typeof toJSON === 'function') return withoutFunctions(toJSON.call(value), copies);
+  if (Array.isArray(value)) {
+    const out: unknown[] = [];
+    copies.set(value, out);
+    for (const item of value) out.push(withoutFunctions(item, copies));
+    return out;
+  }
+  const out: Record<string, unknown> = {};
+  copies.set(value, out);
+  for (const [k, v] of Object.entries(value)) {
+    const c = withoutFunctions(v, copies);
+    if (c === undefined) continue;
+    if (k === '__proto__') Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
+    else out[k] = c;
+  }
+  return out;
 }

@@ -145,6 +145,23 @@ describe('audit writer thread', () => {
     expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 2 });
   });
 
+  it('a record with a function beside a bigint and a cycle still reaches the thread and is written repaired', async () => {
+    const log = new AuditLog({ store, key });
+    const facts: Record<string, unknown> = { when: new Date(0), hook: () => 1 };
+    facts.self = facts;
+    log.append(record(1, { facts, bytesIn: 7n as unknown as number }));
+    log.append(record(2, { facts: { hook: () => 1, n: 5n } }));
+    log.append(record(3));
+    await log.close();
+    expect(log.stats()).toMatchObject({ queued: 0, written: 3, failing: false });
+    const rows = (await store.audit.range({ limit: 10 })).map((r) => JSON.parse(r.record) as Record<string, unknown>);
+    expect(rows[0]).toMatchObject({ seq: 1, bytesIn: '7', host: 'api.github.com', auditError: expect.stringMatching(/not representable/) });
+    expect(rows[0]).not.toHaveProperty('facts'); // the cycle: only scalar members survive
+    expect(rows[1]).toMatchObject({ seq: 2, facts: { n: '5' }, auditError: expect.stringMatching(/bigint/) });
+    expect(rows[2]).not.toHaveProperty('auditError');
+    expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 3 });
+  });
+
   it('thread: false, or a store that cannot be reopened, writes on the calling thread', async () => {
     const inline = new AuditLog({ store, key, thread: false });
     expect(inline.stats().writer).toBe('inline');
