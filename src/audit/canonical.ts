@@ -74,14 +74,15 @@ export function inOrder(value: unknown, depth: number): unknown {
     if (out === null) {
       if (c === v) continue;
       out = {};
-      for (let j = 0; j < i; j++) put(out, keys[j]!, obj[keys[j]!]);
+      for (let j = 0; j < i; j++) setMember(out, keys[j]!, obj[keys[j]!]);
     }
-    put(out, k, c);
+    setMember(out, k, c);
   }
   return out ?? value;
 }
 
-function put(out: Record<string, unknown>, k: string, v: unknown): void {
+/** `out[k] = v`, except that a `__proto__` key stays an own member instead of setting the prototype. */
+export function setMember(out: Record<string, unknown>, k: string, v: unknown): void {
   // `__proto__` (JSON.parse makes it an own key) must stay a member, never become the copy's prototype.
   if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
   else out[k] = v;
@@ -103,17 +104,22 @@ export function write(value: unknown, depth: number): string {
       }
       const maybe = value as { toJSON?: () => unknown };
       if (typeof maybe.toJSON === 'function') return write(maybe.toJSON(), depth + 1);
-      const parts: string[] = [];
-      for (const k of Object.keys(value).sort()) {
-        const v = (value as Record<string, unknown>)[k];
-        if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
-        parts.push(JSON.stringify(k) + ':' + write(v, depth + 1));
-      }
-      return '{' + parts.join(',') + '}';
+      return writeMembers(value as Record<string, unknown>, Object.keys(value).sort(), depth);
     }
     case 'bigint':
       throw new TypeError('canonicalJson: bigint is not JSON');
     default:
       throw new TypeError(`canonicalJson: ${typeof value} is not JSON`);
   }
+}
+
+/** The JSON object text of `obj`'s members `keys`, in that order (the object itself at `depth`), as JSON leaves members out. */
+export function writeMembers(obj: Record<string, unknown>, keys: readonly string[], depth: number): string {
+  const parts: string[] = [];
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
+    parts.push(JSON.stringify(k) + ':' + write(v, depth + 1));
+  }
+  return '{' + parts.join(',') + '}';
 }

@@ -8,7 +8,7 @@
  * record to add its seq, and sorts the top-level keys once per record shape
  * rather than once per record. Runs on the audit writer thread.
  */
-import { INTEGER_KEY, inOrder, isIntegerKey, write } from './canonical.js';
+import { INTEGER_KEY, inOrder, isIntegerKey, setMember, writeMembers } from './canonical.js';
 
 const SEQ_SLOT = '\u0000';
 
@@ -26,15 +26,15 @@ export function encodeRecord(record: object): string {
   if (!sameKeys(keys, shapeKeys)) learnShape(keys);
   const sorted = shapeSorted;
   const split = shapeSplit;
-  if (shapeSlow) return join(written(obj, sorted, 0, split), written(obj, sorted, split, sorted.length));
-  try {
-    const before = members(obj, sorted, 0, split);
-    const after = members(obj, sorted, split, sorted.length);
-    return join(JSON.stringify(before), JSON.stringify(after));
-  } catch (err) {
-    if (err !== INTEGER_KEY) throw err;
-    return join(written(obj, sorted, 0, split), written(obj, sorted, split, sorted.length));
+  if (!shapeSlow) {
+    try {
+      return join(JSON.stringify(members(obj, sorted, 0, split)), JSON.stringify(members(obj, sorted, split, sorted.length)));
+    } catch (err) {
+      if (err !== INTEGER_KEY) throw err;
+    }
   }
+  // The slow path (an integer-like key somewhere): every member written out in canonical order.
+  return join(writeMembers(obj, sorted.slice(0, split), 0), writeMembers(obj, sorted.slice(split), 0));
 }
 
 /** record_json of a template, given its seq. */
@@ -62,25 +62,8 @@ function learnShape(keys: string[]): void {
 /** A plain object of `obj`'s members `sorted[from…to)`, in that order, each in canonical key order. */
 function members(obj: Record<string, unknown>, sorted: readonly string[], from: number, to: number): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (let i = from; i < to; i++) {
-    const k = sorted[i]!;
-    const v = inOrder(obj[k], 1);
-    if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
-    else out[k] = v;
-  }
+  for (let i = from; i < to; i++) setMember(out, sorted[i]!, inOrder(obj[sorted[i]!], 1));
   return out;
-}
-
-/** The slow path of `members`: the JSON object text written member by member. */
-function written(obj: Record<string, unknown>, sorted: readonly string[], from: number, to: number): string {
-  const parts: string[] = [];
-  for (let i = from; i < to; i++) {
-    const k = sorted[i]!;
-    const v = obj[k];
-    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
-    parts.push(JSON.stringify(k) + ':' + write(v, 1));
-  }
-  return '{' + parts.join(',') + '}';
 }
 
 /** `{…before…,"seq":␀,…after…}` from the JSON texts of the members before and after "seq". */

@@ -14,6 +14,7 @@
 import { Worker } from 'node:worker_threads';
 import type { AuditRecordInput } from '../gateway/contracts.js';
 import type { OpenStoreOptions } from '../store/types.js';
+import { setMember } from './canonical.js';
 import type { AuditWriter, RetentionPolicy } from './writer.js';
 import type { WriterReply, WriterRequest, WriterThreadData } from './worker-protocol.js';
 import { writerThreadEntry } from './worker-entry.js';
@@ -186,9 +187,7 @@ function withoutFunctions(value: unknown, copies: Map<object, unknown>): unknown
   copies.set(value, out);
   for (const [k, v] of Object.entries(value)) {
     const c = withoutFunctions(v, copies);
-    if (c === undefined) continue;
-    if (k === '__proto__') Object.defineProperty(out, k, { value: c, enumerable: true, writable: true, configurable: true });
-    else out[k] = c;
+    if (c !== undefined) setMember(out, k, c);
   }
   return out;
 }
