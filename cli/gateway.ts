@@ -20,21 +20,22 @@ export async function runGateway(config: string): Promise<number> {
   // process without a shutdown (unwritten audit records). One that arrives
   // during startup is honoured as soon as the gateway is up.
   let received: string | null = null;
-  let onSignal: ((signal: string) => void) | null = null;
-  const signalled = (signal: string) => (): void => {
-    received ??= signal;
-    onSignal?.(signal);
-  };
-  const onSigint = signalled('SIGINT');
-  const onSigterm = signalled('SIGTERM');
-  process.once('SIGINT', onSigint);
-  process.once('SIGTERM', onSigterm);
+  const listeners: Array<[NodeJS.Signals, () => void]> = [];
+  const firstSignal = new Promise<string>((resolve) => {
+    for (const name of ['SIGINT', 'SIGTERM'] as const) {
+      const listener = (): void => {
+        received ??= name;
+        resolve(name);
+      };
+      listeners.push([name, listener]);
+      process.once(name, listener);
+    }
+  });
   let gateway;
   try {
     gateway = await startGateway({ configPath: config, log });
   } catch (err) {
-    process.removeListener('SIGINT', onSigint);
-    process.removeListener('SIGTERM', onSigterm);
+    for (const [name, listener] of listeners) process.removeListener(name, listener);
     if (err instanceof PolicyLoadError) {
       for (const d of err.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
       return 2;
@@ -46,27 +47,16 @@ export async function runGateway(config: string): Promise<number> {
     process.stderr.write(`clawpatrol gateway: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
-  const running = gateway;
-  let finish: (code: number) => void = () => undefined;
-  const stopped = new Promise<number>((resolve) => (finish = resolve));
-  const stop = (signal: string): void => {
-    onSignal = null;
-    log(`gateway: ${signal} received, shutting down`);
-    running.close().then(
-      () => finish(0),
-      (err: unknown) => {
-        log(`gateway: shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
-        finish(1);
-      },
-    );
-  };
-  if (received !== null) {
-    stop(received);
-  } else {
-    onSignal = stop;
-    log('gateway: ready');
+  if (received === null) log('gateway: ready');
+  const signal = await firstSignal;
+  log(`gateway: ${signal} received, shutting down`);
+  try {
+    await gateway.close();
+    return 0;
+  } catch (err) {
+    log(`gateway: shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
   }
-  return stopped;
 }
 
 export function register(program: Command): void {
