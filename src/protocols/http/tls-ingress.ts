@@ -17,8 +17,6 @@ import { recordRefusal } from './refusals.js';
 import type { ConnectionInfo, EngineCore } from './types.js';
 import type { TransportContext } from '../../gateway/contracts.js';
 
-export type { TransportContext };
-
 export interface TlsIngressOptions {
   /** Bytes already read from the socket. */
   initial?: Buffer | undefined;

@@ -8,11 +8,8 @@ import { handlePostgresConnection, type PostgresEngineDeps } from './connection.
 import { startPostgresListener, type PostgresListener } from './listener.js';
 import type { TransportContext } from '../../gateway/contracts.js';
 
-/** What a transport knows about an accepted connection (the contract every engine takes). */
-export type PostgresTransportContext = TransportContext;
-
 export interface PostgresEngine {
-  handleConnection(socket: Socket, ctx: PostgresTransportContext): Promise<void>;
+  handleConnection(socket: Socket, ctx: TransportContext): Promise<void>;
   /** An endpoint's `listen` address; `profile` is `gateway.local_profile`. */
   startEndpointListener(opts: { endpointId: string; listen: string; profile?: string }): Promise<PostgresListener>;
   /** Close the listeners this engine started and every open connection. */
@@ -26,7 +23,7 @@ export function createPostgresEngine(deps: PostgresEngineDeps): PostgresEngine {
     handleConnection(socket, ctx) {
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
-      const clean = Object.fromEntries(Object.entries(ctx).filter(([, v]) => v !== undefined)) as PostgresTransportContext;
+      const clean = Object.fromEntries(Object.entries(ctx).filter(([, v]) => v !== undefined)) as TransportContext;
       return handlePostgresConnection(socket, { ...deps, ...clean });
     },
     async startEndpointListener(opts) {

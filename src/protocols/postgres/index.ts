@@ -14,7 +14,7 @@
  * Raw `clawpatrol test` fixtures register themselves from ./raw-fixture.js.
  */
 export { createPostgresEngine } from './engine.js';
-export type { PostgresEngine, PostgresTransportContext } from './engine.js';
+export type { PostgresEngine } from './engine.js';
 export { handlePostgresConnection } from './connection.js';
 export type { PostgresConnectionContext, PostgresEngineDeps, PostgresPolicyView, LeafProvider } from './connection.js';
 export { startPostgresListener, parseListen } from './listener.js';
