@@ -4,17 +4,18 @@
  * server, admin token) lists and decides; `clawpatrol approvals` (the built
  * CLI, spawned) talks to it.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
-import { createApprovalService, type ApprovalService, type PendingApproval } from '../../src/approvals/index.js';
-import { ensureAdminToken, startControlServer, type ControlServer } from '../../src/gateway/control-server.js';
+import type { PendingApproval } from '../../src/approvals/index.js';
+import { ensureAdminToken } from '../../src/gateway/control-server.js';
 import type { ApprovalOutcome } from '../../src/gateway/contracts.js';
 import type { PolicyModel } from '../../src/policy/types.js';
 import { approveDecision, humanApprover, model, secrets, sqlAction } from './support/model.js';
+import { useApprovalServices, type ServiceSetup as Setup } from './support/service.js';
 
 const vault = secrets({});
 let stateDir: string;
@@ -26,32 +27,11 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 
-interface Setup {
-  service: ApprovalService;
-  control: ControlServer;
-  policy: { current: PolicyModel };
-}
-let open: Setup[] = [];
-afterEach(async () => {
-  for (const s of open) {
-    await s.service.close();
-    await s.control.close();
-  }
-  open = [];
-});
+const startService = useApprovalServices();
 
 async function setup(over: Parameters<typeof humanApprover>[0] = {}, defaults: Partial<PolicyModel['defaults']> = {}): Promise<Setup> {
-  const policy = {
-    current: model({
-      approvers: [humanApprover({ id: 'human_approver.oncall', name: 'oncall', credential: undefined, channel: undefined, ...over })],
-      defaults,
-    }),
-  };
-  const service = createApprovalService({ policy: () => policy.current, secrets: vault });
-  const control = await startControlServer({ listen: '127.0.0.1:0', adminToken: token, routes: [service.route] });
-  const s = { service, control, policy };
-  open.push(s);
-  return s;
+  const approver = humanApprover({ id: 'human_approver.oncall', name: 'oncall', credential: undefined, channel: undefined, ...over });
+  return startService(model({ approvers: [approver], defaults }), token, { secrets: vault });
 }
 
 const oncall = approveDecision(['human_approver.oncall']);

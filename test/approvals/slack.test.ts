@@ -3,12 +3,11 @@
  * come back as signed interactivity requests to the real control server.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createApprovalService, type ApprovalService } from '../../src/approvals/index.js';
-import { startControlServer, type ControlServer } from '../../src/gateway/control-server.js';
 import type { ApprovalOutcome } from '../../src/gateway/contracts.js';
 import type { HumanApprover, PolicyModel } from '../../src/policy/types.js';
 import { blockActionPayload, signedRequest, startFakeSlack, type FakeSlack, type SlackCall } from './support/fake-slack.js';
 import { approveDecision, humanApprover, model, secrets, sqlAction } from './support/model.js';
+import { useApprovalServices, type ServiceSetup as Setup } from './support/service.js';
 
 const BOT = 'xoxb-1234-bot-token-secret';
 const SIGNING = 'slack-signing-secret-0123456789';
@@ -25,29 +24,14 @@ beforeAll(async () => {
 });
 afterAll(() => slackApi.close());
 
-interface Setup {
-  service: ApprovalService;
-  control: ControlServer;
-  policy: { current: PolicyModel };
-}
-let open: Setup[] = [];
-afterEach(async () => {
-  for (const s of open) {
-    await s.service.close();
-    await s.control.close();
-  }
-  open = [];
+const startService = useApprovalServices();
+afterEach(() => {
   slackApi.calls.length = 0;
   slackApi.failures.clear();
 });
 
 async function setup(approver: Partial<HumanApprover> = {}, defaults: Partial<PolicyModel['defaults']> = {}): Promise<Setup> {
-  const policy = { current: model({ approvers: [humanApprover(approver)], defaults }) };
-  const service = createApprovalService({ policy: () => policy.current, secrets: vault, slackApiUrl: slackApi.apiUrl });
-  const control = await startControlServer({ listen: '127.0.0.1:0', adminToken: ADMIN, routes: [service.route] });
-  const s = { service, control, policy };
-  open.push(s);
-  return s;
+  return startService(model({ approvers: [humanApprover(approver)], defaults }), ADMIN, { secrets: vault, slackApiUrl: slackApi.apiUrl });
 }
 
 const opsOnly = approveDecision(['human_approver.ops']);
@@ -381,12 +365,7 @@ describe('Slack Socket Mode (credential with an app-level token)', () => {
   const socketVault = secrets({ 'slack_tokens.slack': { bot: BOT, app: 'xapp-1-socket-token' } });
 
   async function socketSetup(approver: Partial<HumanApprover> = {}, vault = socketVault): Promise<Setup> {
-    const policy = { current: model({ approvers: [humanApprover(approver)] }) };
-    const service = createApprovalService({ policy: () => policy.current, secrets: vault, slackApiUrl: slackApi.apiUrl });
-    const control = await startControlServer({ listen: '127.0.0.1:0', adminToken: ADMIN, routes: [service.route] });
-    const s = { service, control, policy };
-    open.push(s);
-    return s;
+    return startService(model({ approvers: [humanApprover(approver)] }), ADMIN, { secrets: vault, slackApiUrl: slackApi.apiUrl });
   }
 
   it('connects over WebSocket, posts the card, and a click delivered over the socket approves', async () => {

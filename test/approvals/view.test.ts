@@ -8,24 +8,24 @@ import { createElement } from 'react';
 import { render } from 'ink-testing-library';
 import { ApprovalsView } from '../../cli/approvals-view.js';
 import { ApprovalsClient } from '../../src/approvals/client.js';
-import { createApprovalService, type ApprovalService } from '../../src/approvals/index.js';
+import type { ApprovalService } from '../../src/approvals/index.js';
 import { ControlClient } from '../../src/gateway/control-client.js';
-import { startControlServer, type ControlServer } from '../../src/gateway/control-server.js';
 import { approveDecision, humanApprover, model, secrets, sqlAction } from './support/model.js';
+import { useApprovalServices } from './support/service.js';
 
 const TOKEN = 'view-test-admin-token';
+// Registered first so it runs last (vitest runs after-hooks as a stack): views unmount before their gateway closes.
+const startService = useApprovalServices();
 let cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const fn of cleanup.reverse()) await fn();
   cleanup = [];
 });
 
-async function setup(): Promise<{ service: ApprovalService; control: ControlServer; client: ApprovalsClient }> {
+async function setup(): Promise<{ service: ApprovalService; client: ApprovalsClient }> {
   const policy = model({ approvers: [humanApprover({ id: 'human_approver.oncall', name: 'oncall', credential: undefined, requireApprovers: 1 })] });
-  const service = createApprovalService({ policy: () => policy, secrets: secrets({}) });
-  const control = await startControlServer({ listen: '127.0.0.1:0', adminToken: TOKEN, routes: [service.route] });
-  cleanup.push(() => control.close(), () => service.close());
-  return { service, control, client: new ApprovalsClient(new ControlClient({ baseUrl: control.url, token: TOKEN })) };
+  const { service, control } = await startService(policy, TOKEN, { secrets: secrets({}) });
+  return { service, client: new ApprovalsClient(new ControlClient({ baseUrl: control.url, token: TOKEN })) };
 }
 
 async function until(probe: () => boolean, what: () => string, timeoutMs = 5000): Promise<void> {

@@ -35,24 +35,15 @@ export interface FakeAnthropic {
 let counter = 0;
 
 export function toolMessage(input: unknown, extra: Record<string, unknown> = {}): Reply {
-  counter += 1;
-  return {
-    kind: 'message',
-    message: {
-      id: `msg_fake${counter}`,
-      type: 'message',
-      role: 'assistant',
-      model: 'claude-test',
-      content: [{ type: 'tool_use', id: `toolu_fake${counter}`, name: 'record_verdict', input }],
-      stop_reason: 'tool_use',
-      stop_sequence: null,
-      usage: { input_tokens: 100, output_tokens: 20 },
-      ...extra,
-    },
-  };
+  return assistantMessage((n) => [{ type: 'tool_use', id: `toolu_fake${n}`, name: 'record_verdict', input }], 'tool_use', extra);
 }
 
 export function textMessage(text: string): Reply {
+  return assistantMessage(() => [{ type: 'text', text }], 'end_turn');
+}
+
+/** A Messages API reply envelope around `content` (given the message's sequence number). */
+function assistantMessage(content: (n: number) => unknown[], stopReason: string, extra: Record<string, unknown> = {}): Reply {
   counter += 1;
   return {
     kind: 'message',
@@ -61,10 +52,11 @@ export function textMessage(text: string): Reply {
       type: 'message',
       role: 'assistant',
       model: 'claude-test',
-      content: [{ type: 'text', text }],
-      stop_reason: 'end_turn',
+      content: content(counter),
+      stop_reason: stopReason,
       stop_sequence: null,
       usage: { input_tokens: 100, output_tokens: 20 },
+      ...extra,
     },
   };
 }
