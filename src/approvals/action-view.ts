@@ -7,7 +7,7 @@
  * is scrubbed from every string *before* anything is truncated (a cut secret
  * would no longer match the scrubber).
  */
-import type { Action, Decision } from '../policy/types.js';
+import type { Action, Decision, HttpFacts, K8sFacts, SqlFacts } from '../policy/types.js';
 import { REDACTED, SENSITIVE_HEADERS } from '../audit/redact.js';
 
 export interface ViewLimits {
@@ -47,39 +47,16 @@ export interface ActionView {
   peer: { id: string; name?: string; address?: string } | null;
   rule: string;
   reason: string;
-  sql?: {
-    verb: string;
-    verbs: string[];
-    tables: string[];
-    functions: string[];
+  /** The facts an approver sees, clipped and scrubbed; long texts are excerpts. */
+  sql?: Pick<SqlFacts, 'verb' | 'verbs' | 'tables' | 'functions' | 'database' | 'user' | 'inspected' | 'inspect_error'> & {
     statement: Excerpt;
-    database: string;
-    user: string;
-    inspected: boolean;
-    inspect_error?: string;
   };
-  http?: {
-    method: string;
-    path: string;
-    raw_path: string;
-    host: string;
-    query: Record<string, string[]>;
-    headers: Record<string, string>;
+  http?: Pick<HttpFacts, 'method' | 'path' | 'raw_path' | 'host' | 'query' | 'headers'> & {
     body: Excerpt;
     /** True when the gateway itself could not buffer the whole body. */
     body_over_limit: boolean;
   };
-  k8s?: {
-    verb: string;
-    resource: string;
-    subresource: string;
-    namespace: string;
-    name: string;
-    api_group: string;
-    api_version: string;
-    command: string[];
-    params: Record<string, string>;
-  };
+  k8s?: Pick<K8sFacts, 'verb' | 'resource' | 'subresource' | 'namespace' | 'name' | 'api_group' | 'api_version' | 'command' | 'params'>;
   content?: { findings: string[]; score: number; verdict: string };
   /** True when any list or map was cut to `limits.items` entries. */
   lists_truncated: boolean;
