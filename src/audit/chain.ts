@@ -12,10 +12,9 @@
  * record onwards — or forging a checkpoint — shows too.
  */
 import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto';
-import type { AuditRecordInput } from '../gateway/contracts.js';
 import type { AuditCheckpoint, AuditHead, AuditRow } from '../store/types.js';
 import { canonicalJson } from './canonical.js';
-import { encodeRecordOrRepair, fillSeq } from './record-json.js';
+import { fillSeq, type EncodedBatch } from './record-json.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -47,33 +46,21 @@ function macEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** Milliseconds of the record's time, or `fallback` when it does not parse. */
-export function recordTs(time: string, fallback: number): number {
-  const t = Date.parse(time);
-  return Number.isFinite(t) ? t : fallback;
-}
-
 /**
- * Link a batch of records after `head` (the store calls this inside its write
- * transaction, on the writer thread). Each record_json is
- * canonicalJson({ ...record, seq }), written from the record's template
- * (record-json.ts) so the top-level keys are sorted once per record shape.
+ * Link an encoded batch after `head` (the store calls this inside its write
+ * transaction). Each record_json is canonicalJson({ ...record, seq }): the
+ * record's template (record-json.ts) with the seq filled in.
  */
-export function linkBatch(
-  head: AuditHead | null,
-  records: readonly AuditRecordInput[],
-  key: Buffer | null,
-  now: number,
-): { rows: AuditRow[]; head: AuditHead } {
+export function linkBatch(head: AuditHead | null, batch: EncodedBatch, key: Buffer | null): { rows: AuditRow[]; head: AuditHead } {
   let seq = head?.seq ?? 0;
   let prev = head?.hash ?? GENESIS_HASH;
-  const rows: AuditRow[] = new Array<AuditRow>(records.length);
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i]!;
+  const { templates, ts } = batch;
+  const rows: AuditRow[] = new Array<AuditRow>(templates.length);
+  for (let i = 0; i < templates.length; i++) {
     seq++;
-    const record = fillSeq(encodeRecordOrRepair(r), seq);
+    const record = fillSeq(templates[i]!, seq);
     const hash = i === 0 ? chainHash(prev, record) : linkHash(prev, record); // the stored head's hash is checked once
-    rows[i] = { seq, ts: recordTs(r.time, now), record, prevHash: prev, hash };
+    rows[i] = { seq, ts: ts[i]!, record, prevHash: prev, hash };
     prev = hash;
   }
   return { rows, head: { seq, hash: prev, mac: key ? headMac(key, seq, prev) : null } };

@@ -3,8 +3,8 @@
  *
  * It opens its own connection to the gateway's store — for SQLite a second
  * connection to the same WAL database — and serves write and prune requests
- * one at a time with a `StoreAuditWriter`, so canonical JSON, hashing and the
- * database's work never run on the gateway's event loop. A request that fails
+ * one at a time with a `StoreAuditWriter`, so hashing and the database's work
+ * never run on the gateway's event loop (records arrive encoded). A request that fails
  * (store refused, cannot open) is answered with the error; the connection is
  * opened again on the next request if opening was what failed.
  */
@@ -38,7 +38,7 @@ async function serve(req: WriterRequest): Promise<number> {
       if (req.startsRun) refusing = false;
       if (refusing) throw new Error('not written: an earlier batch failed');
       try {
-        return await (await ready()).write(req.records, req.now);
+        return await (await ready()).write(req.batch);
       } catch (err) {
         refusing = true;
         throw err;

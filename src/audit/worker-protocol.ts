@@ -3,8 +3,8 @@
  * Structured-cloned, so plain data only. Requests are answered in the order
  * they were sent, one at a time.
  */
-import type { AuditRecordInput } from '../gateway/contracts.js';
 import type { OpenStoreOptions } from '../store/types.js';
+import type { EncodedBatch } from './record-json.js';
 import type { RetentionPolicy } from './writer.js';
 
 export interface WriterThreadData {
@@ -16,7 +16,7 @@ export interface WriterThreadData {
 
 export type WriterRequest =
   /** After a write fails the thread refuses the rest of its run (AuditWriter.write). */
-  | { id: number; op: 'write'; records: readonly AuditRecordInput[]; now: number; startsRun: boolean }
+  | { id: number; op: 'write'; batch: EncodedBatch; startsRun: boolean }
   | { id: number; op: 'prune'; retention: RetentionPolicy; now: number }
   /** Close the thread's connection; the thread then ends. */
   | { id: number; op: 'close' };

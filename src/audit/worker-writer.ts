@@ -3,8 +3,8 @@
  *
  * The thread (worker-main.ts) is started on the first request and owns its
  * own store connection. Each request posts plain data and waits for the
- * reply; the gateway's event loop only pays for the structured clone of the
- * batch. If the thread dies, every request it had not answered is rejected
+ * reply; a write carries the batch already encoded (strings and numbers), so
+ * the copy to the thread is cheap. If the thread dies, every request it had not answered is rejected
  * with the reason — the audit log keeps those records and retries — and the
  * next request starts a new thread.
  *
@@ -12,9 +12,8 @@
  * log's timer); it does while a request is outstanding and while closing.
  */
 import { Worker } from 'node:worker_threads';
-import type { AuditRecordInput } from '../gateway/contracts.js';
 import type { OpenStoreOptions } from '../store/types.js';
-import { setMember } from './canonical.js';
+import type { EncodedBatch } from './record-json.js';
 import type { AuditWriter, RetentionPolicy } from './writer.js';
 import type { WriterReply, WriterRequest, WriterThreadData } from './worker-protocol.js';
 import { writerThreadEntry } from './worker-entry.js';
@@ -51,8 +50,8 @@ export class WorkerAuditWriter implements AuditWriter {
     private readonly key: Buffer | null,
   ) {}
 
-  write(records: readonly AuditRecordInput[], now: number, startsRun: boolean): Promise<number> {
-    return this.request({ op: 'write', records, now, startsRun });
+  write(batch: EncodedBatch, startsRun: boolean): Promise<number> {
+    return this.request({ op: 'write', batch, startsRun });
   }
 
   prune(retention: RetentionPolicy, now: number): Promise<number> {
@@ -103,7 +102,7 @@ export class WorkerAuditWriter implements AuditWriter {
       this.outstanding.set(id, { thread, resolve, reject });
       thread.ref();
       try {
-        postRequest(thread, { ...req, id } as WriterRequest);
+        thread.postMessage({ ...req, id } as WriterRequest);
       } catch (err) {
         this.settle(id);
         reject(new AuditWriterError(`audit: cannot pass the batch to the writer thread: ${(err as Error).message}`));
@@ -151,43 +150,4 @@ export class WorkerAuditWriter implements AuditWriter {
     this.worker = thread;
     return thread;
   }
-}
-
-/**
- * Post a request. A record holding something structured clone refuses (a
- * function, a symbol) is sent with those members left out — as canonical
- * JSON leaves them out — and everything else as it is, so the thread hashes
- * the same record_json the gateway's thread would have; a bigint or a cycle
- * beside them reaches the thread too, which writes such a record repaired
- * (record-json.ts) rather than refusing it.
- */
-function postRequest(thread: Worker, req: WriterRequest): void {
-  try {
-    thread.postMessage(req);
-  } catch (err) {
-    if (req.op !== 'write' || (err as Error).name !== 'DataCloneError') throw err;
-    thread.postMessage({ ...req, records: req.records.map((r) => withoutFunctions(r, new Map()) as AuditRecordInput) });
-  }
-}
-
-function withoutFunctions(value: unknown, copies: Map<object, unknown>): unknown {
-  if (typeof value === 'function' || typeof value === 'symbol') return undefined;
-  if (value === null || typeof value !== 'object') return value;
-  const seen = copies.get(value);
-  if (seen !== undefined) return seen;
-  const toJSON = (value as { toJSON?: () => unknown }).toJSON;
-  if (typeof toJSON === 'function') return withoutFunctions(toJSON.call(value), copies);
-  if (Array.isArray(value)) {
-    const out: unknown[] = [];
-    copies.set(value, out);
-    for (const item of value) out.push(withoutFunctions(item, copies));
-    return out;
-  }
-  const out: Record<string, unknown> = {};
-  copies.set(value, out);
-  for (const [k, v] of Object.entries(value)) {
-    const c = withoutFunctions(v, copies);
-    if (c !== undefined) setMember(out, k, c);
-  }
-  return out;
 }

@@ -8,9 +8,9 @@
  * calling thread, or `WorkerAuditWriter` (worker-writer.ts), whose thread
  * runs a `StoreAuditWriter` of its own on its own connection.
  */
-import type { AuditRecordInput } from '../gateway/contracts.js';
 import type { AuditRepo } from '../store/types.js';
 import { checkpointMac, linkBatch } from './chain.js';
+import type { EncodedBatch } from './record-json.js';
 
 export interface RetentionPolicy {
   maxAgeSec?: number;
@@ -27,7 +27,7 @@ export interface AuditWriter {
    */
   readonly maxInFlight: number;
   /**
-   * Link `records` after the stored head and commit them in one transaction;
+   * Link the batch's records after the stored head and commit them in one transaction;
    * resolves with the number written. A rejection means the batch must be
    * written again (it was not committed, or — only if the writer thread died
    * between its commit and its reply — it may have been).
@@ -37,7 +37,7 @@ export interface AuditWriter {
    * refused, so no batch overtakes a failed one; the caller then starts a new
    * run with the failed batch.
    */
-  write(records: readonly AuditRecordInput[], now: number, startsRun: boolean): Promise<number>;
+  write(batch: EncodedBatch, startsRun: boolean): Promise<number>;
   /** Apply retention; resolves with the number of records pruned. */
   prune(retention: RetentionPolicy, now: number): Promise<number>;
   close(): Promise<void>;
@@ -58,8 +58,8 @@ export class StoreAuditWriter implements AuditWriter {
     private readonly key: Buffer | null,
   ) {}
 
-  async write(records: readonly AuditRecordInput[], now: number): Promise<number> {
-    const rows = await this.audit.append((head) => linkBatch(head, records, this.key, now));
+  async write(batch: EncodedBatch): Promise<number> {
+    const rows = await this.audit.append((head) => linkBatch(head, batch, this.key));
     return rows.length;
   }
 

@@ -21,6 +21,7 @@ import {
   writerThreadEntry,
 } from '../../src/audit/index.js';
 import { record } from './records.js';
+import { encodeBatch } from '../../src/audit/record-json.js';
 
 describe('audit writer thread', () => {
   let root: string;
@@ -145,7 +146,7 @@ describe('audit writer thread', () => {
     expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 2 });
   });
 
-  it('a record with a function beside a bigint and a cycle still reaches the thread and is written repaired', async () => {
+  it('a record with a function beside a bigint and a cycle is still written (repaired) by the thread', async () => {
     const log = new AuditLog({ store, key });
     const facts: Record<string, unknown> = { when: new Date(0), hook: () => 1 };
     facts.self = facts;
@@ -212,14 +213,14 @@ describe('audit writer thread: two batches in flight', () => {
   it('a batch sent behind a failed one is refused, never committed ahead of it; the next run writes again', async () => {
     const cure = poisonRecords();
     const writer = new WorkerAuditWriter(store.reopenOptions!(), null);
-    const failed = writer.write([record(1, { reason: 'poison' })], 0, true);
-    const behind = writer.write([record(2)], 0, false);
+    const failed = writer.write(encodeBatch([record(1, { reason: 'poison' })], 0), true);
+    const behind = writer.write(encodeBatch([record(2)], 0), false);
     await expect(failed).rejects.toThrow('poisoned record refused');
     await expect(behind).rejects.toThrow('not written: an earlier batch failed');
     expect(await store.audit.count()).toBe(0);
     cure();
-    expect(await writer.write([record(2)], 0, true)).toBe(1);
-    expect(await writer.write([record(3)], 0, false)).toBe(1);
+    expect(await writer.write(encodeBatch([record(2)], 0), true)).toBe(1);
+    expect(await writer.write(encodeBatch([record(3)], 0), false)).toBe(1);
     expect((await store.audit.range({ limit: 10 })).map((r) => (JSON.parse(r.record) as { bytesIn: number }).bytesIn)).toEqual([102, 103]);
     await writer.close();
   });
