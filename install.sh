@@ -3,7 +3,7 @@
 # builds it. Idempotent: re-running only does what is missing.
 #
 #   ./install.sh            runtime + test dependencies, npm ci, build
-#   ./install.sh --bench    also the benchmark baselines (pgbouncer, mitmproxy, wrk)
+#   ./install.sh --bench    also the benchmark baselines and load tools (pgbouncer, mitmproxy, wrk, nginx)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,7 +23,8 @@ packages=(
   postgresql-15 postgresql-client-15 python3 make g++
 )
 if [ "$want_bench" = 1 ]; then
-  packages+=(pgbouncer mitmproxy wrk)
+  # nginx is the HTTPS benchmark's upstream (bench/http/wrk.ts runs its own instance).
+  packages+=(pgbouncer mitmproxy wrk nginx)
 fi
 
 as_root() {
@@ -42,6 +43,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   # --no-install-recommends: otherwise apt pulls systemd and a kernel image.
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian starts a freshly installed nginx as a system service on port 80;
+  # the benchmark needs only the binary.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now nginx.service >/dev/null 2>&1 || true
+  fi
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')

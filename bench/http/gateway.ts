@@ -4,8 +4,10 @@
  * engine with a TLS ingress (as the tunnel transport feeds it) and the
  * explicit proxy listener.
  *
- *   node --import tsx bench/http/gateway.ts <dir> <upstream-ip> <ingress-ip> <port>
- * prints `{"proxyPort":…,"caPath":…}` when ready.
+ *   node --import tsx bench/http/gateway.ts <dir> <upstream-ip> <ingress-ip> <port> [<ingress-port>]
+ * The TLS ingress listens on <ingress-ip>:<ingress-port> (default <port>; 0: any)
+ * and treats every connection as dialed to <upstream-ip>:<port>.
+ * Prints `{"proxyPort":…,"ingressPort":…,"caPath":…}` when ready.
  */
 import net from 'node:net';
 import { join } from 'node:path';
@@ -18,8 +20,9 @@ import { openVault, openGatewayCa } from '../../src/vault/index.js';
 import { createHttpEngine } from '../../src/protocols/http/index.js';
 import { lookupTo } from '../../test/http/support/gateway.js';
 
-const [dir, upstreamIp, ingressIp, portText] = process.argv.slice(2) as [string, string, string, string];
+const [dir, upstreamIp, ingressIp, portText, ingressPortText] = process.argv.slice(2) as [string, string, string, string, string | undefined];
 const port = Number(portText);
+const ingressPort = ingressPortText === undefined ? port : Number(ingressPortText);
 
 const loaded = await loadPolicy(join(dir, 'policy.hcl'));
 if (!loaded.ok) {
@@ -47,10 +50,10 @@ const ingress = net.createServer((s) => {
   s.setNoDelay(true);
   engine.handleTlsConnection(s, { peer: { id: 'bench' }, profile: 'bench', dialedIp: upstreamIp, dialedPort: port });
 });
-await new Promise<void>((r) => ingress.listen(port, ingressIp, r));
+await new Promise<void>((r) => ingress.listen(ingressPort, ingressIp, r));
 const caPath = join(dir, 'gateway-ca.pem');
 writeFileSync(caPath, ca.caCertPem);
-process.stdout.write(JSON.stringify({ proxyPort: proxy.address.port, caPath }) + '\n');
+process.stdout.write(JSON.stringify({ proxyPort: proxy.address.port, ingressPort: (ingress.address() as net.AddressInfo).port, caPath }) + '\n');
 process.on('SIGTERM', () => {
   void audit.close().finally(() => process.exit(0));
 });

@@ -11,10 +11,10 @@
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { BIG_BYTES, JSON_BODY } from './common.js';
 
 const [host, certPath, keyPath] = process.argv.slice(2) as [string, string, string];
-const BIG = Buffer.alloc(1024 * 1024, 0x61);
-const JSON_BODY = JSON.stringify({ id: 42, name: 'widget', tags: ['a', 'b', 'c'], price: 9.99, ok: true });
+const BIG = Buffer.alloc(BIG_BYTES, 0x61);
 const EVENT = 'event: message\ndata: {"delta":"some tokens of a streamed completion"}\n\n';
 
 const server = https.createServer({ cert: readFileSync(certPath), key: readFileSync(keyPath), keepAliveTimeout: 60_000 }, (req, res) => {
