@@ -14,7 +14,7 @@
 import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto';
 import type { AuditCheckpoint, AuditHead, AuditRow } from '../store/types.js';
 import { canonicalJson } from './canonical.js';
-import { fillSeq, type EncodedBatch } from './record-json.js';
+import { batchTemplates, fillSeq, type EncodedBatch } from './record-json.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -54,7 +54,8 @@ function macEqual(a: string, b: string): boolean {
 export function linkBatch(head: AuditHead | null, batch: EncodedBatch, key: Buffer | null): { rows: AuditRow[]; head: AuditHead } {
   let seq = head?.seq ?? 0;
   let prev = head?.hash ?? GENESIS_HASH;
-  const { templates, ts } = batch;
+  const templates = batchTemplates(batch);
+  const ts = batch.ts;
   const rows: AuditRow[] = new Array<AuditRow>(templates.length);
   for (let i = 0; i < templates.length; i++) {
     seq++;
@@ -129,6 +130,9 @@ export async function verifyChain(input: VerifyInput): Promise<VerifyResult> {
     if (firstSeq === null && input.anchorAtFirstRow) {
       expectedSeq = row.seq;
       expectedPrev = row.prevHash;
+    }
+    if (row.damaged !== undefined) {
+      return fail(row.seq, 'unreadable', `record ${row.seq} cannot be read: ${row.damaged} (edited)`, count);
     }
     let parsed: unknown;
     try {

@@ -73,9 +73,39 @@ function schemaV1(t: Dialect): string {
  */
 const DROP_AUDIT_TS_INDEX = 'DROP INDEX IF EXISTS audit_records_ts;';
 
+/**
+ * Migration 3: audit records move into compressed segments (audit-segments.ts)
+ * — one row per written batch instead of one per record. Records already
+ * written become one-record segments in the `plain` codec, their lines built
+ * exactly as the segment codec reads them (`ts TAB hash TAB record_json`),
+ * so their hashes, seqs and prev_hashes are kept as they were.
+ */
+function auditSegments(t: Dialect & { line: string }): string {
+  return `
+      CREATE TABLE audit_segments (
+        first_seq ${t.int64} PRIMARY KEY,
+        last_seq ${t.int64} NOT NULL,
+        ts_min ${t.int64} NOT NULL,
+        ts_max ${t.int64} NOT NULL,
+        prev_hash TEXT NOT NULL,
+        codec TEXT NOT NULL,
+        body ${t.bytes} NOT NULL
+      );
+      INSERT INTO audit_segments (first_seq, last_seq, ts_min, ts_max, prev_hash, codec, body)
+        SELECT seq, seq, ts, ts, prev_hash, 'plain', ${t.line} FROM audit_records;
+      DROP TABLE audit_records;
+    `;
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'kv, secrets, audit chain', sqlite: schemaV1(SQLITE), postgres: schemaV1(POSTGRES) },
   { version: 2, name: 'audit records without the ts index', sqlite: DROP_AUDIT_TS_INDEX, postgres: DROP_AUDIT_TS_INDEX },
+  {
+    version: 3,
+    name: 'audit records in compressed segments',
+    sqlite: auditSegments({ ...SQLITE, line: "CAST(ts || char(9) || hash || char(9) || record AS BLOB)" }),
+    postgres: auditSegments({ ...POSTGRES, line: "convert_to(ts::text || chr(9) || hash || chr(9) || record, 'UTF8')" }),
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -9,6 +9,7 @@
 import pg from 'pg';
 import { MIGRATIONS, LATEST_SCHEMA_VERSION } from './migrations.js';
 import { encodeJson, decodeJson } from './json.js';
+import { RangeCollector, cutSegment, firstSeqAtOrAfterIn, packSegments, type AuditSegment } from './audit-segments.js';
 import {
   StoreError,
   type AuditCheckpoint,
@@ -248,18 +249,33 @@ class PgSecrets implements SecretRepo {
   }
 }
 
-interface PgAuditRow {
-  seq: string;
-  ts: string;
-  record: string;
+interface PgSegmentRow {
+  first_seq: string;
+  last_seq: string;
+  ts_min: string;
+  ts_max: string;
   prev_hash: string;
-  hash: string;
+  codec: string;
+  body: Buffer;
 }
 
-function toRow(r: PgAuditRow): AuditRow {
-  return { seq: Number(r.seq), ts: Number(r.ts), record: r.record, prevHash: r.prev_hash, hash: r.hash };
+const SEGMENT_COLUMNS = 'first_seq, last_seq, ts_min, ts_max, prev_hash, codec, body';
+/** Segments fetched per query while collecting a range (each holds up to a batch of records). */
+const SEGMENT_PAGE = 16;
+
+function toSegment(r: PgSegmentRow): AuditSegment {
+  return {
+    firstSeq: Number(r.first_seq),
+    lastSeq: Number(r.last_seq),
+    tsMin: Number(r.ts_min),
+    tsMax: Number(r.ts_max),
+    prevHash: r.prev_hash,
+    codec: r.codec,
+    body: r.body,
+  };
 }
 
+/** Records live in compressed segments, one row per written batch (audit-segments.ts). */
 class PgAudit implements AuditRepo {
   constructor(private readonly pool: pg.Pool) {}
 
@@ -269,18 +285,29 @@ class PgAudit implements AuditRepo {
     return row ? { seq: Number(row.seq), hash: row.hash, mac: row.mac } : null;
   }
 
+  private async insertSegments(c: pg.PoolClient, segments: readonly AuditSegment[]): Promise<void> {
+    if (!segments.length) return;
+    await c.query(
+      `INSERT INTO audit_segments (${SEGMENT_COLUMNS}) ` +
+        'SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bytea[])',
+      [
+        segments.map((s) => s.firstSeq),
+        segments.map((s) => s.lastSeq),
+        segments.map((s) => s.tsMin),
+        segments.map((s) => s.tsMax),
+        segments.map((s) => s.prevHash),
+        segments.map((s) => s.codec),
+        segments.map((s) => s.body),
+      ],
+    );
+  }
+
   async append(link: AuditLinker): Promise<AuditRow[]> {
     return tx(this.pool, async (c) => {
       // Every gateway appending to this chain queues here: one head, one chain.
       await c.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_LOCK]);
       const { rows, head } = link(await this.readHead(c));
-      if (rows.length) {
-        await c.query(
-          'INSERT INTO audit_records (seq, ts, record, prev_hash, hash) ' +
-            'SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[])',
-          [rows.map((r) => r.seq), rows.map((r) => r.ts), rows.map((r) => r.record), rows.map((r) => r.prevHash), rows.map((r) => r.hash)],
-        );
-      }
+      await this.insertSegments(c, packSegments(rows));
       await c.query(
         'INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, $1, $2, $3) ' +
           'ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac',
@@ -303,33 +330,38 @@ class PgAudit implements AuditRepo {
   }
 
   async range(opts: { afterSeq?: number; sinceTs?: number; limit: number }): Promise<AuditRow[]> {
-    const r =
-      opts.sinceTs === undefined
-        ? await this.pool.query<PgAuditRow>('SELECT seq, ts, record, prev_hash, hash FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT $2', [
-            opts.afterSeq ?? 0,
-            opts.limit,
-          ])
-        : await this.pool.query<PgAuditRow>(
-            'SELECT seq, ts, record, prev_hash, hash FROM audit_records WHERE seq > $1 AND ts >= $2 ORDER BY seq LIMIT $3',
-            [opts.afterSeq ?? 0, opts.sinceTs, opts.limit],
-          );
-    return r.rows.map(toRow);
+    const collect = new RangeCollector(opts);
+    // The segment holding record N+1 starts at or before it; later pages continue after the last segment read.
+    const start = await this.pool.query<{ seq: string | null }>('SELECT MAX(first_seq) AS seq FROM audit_segments WHERE first_seq <= $1', [
+      (opts.afterSeq ?? 0) + 1,
+    ]);
+    let from = Number(start.rows[0]?.seq ?? 0);
+    while (!collect.full) {
+      const page = await this.pool.query<PgSegmentRow>(
+        `SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE first_seq >= $1 AND ($2::bigint IS NULL OR ts_max >= $2) ORDER BY first_seq LIMIT $3`,
+        [from, opts.sinceTs ?? null, SEGMENT_PAGE],
+      );
+      for (const row of page.rows) if (!collect.add(toSegment(row))) break;
+      if (page.rows.length < SEGMENT_PAGE) break;
+      from = Number(page.rows[page.rows.length - 1]!.first_seq) + 1;
+    }
+    return collect.rows;
   }
 
   async count(): Promise<number> {
-    const r = await this.pool.query<{ n: string }>('SELECT COUNT(*) AS n FROM audit_records');
+    const r = await this.pool.query<{ n: string }>('SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) AS n FROM audit_segments');
     return Number(r.rows[0]!.n);
   }
 
   async firstSeqAtOrAfter(ts: number): Promise<number | null> {
     // In seq order, stopping at the first match (see migration 2).
-    const r = await this.pool.query<{ seq: string }>('SELECT seq FROM audit_records WHERE ts >= $1 ORDER BY seq LIMIT 1', [ts]);
-    const v = r.rows[0]?.seq;
-    return v === undefined ? null : Number(v);
+    const r = await this.pool.query<PgSegmentRow>(`SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE ts_max >= $1 ORDER BY first_seq LIMIT 1`, [ts]);
+    const row = r.rows[0];
+    return row ? firstSeqAtOrAfterIn(toSegment(row), ts) : null;
   }
 
   async firstSeq(): Promise<number | null> {
-    const r = await this.pool.query<{ seq: string | null }>('SELECT MIN(seq) AS seq FROM audit_records');
+    const r = await this.pool.query<{ seq: string | null }>('SELECT MIN(first_seq) AS seq FROM audit_segments');
     const v = r.rows[0]?.seq;
     return v === null || v === undefined ? null : Number(v);
   }
@@ -337,17 +369,32 @@ class PgAudit implements AuditRepo {
   async prune(uptoSeq: number, seal: (seq: number, hash: string) => string | null): Promise<number> {
     return tx(this.pool, async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_LOCK]);
-      const last = await c.query<{ seq: string; hash: string }>('SELECT seq, hash FROM audit_records WHERE seq = $1', [uptoSeq]);
-      const row = last.rows[0];
-      if (!row) return 0;
+      const found = await c.query<PgSegmentRow>(
+        `SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE first_seq <= $1 ORDER BY first_seq DESC LIMIT 1`,
+        [uptoSeq],
+      );
+      const row = found.rows[0] ? toSegment(found.rows[0]) : null;
+      const cut = row && row.lastSeq >= uptoSeq ? cutSegment(row, uptoSeq) : null;
+      if (!row || !cut) return 0;
       await c.query('INSERT INTO audit_checkpoints (seq, hash, mac, created_at) VALUES ($1, $2, $3, $4)', [
         uptoSeq,
-        row.hash,
-        seal(uptoSeq, row.hash),
+        cut.hash,
+        seal(uptoSeq, cut.hash),
         new Date().toISOString(),
       ]);
-      const del = await c.query('DELETE FROM audit_records WHERE seq <= $1', [uptoSeq]);
-      return del.rowCount ?? 0;
+      const del = await c.query<{ n: string | null }>(
+        'WITH gone AS (DELETE FROM audit_segments WHERE first_seq <= $1 AND last_seq <= $1 RETURNING last_seq - first_seq + 1 AS n) ' +
+          'SELECT SUM(n) AS n FROM gone',
+        [uptoSeq],
+      );
+      let pruned = Number(del.rows[0]?.n ?? 0);
+      if (row.lastSeq > uptoSeq) {
+        // The segment that straddles the cut keeps its records after it, as a segment of their own.
+        await c.query('DELETE FROM audit_segments WHERE first_seq = $1', [row.firstSeq]);
+        await this.insertSegments(c, cut.rest);
+        pruned += uptoSeq - row.firstSeq + 1;
+      }
+      return pruned;
     });
   }
 }

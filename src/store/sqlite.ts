@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { MIGRATIONS, LATEST_SCHEMA_VERSION } from './migrations.js';
 import { ensurePrivateDir, assertPrivateFile } from './state-dir.js';
 import { encodeJson, decodeJson } from './json.js';
+import { RangeCollector, cutSegment, firstSeqAtOrAfterIn, packSegments, type AuditSegment } from './audit-segments.js';
 import {
   StoreError,
   type AuditCheckpoint,
@@ -250,24 +251,28 @@ class SqliteSecrets implements SecretRepo {
   }
 }
 
-/**
- * Rows per INSERT statement, largest first: a batch is inserted as
- * multi-row statements of these sizes (256 rows → 4 statements), which
- * crosses into SQLite a few times per batch instead of once per record.
- */
-const INSERT_CHUNKS = [64, 16, 4, 1] as const;
-const AUDIT_COLUMNS = 5;
+interface SegmentRow {
+  first_seq: number;
+  last_seq: number;
+  ts_min: number;
+  ts_max: number;
+  prev_hash: string;
+  codec: string;
+  body: Buffer;
+}
 
+const SEGMENT_COLUMNS = 'first_seq, last_seq, ts_min, ts_max, prev_hash, codec, body';
+
+function toSegment(r: SegmentRow): AuditSegment {
+  return { firstSeq: r.first_seq, lastSeq: r.last_seq, tsMin: r.ts_min, tsMax: r.ts_max, prevHash: r.prev_hash, codec: r.codec, body: r.body };
+}
+
+/** Records live in compressed segments, one row per written batch (audit-segments.ts). */
 class SqliteAudit implements AuditRepo {
   private readonly stmt;
-  private readonly inserts: ReadonlyMap<number, Database.Statement>;
   constructor(private readonly db: Database.Database) {
-    this.inserts = new Map(
-      INSERT_CHUNKS.map((n) => [
-        n,
-        db.prepare(`INSERT INTO audit_records (seq, ts, record, prev_hash, hash) VALUES ${Array(n).fill('(?, ?, ?, ?, ?)').join(', ')}`),
-      ]),
-    );
+    // The segment holding record N+1 starts at or before it: MAX over the primary key finds it without a scan.
+    const fromSegmentOf = `first_seq >= COALESCE((SELECT MAX(first_seq) FROM audit_segments WHERE first_seq <= ?), 0)`;
     this.stmt = {
       head: db.prepare('SELECT seq, hash, mac FROM audit_head WHERE id = 1'),
       setHead: db.prepare(
@@ -275,19 +280,18 @@ class SqliteAudit implements AuditRepo {
           'ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac',
       ),
       checkpoint: db.prepare('SELECT seq, hash, mac, created_at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1'),
-      rangeAfter: db.prepare(
-        'SELECT seq, ts, record, prev_hash, hash FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?',
-      ),
-      rangeAfterSince: db.prepare(
-        'SELECT seq, ts, record, prev_hash, hash FROM audit_records WHERE seq > ? AND ts >= ? ORDER BY seq LIMIT ?',
-      ),
-      count: db.prepare('SELECT COUNT(*) AS n FROM audit_records'),
-      // In seq order, stopping at the first match: reads the records older than `ts` (the ones retention prunes).
-      firstAt: db.prepare('SELECT seq FROM audit_records WHERE ts >= ? ORDER BY seq LIMIT 1'),
-      first: db.prepare('SELECT MIN(seq) AS seq FROM audit_records'),
-      recordAt: db.prepare('SELECT seq, hash FROM audit_records WHERE seq = ?'),
+      insert: db.prepare(`INSERT INTO audit_segments (${SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      rangeAfter: db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE ${fromSegmentOf} ORDER BY first_seq`),
+      rangeAfterSince: db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE ${fromSegmentOf} AND ts_max >= ? ORDER BY first_seq`),
+      count: db.prepare('SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) AS n FROM audit_segments'),
+      // In seq order, stopping at the first match: reads the segments older than `ts` (the ones retention prunes).
+      firstAt: db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE ts_max >= ? ORDER BY first_seq LIMIT 1`),
+      first: db.prepare('SELECT MIN(first_seq) AS seq FROM audit_segments'),
+      segmentOf: db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1`),
       addCheckpoint: db.prepare('INSERT INTO audit_checkpoints (seq, hash, mac, created_at) VALUES (?, ?, ?, ?)'),
-      deleteUpto: db.prepare('DELETE FROM audit_records WHERE seq <= ?'),
+      countUpto: db.prepare('SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) AS n FROM audit_segments WHERE first_seq <= ? AND last_seq <= ?'),
+      deleteUpto: db.prepare('DELETE FROM audit_segments WHERE first_seq <= ? AND last_seq <= ?'),
+      deleteSegment: db.prepare('DELETE FROM audit_segments WHERE first_seq = ?'),
     };
   }
 
@@ -297,31 +301,15 @@ class SqliteAudit implements AuditRepo {
       this.db.transaction(() => {
         const head = this.readHead();
         const { rows, head: next } = link(head);
-        this.insertRows(rows);
+        for (const s of packSegments(rows)) this.insertSegment(s);
         this.stmt.setHead.run(next.seq, next.hash, next.mac);
         return rows;
       }).immediate(),
     );
   }
 
-  private insertRows(rows: readonly AuditRow[]): void {
-    let at = 0;
-    for (const n of INSERT_CHUNKS) {
-      const stmt = this.inserts.get(n)!;
-      const args = new Array<unknown>(n * AUDIT_COLUMNS);
-      for (; rows.length - at >= n; at += n) {
-        for (let i = 0; i < n; i++) {
-          const r = rows[at + i]!;
-          const o = i * AUDIT_COLUMNS;
-          args[o] = r.seq;
-          args[o + 1] = r.ts;
-          args[o + 2] = r.record;
-          args[o + 3] = r.prevHash;
-          args[o + 4] = r.hash;
-        }
-        stmt.run(args);
-      }
-    }
+  private insertSegment(s: AuditSegment): void {
+    this.stmt.insert.run(s.firstSeq, s.lastSeq, s.tsMin, s.tsMax, s.prevHash, s.codec, s.body);
   }
 
   private readHead(): AuditHead | null {
@@ -344,13 +332,11 @@ class SqliteAudit implements AuditRepo {
 
   range(opts: { afterSeq?: number; sinceTs?: number; limit: number }): Promise<AuditRow[]> {
     return settle(() => {
-      const after = opts.afterSeq ?? 0;
-      const rows = (
-        opts.sinceTs === undefined
-          ? this.stmt.rangeAfter.all(after, opts.limit)
-          : this.stmt.rangeAfterSince.all(after, opts.sinceTs, opts.limit)
-      ) as Array<{ seq: number; ts: number; record: string; prev_hash: string; hash: string }>;
-      return rows.map((r) => ({ seq: r.seq, ts: r.ts, record: r.record, prevHash: r.prev_hash, hash: r.hash }));
+      const from = (opts.afterSeq ?? 0) + 1;
+      const segments = (opts.sinceTs === undefined ? this.stmt.rangeAfter.iterate(from) : this.stmt.rangeAfterSince.iterate(from, opts.sinceTs)) as IterableIterator<SegmentRow>;
+      const collect = new RangeCollector(opts);
+      if (!collect.full) for (const s of segments) if (!collect.add(toSegment(s))) break;
+      return collect.rows;
     });
   }
 
@@ -359,7 +345,10 @@ class SqliteAudit implements AuditRepo {
   }
 
   firstSeqAtOrAfter(ts: number): Promise<number | null> {
-    return settle(() => (this.stmt.firstAt.get(ts) as { seq: number } | undefined)?.seq ?? null);
+    return settle(() => {
+      const s = this.stmt.firstAt.get(ts) as SegmentRow | undefined;
+      return s ? firstSeqAtOrAfterIn(toSegment(s), ts) : null;
+    });
   }
 
   firstSeq(): Promise<number | null> {
@@ -369,10 +358,19 @@ class SqliteAudit implements AuditRepo {
   prune(uptoSeq: number, seal: (seq: number, hash: string) => string | null): Promise<number> {
     return settle(() =>
       this.db.transaction(() => {
-        const last = this.stmt.recordAt.get(uptoSeq) as { seq: number; hash: string } | undefined;
-        if (!last) return 0;
-        this.stmt.addCheckpoint.run(last.seq, last.hash, seal(last.seq, last.hash), new Date().toISOString());
-        return this.stmt.deleteUpto.run(uptoSeq).changes;
+        const row = this.stmt.segmentOf.get(uptoSeq) as SegmentRow | undefined;
+        const cut = row && row.last_seq >= uptoSeq ? cutSegment(toSegment(row), uptoSeq) : null;
+        if (!row || !cut) return 0;
+        this.stmt.addCheckpoint.run(uptoSeq, cut.hash, seal(uptoSeq, cut.hash), new Date().toISOString());
+        let pruned = (this.stmt.countUpto.get(uptoSeq, uptoSeq) as { n: number }).n;
+        this.stmt.deleteUpto.run(uptoSeq, uptoSeq);
+        if (row.last_seq > uptoSeq) {
+          // The segment that straddles the cut keeps its records after it, as a segment of their own.
+          this.stmt.deleteSegment.run(row.first_seq);
+          for (const s of cut.rest) this.insertSegment(s);
+          pruned += uptoSeq - row.first_seq + 1;
+        }
+        return pruned;
       }).immediate(),
     );
   }

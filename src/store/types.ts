@@ -86,10 +86,12 @@ export interface AuditRow {
   seq: number;
   /** Milliseconds since the epoch of the record's `time` (for retention and `--since`). */
   ts: number;
-  /** Canonical JSON of the record, including its `seq`. */
+  /** Canonical JSON of the record, including its `seq`. Stored compressed in segments (audit-segments.ts). */
   record: string;
   prevHash: string;
   hash: string;
+  /** Set (and `record` empty) when the stored data of this record cannot be read back: why. */
+  damaged?: string;
 }
 
 /**

@@ -12,6 +12,7 @@ import { openStore, type Store } from '../../src/store/index.js';
 import { openVault } from '../../src/vault/index.js';
 import { AuditLog, AUDIT_KEY_PURPOSE } from '../../src/audit/index.js';
 import { record } from './records.js';
+import { editStoredRows, storedRows, writeStoredRows } from './support/stored-log.js';
 
 // Every test spawns the CLI a few times; on a loaded 2-core box one spawn can take seconds.
 vi.setConfig({ testTimeout: 120_000 });
@@ -122,16 +123,15 @@ describe('clawpatrol audit', () => {
   // Runs last: it tampers with the log.
   it('verify: exit 1 naming the first tampered record', () => {
     const db = new Database(join(stateDir, 'state.db'));
-    const row = db.prepare('SELECT record FROM audit_records WHERE seq = 42').get() as { record: string };
-    db.prepare('UPDATE audit_records SET record = ? WHERE seq = 42').run(row.record.replace('"outcome":"deny"', '"outcome":"allow"'));
+    const original = storedRows(db);
+    editStoredRows(db, (rows) => rows.map((r) => (r.seq === 42 ? { ...r, record: r.record.replace('"outcome":"deny"', '"outcome":"allow"') } : r)));
     let r = cli(['audit', 'verify', '--config', policy]);
     expect(r.status).toBe(1);
     expect(r.stdout).toBe(
       'audit log FAILED verification at record 42: record 42 was edited: its content does not match its hash\n' +
         `41 records verified before it (sqlite:${join(stateDir, 'state.db')})\n`,
     );
-    db.prepare('UPDATE audit_records SET record = ? WHERE seq = 42').run(row.record);
-    db.exec('DELETE FROM audit_records WHERE seq > 98');
+    writeStoredRows(db, original.filter((row) => row.seq <= 98));
     r = cli(['audit', 'verify', '--config', policy, '--json']);
     expect(r.status).toBe(1);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, seq: 99, problem: 'truncated', count: 98 });

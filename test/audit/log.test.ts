@@ -20,6 +20,7 @@ import {
   chainHash,
 } from '../../src/audit/index.js';
 import { record } from './records.js';
+import { editStoredRows, storedRow } from './support/stored-log.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -167,8 +168,7 @@ describe('audit log', () => {
 
     it('an edited record', async () => {
       const d = db();
-      const row = d.prepare('SELECT record FROM audit_records WHERE seq = 57').get() as { record: string };
-      d.prepare('UPDATE audit_records SET record = ? WHERE seq = 57').run(row.record.replace('"bytesIn":157', '"bytesIn":1'));
+      editStoredRows(d, (rows) => rows.map((r) => (r.seq === 57 ? { ...r, record: r.record.replace('"bytesIn":157', '"bytesIn":1') } : r)));
       d.close();
       expect(await verifyStore(store, key)).toEqual({
         ok: false,
@@ -179,25 +179,49 @@ describe('audit log', () => {
       });
     });
 
+    it('a stored segment damaged in place (its compressed body cut short)', async () => {
+      const d = db();
+      const seg = d.prepare('SELECT first_seq, last_seq FROM audit_segments WHERE first_seq <= 57 ORDER BY first_seq DESC LIMIT 1').get() as {
+        first_seq: number;
+        last_seq: number;
+      };
+      d.prepare('UPDATE audit_segments SET body = substr(body, 1, 20) WHERE first_seq = ?').run(seg.first_seq);
+      d.close();
+      expect(await verifyStore(store, key)).toMatchObject({
+        ok: false,
+        seq: seg.first_seq,
+        problem: 'unreadable',
+        message: expect.stringMatching(new RegExp(`^record ${seg.first_seq} cannot be read: the stored segment of records ${seg.first_seq}–${seg.last_seq} cannot be decoded`)),
+        count: seg.first_seq - 1,
+      });
+    });
+
     it('an edited record whose hash was recomputed', async () => {
       const d = db();
-      const row = d.prepare('SELECT record, prev_hash FROM audit_records WHERE seq = 57').get() as { record: string; prev_hash: string };
-      const forged = row.record.replace('"bytesIn":157', '"bytesIn":1');
-      d.prepare('UPDATE audit_records SET record = ?, hash = ? WHERE seq = 57').run(forged, chainHash(row.prev_hash, forged));
+      editStoredRows(d, (rows) =>
+        rows.map((r) => {
+          if (r.seq !== 57) return r;
+          const forged = r.record.replace('"bytesIn":157', '"bytesIn":1');
+          return { ...r, record: forged, hash: chainHash(r.prevHash, forged) };
+        }),
+      );
       d.close();
       expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 58, problem: 'relinked', count: 57 });
     });
 
     it('a rewritten chain (every hash and the head recomputed) fails on the keyed head', async () => {
       const d = db();
-      const rows = d.prepare('SELECT seq, record, prev_hash FROM audit_records ORDER BY seq').all() as Array<{ seq: number; record: string; prev_hash: string }>;
-      let prev = rows[55]!.prev_hash;
-      for (const r of rows.slice(55)) {
-        const rec = r.seq === 57 ? r.record.replace('"bytesIn":157', '"bytesIn":1') : r.record;
-        const h = chainHash(prev, rec);
-        d.prepare('UPDATE audit_records SET record = ?, prev_hash = ?, hash = ? WHERE seq = ?').run(rec, prev, h, r.seq);
-        prev = h;
-      }
+      let prev = '';
+      editStoredRows(d, (rows) => {
+        prev = rows[55]!.prevHash;
+        return rows.map((r) => {
+          if (r.seq < 56) return r;
+          const rec = r.seq === 57 ? r.record.replace('"bytesIn":157', '"bytesIn":1') : r.record;
+          const linked = { ...r, record: rec, prevHash: prev, hash: chainHash(prev, rec) };
+          prev = linked.hash;
+          return linked;
+        });
+      });
       d.prepare('UPDATE audit_head SET hash = ?').run(prev);
       d.close();
       expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 100, problem: 'head' });
@@ -209,18 +233,19 @@ describe('audit log', () => {
 
     it('a deleted record, and a deleted range', async () => {
       const d = db();
-      d.exec('DELETE FROM audit_records WHERE seq = 57');
+      editStoredRows(d, (rows) => rows.filter((r) => r.seq !== 57));
       expect(await verifyStore(store, key)).toEqual({ ok: false, seq: 57, problem: 'deleted', message: 'record 57 is missing (deleted)', count: 56 });
-      d.exec('DELETE FROM audit_records WHERE seq IN (58, 59)');
+      editStoredRows(d, (rows) => rows.filter((r) => r.seq !== 58 && r.seq !== 59));
       expect(await verifyStore(store, key)).toMatchObject({ seq: 57, message: 'records 57–59 are missing (deleted)' });
-      d.exec('DELETE FROM audit_records WHERE seq = 1');
+      editStoredRows(d, (rows) => rows.filter((r) => r.seq !== 1));
       expect(await verifyStore(store, key)).toMatchObject({ seq: 1, problem: 'deleted', count: 0 });
       d.close();
     });
 
     it('reordered records', async () => {
       const d = db();
-      d.exec('UPDATE audit_records SET seq = -1 WHERE seq = 57; UPDATE audit_records SET seq = 57 WHERE seq = 58; UPDATE audit_records SET seq = 58 WHERE seq = -1;');
+      // Records 57 and 58 swap places (each keeps its own content, prev_hash and hash).
+      editStoredRows(d, (rows) => rows.map((r) => (r.seq === 57 ? { ...rows[57]!, seq: 57 } : r.seq === 58 ? { ...rows[56]!, seq: 58 } : r)));
       d.close();
       expect(await verifyStore(store, key)).toEqual({
         ok: false,
@@ -233,19 +258,22 @@ describe('audit log', () => {
 
     it('reordered records with their seq fields rewritten to match', async () => {
       const d = db();
-      const a = d.prepare('SELECT * FROM audit_records WHERE seq = 57').get() as { record: string; prev_hash: string; hash: string };
-      const b = d.prepare('SELECT * FROM audit_records WHERE seq = 58').get() as { record: string; prev_hash: string; hash: string };
       const swap = (r: string, seq: number) => canonicalJson({ ...(JSON.parse(r) as object), seq });
-      const upd = d.prepare('UPDATE audit_records SET record = ?, prev_hash = ?, hash = ? WHERE seq = ?');
-      upd.run(swap(b.record, 57), b.prev_hash, chainHash(b.prev_hash, swap(b.record, 57)), 57);
-      upd.run(swap(a.record, 58), a.prev_hash, chainHash(a.prev_hash, swap(a.record, 58)), 58);
+      editStoredRows(d, (rows) => {
+        const [a, b] = [rows[56]!, rows[57]!];
+        return rows.map((r) => {
+          if (r.seq === 57) return { ...r, record: swap(b.record, 57), prevHash: b.prevHash, hash: chainHash(b.prevHash, swap(b.record, 57)) };
+          if (r.seq === 58) return { ...r, record: swap(a.record, 58), prevHash: a.prevHash, hash: chainHash(a.prevHash, swap(a.record, 58)) };
+          return r;
+        });
+      });
       d.close();
       expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 57, problem: 'relinked' });
     });
 
     it('a truncated tail', async () => {
       const d = db();
-      d.exec('DELETE FROM audit_records WHERE seq > 97');
+      editStoredRows(d, (rows) => rows.filter((r) => r.seq <= 97));
       expect(await verifyStore(store, key)).toEqual({
         ok: false,
         seq: 98,
@@ -253,16 +281,18 @@ describe('audit log', () => {
         message: 'the log ends at record 97 but the head is record 100: records 98–100 are missing (truncated tail)',
         count: 97,
       });
-      d.exec('DELETE FROM audit_records');
+      d.exec('DELETE FROM audit_segments');
       expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 1, problem: 'truncated', count: 0 });
       d.close();
     });
 
     it('records appended behind the gateway\'s back', async () => {
       const d = db();
-      const last = d.prepare('SELECT hash FROM audit_records WHERE seq = 100').get() as { hash: string };
       const forged = canonicalJson({ ...record(101), seq: 101 });
-      d.prepare('INSERT INTO audit_records (seq, ts, record, prev_hash, hash) VALUES (101, 0, ?, ?, ?)').run(forged, last.hash, chainHash(last.hash, forged));
+      editStoredRows(d, (rows) => {
+        const last = rows[99]!;
+        return [...rows, { seq: 101, ts: 0, record: forged, prevHash: last.hash, hash: chainHash(last.hash, forged) }];
+      });
       d.close();
       expect(await verifyStore(store, key)).toMatchObject({
         ok: false,
@@ -278,9 +308,9 @@ describe('audit log', () => {
       d.exec('DELETE FROM audit_head');
       expect(await verifyStore(store, key)).toMatchObject({ ok: false, problem: 'head', message: 'the log has 100 records but no head record (the head was deleted)' });
       // Truncate, and put back an older head: without its MAC matching, it is caught.
-      const older = d.prepare('SELECT seq, hash FROM audit_records WHERE seq = 90').get() as { seq: number; hash: string };
+      const older = storedRow(d, 90);
       d.prepare('INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, ?)').run(older.seq, older.hash, head.mac);
-      d.exec('DELETE FROM audit_records WHERE seq > 90');
+      editStoredRows(d, (rows) => rows.filter((r) => r.seq <= 90));
       expect(await verifyStore(store, key)).toMatchObject({ ok: false, problem: 'head', seq: 90 });
       d.close();
     });
@@ -299,10 +329,10 @@ describe('audit log', () => {
       expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 30, firstSeq: 81, fromCheckpoint: 80 });
       // Deleting the first record after the checkpoint is still caught.
       const d = db();
-      d.exec('DELETE FROM audit_records WHERE seq = 81');
+      editStoredRows(d, (rows) => rows.filter((r) => r.seq !== 81));
       expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 81, problem: 'deleted' });
       // A forged checkpoint (to hide more deletions) fails its MAC.
-      d.exec('UPDATE audit_checkpoints SET seq = 81, hash = (SELECT prev_hash FROM audit_records WHERE seq = 82) WHERE seq = 80');
+      d.prepare('UPDATE audit_checkpoints SET seq = 81, hash = ? WHERE seq = 80').run(storedRow(d, 82).prevHash);
       expect(await verifyStore(store, key)).toMatchObject({ ok: false, problem: 'checkpoint', seq: 81 });
       d.close();
       await log.close();

@@ -199,10 +199,10 @@ describe('audit writer thread: two batches in flight', () => {
     rmSync(root, { recursive: true, force: true });
   });
 
-  /** A database that refuses records whose reason is "poison" (a trigger: every connection sees it). */
-  function poisonRecords(): () => void {
+  /** A database that refuses to store record `seq` (a trigger on the segments: every connection sees it). */
+  function poisonRecord(seq: number): () => void {
     const db = new Database(join(root, 'state', 'state.db'));
-    db.exec(`CREATE TRIGGER poison BEFORE INSERT ON audit_records WHEN NEW.record LIKE '%"reason":"poison"%'
+    db.exec(`CREATE TRIGGER poison BEFORE INSERT ON audit_segments WHEN NEW.first_seq <= ${seq} AND NEW.last_seq >= ${seq}
              BEGIN SELECT RAISE(ABORT, 'poisoned record refused'); END;`);
     return () => {
       db.exec('DROP TRIGGER poison');
@@ -211,9 +211,9 @@ describe('audit writer thread: two batches in flight', () => {
   }
 
   it('a batch sent behind a failed one is refused, never committed ahead of it; the next run writes again', async () => {
-    const cure = poisonRecords();
+    const cure = poisonRecord(1);
     const writer = new WorkerAuditWriter(store.reopenOptions!(), null);
-    const failed = writer.write(encodeBatch([record(1, { reason: 'poison' })], 0), true);
+    const failed = writer.write(encodeBatch([record(1)], 0), true);
     const behind = writer.write(encodeBatch([record(2)], 0), false);
     await expect(failed).rejects.toThrow('poisoned record refused');
     await expect(behind).rejects.toThrow('not written: an earlier batch failed');
@@ -226,10 +226,10 @@ describe('audit writer thread: two batches in flight', () => {
   });
 
   it('the audit log keeps every batch of a failed run queued, in order, and writes them all once the store takes them', async () => {
-    const cure = poisonRecords();
+    const cure = poisonRecord(3);
     const errors: string[] = [];
     const log = new AuditLog({ store, key: null, onError: (e) => errors.push(e.message) });
-    for (let i = 1; i <= 300; i++) log.append(record(i, i === 3 ? { reason: 'poison' } : {}));
+    for (let i = 1; i <= 300; i++) log.append(record(i));
     await expect(log.flush()).rejects.toThrow('audit: 300 records could not be written: poisoned record refused');
     expect(log.stats()).toMatchObject({ queued: 300, written: 0, failing: true });
     expect(errors[0]).toBe('poisoned record refused');

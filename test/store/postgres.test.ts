@@ -12,7 +12,9 @@ import { startPgCluster, type PgCluster } from '../support/pg-cluster.js';
 import { MIGRATIONS } from '../../src/store/migrations.js';
 import { openStore, openStoreFor, StoreError, type Store } from '../../src/store/index.js';
 import { openVault } from '../../src/vault/index.js';
-import { AuditLog, auditRows, verifyStore } from '../../src/audit/index.js';
+import pg from 'pg';
+import { AuditLog, auditRows, linkBatch, verifyStore } from '../../src/audit/index.js';
+import { encodeBatch } from '../../src/audit/record-json.js';
 import { storeContract } from './contract.js';
 import { record } from '../audit/records.js';
 import { credential, modelOf } from '../vault/model.js';
@@ -113,6 +115,36 @@ describe('postgres store: several gateways on one database', () => {
     await pruner.close();
     await Promise.all(stores.map((s) => s.close()));
   }, 120_000);
+
+  it('upgrades a schema-2 database: its audit records move into segments unchanged, still verify, and the chain goes on', async () => {
+    const url = freshDatabase();
+    await (await openStore({ postgres: url })).close();
+    // Make it what a clawpatrol with migrations 1–2 left behind: one row per record.
+    const legacy = linkBatch(null, encodeBatch([record(1), record(2), record(3)], 0), null);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query(`DROP TABLE audit_segments; DELETE FROM schema_migrations WHERE version > 2;
+        CREATE TABLE audit_records (seq BIGINT PRIMARY KEY, ts BIGINT NOT NULL, record TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)`);
+      for (const r of legacy.rows) {
+        await client.query('INSERT INTO audit_records VALUES ($1, $2, $3, $4, $5)', [r.seq, r.ts, r.record, r.prevHash, r.hash]);
+      }
+      await client.query('INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, $1, $2, NULL)', [legacy.head.seq, legacy.head.hash]);
+    } finally {
+      await client.end();
+    }
+    const upgraded = await openStore({ postgres: url });
+    try {
+      expect(await upgraded.audit.range({ limit: 10 })).toEqual(legacy.rows);
+      const log = new AuditLog({ store: upgraded, key: null });
+      log.append(record(4));
+      await log.close();
+      expect(await verifyStore(upgraded, null)).toMatchObject({ ok: true, count: 4, firstSeq: 1, lastSeq: 4 });
+      expect((await upgraded.audit.range({ afterSeq: 2, limit: 10 })).map((r) => r.seq)).toEqual([3, 4]);
+    } finally {
+      await upgraded.close();
+    }
+  });
 
   it('gateways share one vault (same key) and one CA-style internal secret', async () => {
     const url = freshDatabase();

@@ -6,6 +6,9 @@ import Database from 'better-sqlite3';
 import { openStore, StoreError, STATE_DB_FILE } from '../../src/store/index.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from '../../src/store/migrations.js';
 import { storeContract } from './contract.js';
+import { AuditLog, linkBatch, verifyStore } from '../../src/audit/index.js';
+import { encodeBatch } from '../../src/audit/record-json.js';
+import { record } from '../audit/records.js';
 
 const root = mkdtempSync(join(tmpdir(), 'clawpatrol-store-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -79,24 +82,40 @@ describe('sqlite store: state directory', () => {
     await expect(openStore({ stateDir: dir })).rejects.toThrow(/schema version 999, newer than this clawpatrol understands/);
   });
 
-  it('upgrades a schema-1 database in place: its audit records stay, the ts index goes', async () => {
+  it('upgrades a schema-1 database in place: its audit records move into segments unchanged, still verify, and the chain goes on', async () => {
     const dir = join(root, 'v1');
-    const store = await openStore({ stateDir: dir });
-    await store.audit.append(() => ({
-      rows: [{ seq: 1, ts: 5, record: '{"seq":1}', prevHash: '0'.repeat(64), hash: 'a'.repeat(64) }],
-      head: { seq: 1, hash: 'a'.repeat(64), mac: null },
-    }));
-    await store.close();
-    // Make it what a clawpatrol with only migration 1 left behind.
+    await (await openStore({ stateDir: dir })).close();
+    // Make it what a clawpatrol with only migration 1 left behind: one row per record, a ts index.
+    const legacy = linkBatch(null, encodeBatch([record(1), record(2), record(3)], 0), null);
     const db = new Database(join(dir, STATE_DB_FILE));
-    db.exec('CREATE INDEX audit_records_ts ON audit_records (ts); DELETE FROM schema_migrations WHERE version > 1;');
+    db.exec(`DROP TABLE audit_segments; DELETE FROM schema_migrations WHERE version > 1;
+      CREATE TABLE audit_records (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, record TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+      CREATE INDEX audit_records_ts ON audit_records (ts);`);
+    const insert = db.prepare('INSERT INTO audit_records (seq, ts, record, prev_hash, hash) VALUES (?, ?, ?, ?, ?)');
+    for (const r of legacy.rows) insert.run(r.seq, r.ts, r.record, r.prevHash, r.hash);
+    db.prepare('INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?, ?, NULL)').run(legacy.head.seq, legacy.head.hash);
     db.close();
+
     const upgraded = await openStore({ stateDir: dir });
-    expect(upgraded.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
-    expect(await upgraded.audit.count()).toBe(1);
-    await upgraded.close();
+    try {
+      expect(upgraded.schemaVersion).toBe(LATEST_SCHEMA_VERSION);
+      expect(await upgraded.audit.range({ limit: 10 })).toEqual(legacy.rows);
+      expect(await upgraded.audit.firstSeqAtOrAfter(legacy.rows[1]!.ts)).toBe(2);
+      const log = new AuditLog({ store: upgraded, key: null });
+      log.append(record(4));
+      await log.close();
+      expect(await verifyStore(upgraded, null)).toMatchObject({ ok: true, count: 4, firstSeq: 1, lastSeq: 4 });
+    } finally {
+      await upgraded.close();
+    }
     const after = new Database(join(dir, STATE_DB_FILE), { readonly: true });
-    expect(after.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'audit_records_ts'").all()).toEqual([]);
+    expect(after.prepare("SELECT name FROM sqlite_master WHERE name IN ('audit_records', 'audit_records_ts')").all()).toEqual([]);
+    expect(after.prepare('SELECT first_seq, last_seq, codec FROM audit_segments ORDER BY first_seq').all()).toEqual([
+      { first_seq: 1, last_seq: 1, codec: 'plain' },
+      { first_seq: 2, last_seq: 2, codec: 'plain' },
+      { first_seq: 3, last_seq: 3, codec: 'plain' },
+      { first_seq: 4, last_seq: 4, codec: 'deflate-raw' },
+    ]);
     after.close();
   });
 
