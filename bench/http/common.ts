@@ -118,8 +118,8 @@ export class Scope {
   }
 
   /** Spawn a child that prints one JSON line when ready. */
-  spawnJson(cmd: string, args: string[], cwd?: string): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
-    const child = this.spawn(cmd, args, cwd === undefined ? {} : { cwd });
+  spawnJson(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ child: ChildProcess; info: Record<string, unknown> }> {
+    const child = this.spawn(cmd, args, opts);
     return new Promise((resolve, reject) => {
       const rl = createInterface({ input: child.stdout! });
       rl.once('line', (line) => resolve({ child, info: JSON.parse(line) as Record<string, unknown> }));
@@ -205,15 +205,22 @@ export async function startGateway(
     checkout?: string;
     cpus?: string | null;
     nodeFlags?: string[];
+    /** Run the compiled engine from the checkout's dist/ (as `clawpatrol gateway` does) instead of the sources through tsx. */
+    dist?: boolean;
   },
 ): Promise<GatewayProcess> {
+  const checkout = o.checkout ?? process.cwd();
+  if (o.dist && !existsSync(join(checkout, 'dist/src/protocols/http/index.js'))) {
+    throw new Error(`--dist: ${checkout}/dist is missing; run \`npm run build\` there first`);
+  }
   const dir = join(scope.dir, o.name);
   mkdirSync(dir);
   writeFileSync(join(dir, 'policy.hcl'), o.policy);
   const args = [...(o.nodeFlags ?? []), '--import', 'tsx', 'bench/http/gateway.ts', dir, UPSTREAM_IP, o.ingressIp, String(o.upstreamPort)];
   if (o.ingressPort !== undefined) args.push(String(o.ingressPort));
   const [cmd, full] = pinned(o.cpus ?? null, process.execPath, args);
-  const { child, info } = await scope.spawnJson(cmd, full, o.checkout);
+  const env = { ...process.env, CLAWPATROL_BENCH_DIST: o.dist ? '1' : '0' };
+  const { child, info } = await scope.spawnJson(cmd, full, { cwd: checkout, env });
   return {
     child,
     pid: child.pid!,

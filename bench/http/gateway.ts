@@ -12,13 +12,19 @@
 import net from 'node:net';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
-import { loadPolicy, formatDiagnostic } from '../../src/policy/index.js';
-import { createEnforcer } from '../../src/gateway/enforcer.js';
-import { AuditLog, createFactsRedactor } from '../../src/audit/index.js';
-import { openStore } from '../../src/store/index.js';
-import { openVault, openGatewayCa } from '../../src/vault/index.js';
-import { createHttpEngine } from '../../src/protocols/http/index.js';
 import { lookupTo } from '../../test/http/support/gateway.js';
+
+// With CLAWPATROL_BENCH_DIST=1 the gateway runs the compiled code in dist/
+// (`npm run build` first), as `clawpatrol gateway` does; otherwise the
+// TypeScript sources through tsx, whose transform adds a little work per
+// closure created (esbuild's keepNames), so CPU per request reads higher.
+const root = process.env['CLAWPATROL_BENCH_DIST'] === '1' ? '../../dist/src' : '../../src';
+const { loadPolicy, formatDiagnostic } = (await import(`${root}/policy/index.js`)) as typeof import('../../src/policy/index.js');
+const { createEnforcer } = (await import(`${root}/gateway/enforcer.js`)) as typeof import('../../src/gateway/enforcer.js');
+const { AuditLog, createFactsRedactor } = (await import(`${root}/audit/index.js`)) as typeof import('../../src/audit/index.js');
+const { openStore } = (await import(`${root}/store/index.js`)) as typeof import('../../src/store/index.js');
+const { openVault, openGatewayCa } = (await import(`${root}/vault/index.js`)) as typeof import('../../src/vault/index.js');
+const { createHttpEngine } = (await import(`${root}/protocols/http/index.js`)) as typeof import('../../src/protocols/http/index.js');
 
 const [dir, upstreamIp, ingressIp, portText, ingressPortText] = process.argv.slice(2) as [string, string, string, string, string | undefined];
 const port = Number(portText);

@@ -20,7 +20,7 @@
  *   sse        a 1000-event SSE stream, sequential: time to first event, time to last
  *
  *   node --import tsx bench/http/run.ts [--seconds 4] [--rounds 3] [--only json-c1,json-c16]
- *       [--paths direct,gateway-tunnel,…] [--baseline DIR]
+ *       [--paths direct,gateway-tunnel,…] [--baseline DIR] [--dist] [--profile DIR]
  *
  * `--baseline DIR`: also run the gateway of another checkout (e.g.
  * `git worktree add DIR <commit>`) as path `baseline-tunnel`, side by side
@@ -41,6 +41,7 @@ import {
   arg,
   cpuSeconds,
   describeRun,
+  flag,
   listArg,
   logSample,
   percentile,
@@ -56,6 +57,8 @@ const PATHS = listArg('paths');
 const BASELINE = arg('baseline', '');
 /** `--profile DIR`: write a V8 CPU profile of the gateway process there. */
 const PROFILE = arg('profile', '');
+/** `--dist`: the gateways run their checkout's compiled dist/ (`npm run build` there first), as in production. */
+const DIST = flag('dist');
 const INGRESS_IP = '127.0.0.3';
 const BASELINE_INGRESS_IP = '127.0.0.4';
 
@@ -133,9 +136,9 @@ async function main(): Promise<void> {
     const port = up.info['port'] as number;
     const policy = POLICY(pki.caPath, ['bench.test', UPSTREAM_IP]);
     const nodeFlags = PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : [];
-    const gw = await startGateway(scope, { name: 'gateway', policy, ingressIp: INGRESS_IP, upstreamPort: port, nodeFlags });
+    const gw = await startGateway(scope, { name: 'gateway', policy, ingressIp: INGRESS_IP, upstreamPort: port, nodeFlags, dist: DIST });
     // Its own state directory, so the two gateways share no vault, CA or audit database.
-    const baseline = BASELINE ? await startGateway(scope, { name: 'baseline', policy, ingressIp: BASELINE_INGRESS_IP, upstreamPort: port, checkout: BASELINE }) : null;
+    const baseline = BASELINE ? await startGateway(scope, { name: 'baseline', policy, ingressIp: BASELINE_INGRESS_IP, upstreamPort: port, checkout: BASELINE, dist: DIST }) : null;
     const mitm = await startMitmproxy(scope, { upstreamCaPath: pki.caPath });
 
     const ipOrigin = `https://${UPSTREAM_IP}:${port}`;
@@ -200,7 +203,7 @@ async function main(): Promise<void> {
       workloads.map((w) => w.name),
       targets.map((t) => ({ name: t.name, proxy: t.pid !== undefined })),
     );
-    process.stdout.write(`\n${describeRun(SECONDS, ROUNDS)}\n\n${table}\n`);
+    process.stdout.write(`\n${describeRun(SECONDS, ROUNDS, DIST ? ', gateways from dist/' : ', gateways from src/ through tsx')}\n\n${table}\n`);
   } finally {
     await scope.close(PROFILE ? 5000 : 2000);
   }

@@ -7,6 +7,8 @@
  *   gateway-tunnel   wrk → clawpatrol TLS ingress (as the WireGuard transport feeds it) → nginx
  *   baseline-tunnel  (with --baseline DIR) the same, served by another checkout's gateway
  *   mitmproxy        wrk → mitmdump --mode reverse:https://nginx (wrk speaks no CONNECT) → nginx
+ *   node-relay       wrk → a Node TLS relay that only copies bytes (bench/http/relay.ts) → nginx:
+ *                    the floor for any proxy built on Node's TLS and event loop
  *
  * Both proxies terminate TLS, re-encrypt upstream and verify nginx's
  * certificate against the throwaway CA. wrk sends the URL's host as SNI, so
@@ -21,7 +23,7 @@
  *   upload-c4  1 MiB request body POST, 4 connections
  *
  *   node --import tsx bench/http/wrk.ts [--seconds 4] [--rounds 3] [--only json-c1,json-c16]
- *       [--paths gateway-tunnel,…] [--baseline DIR] [--pin] [--threads 1] [--profile DIR]
+ *       [--paths gateway-tunnel,…] [--baseline DIR] [--pin] [--dist] [--threads 1] [--profile DIR]
  *
  * `--pin`: the proxy under test (every thread) on CPU 1, wrk and nginx on CPU 0.
  */
@@ -55,6 +57,8 @@ const ONLY = listArg('only');
 const PATHS = listArg('paths');
 const BASELINE = arg('baseline', '');
 const PROFILE = arg('profile', '');
+/** `--dist`: the gateways run their checkout's compiled dist/ (`npm run build` there first), as in production. */
+const DIST = flag('dist');
 const THREADS = arg('threads', '1');
 const PIN = flag('pin');
 /** Where the proxy runs and where wrk and nginx run, when pinned. */
@@ -133,9 +137,13 @@ async function main(): Promise<void> {
     const nginxPort = await freePort(UPSTREAM_IP);
     const nginx = await startNginx(scope, { host: UPSTREAM_IP, port: nginxPort, certPath: join(dir, 'server.pem'), keyPath: join(dir, 'server.key'), cpus: SIDE_CPUS });
     const policy = POLICY(pki.caPath, ['bench.test', 'localhost', UPSTREAM_IP]);
-    const gatewayOpts = { policy, ingressIp: '127.0.0.1', upstreamPort: nginxPort, ingressPort: 0, cpus: PROXY_CPUS };
+    const gatewayOpts = { policy, ingressIp: '127.0.0.1', upstreamPort: nginxPort, ingressPort: 0, cpus: PROXY_CPUS, dist: DIST };
     const gw = await startGateway(scope, { ...gatewayOpts, name: 'gateway', nodeFlags: PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : [] });
     const baseline = BASELINE ? await startGateway(scope, { ...gatewayOpts, name: 'baseline', checkout: BASELINE }) : null;
+    const [relayCmd, relayArgs] = pinned(PROXY_CPUS, process.execPath, [
+      '--import', 'tsx', 'bench/http/relay.ts', join(dir, 'server.pem'), join(dir, 'server.key'), pki.caPath, UPSTREAM_IP, String(nginxPort), 'localhost',
+    ]);
+    const relay = await scope.spawnJson(relayCmd, relayArgs);
     const mitm = await startMitmproxy(scope, { upstreamCaPath: pki.caPath, mode: `reverse:https://${UPSTREAM_IP}:${nginxPort}`, cpus: PROXY_CPUS });
 
     const allTargets: Target[] = [
@@ -143,6 +151,7 @@ async function main(): Promise<void> {
       { name: 'gateway-tunnel', url: `https://localhost:${gw.ingressPort}`, pid: gw.pid },
       ...(baseline ? [{ name: 'baseline-tunnel', url: `https://localhost:${baseline.ingressPort}`, pid: baseline.pid }] : []),
       { name: 'mitmproxy', url: `https://127.0.0.1:${mitm.port}`, pid: mitm.pid },
+      { name: 'node-relay', url: `https://127.0.0.1:${relay.info['port'] as number}`, pid: relay.child.pid! },
     ];
     const targets = allTargets.filter((t) => PATHS.length === 0 || PATHS.includes(t.name) || t.name === 'direct' || t.name === 'mitmproxy');
     const allWorkloads = [
@@ -181,9 +190,10 @@ async function main(): Promise<void> {
         }
       }
     }
+    const fromNote = DIST ? ', gateways from dist/' : ', gateways from src/ through tsx';
     const pinNote = PIN ? `, pinned: proxy on CPU ${PROXY_CPUS}, wrk and nginx on CPU ${SIDE_CPUS}` : ', not pinned';
     process.stdout.write(
-      `\n${describeRun(SECONDS, ROUNDS, `, wrk -t ${THREADS}${pinNote}`)}\n\n${results.table(
+      `\n${describeRun(SECONDS, ROUNDS, `, wrk -t ${THREADS}${pinNote}${fromNote}`)}\n\n${results.table(
         workloads.map((w) => w.name),
         targets.map((t) => ({ name: t.name, proxy: t.pid !== undefined })),
         { sideCpu: true },

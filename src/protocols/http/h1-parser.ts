@@ -107,6 +107,13 @@ type State =
 
 const CR = 0x0d;
 const LF = 0x0a;
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+
+/** A CR or LF inside a line: the line-by-line reader refuses it with its own message. */
+function hasBareLineBreak(line: string): boolean {
+  return line.indexOf('\r') !== -1 || line.indexOf('\n') !== -1;
+}
+
 /** Empty lines tolerated before a request line (RFC 9112 §2.2 "SHOULD ignore at least one"). */
 const MAX_LEADING_EMPTY_LINES = 8;
 
@@ -196,6 +203,11 @@ abstract class MessageParser<Head extends { framing: BodyFraming }> {
         case 'failed':
           return null;
         case 'start': {
+          if (this.takeWholeHead()) {
+            const event = this.completeHead();
+            if (event === null) continue;
+            return event;
+          }
           const line = this.takeLine(this.limits.maxRequestLine, 414, `${this.firstLine} too long`);
           if (line === null) return this.cutOff(false);
           if (line.length === 0) {
@@ -213,24 +225,9 @@ abstract class MessageParser<Head extends { framing: BodyFraming }> {
           const got = this.takeField('header', this.limits.maxHeadBytes - this.headBytes, `${this.kind} header section too large`);
           if (got === null) return this.cutOff(true);
           if (got === 'field') continue;
-          const head = this.finishHead(this.fields, this.headBytes);
-          if (!this.keepHead(head)) {
-            this.state = 'start';
-            continue;
-          }
-          this.head = head;
-          if (head.framing.kind === 'length') {
-            this.remaining = head.framing.length;
-            this.state = 'body-length';
-          } else if (head.framing.kind === 'chunked') {
-            this.state = 'chunk-size';
-          } else if (head.framing.kind === 'close') {
-            this.state = 'body-close';
-          } else {
-            this.state = 'body-length';
-            this.remaining = 0;
-          }
-          return { type: 'head', head };
+          const event = this.completeHead();
+          if (event === null) continue;
+          return event;
         }
         case 'body-length': {
           if (this.remaining === 0) return this.endMessage([]);
@@ -279,6 +276,70 @@ abstract class MessageParser<Head extends { framing: BodyFraming }> {
         }
       }
     }
+  }
+
+  /** The start line and fields are read: the head event, or null when the head is skipped (an interim 1xx). */
+  private completeHead(): ParseEvent<Head> | null {
+    const head = this.finishHead(this.fields, this.headBytes);
+    if (!this.keepHead(head)) {
+      this.state = 'start';
+      return null;
+    }
+    this.head = head;
+    if (head.framing.kind === 'length') {
+      this.remaining = head.framing.length;
+      this.state = 'body-length';
+    } else if (head.framing.kind === 'chunked') {
+      this.state = 'chunk-size';
+    } else if (head.framing.kind === 'close') {
+      this.state = 'body-close';
+    } else {
+      this.state = 'body-length';
+      this.remaining = 0;
+    }
+    return { type: 'head', head };
+  }
+
+  /**
+   * The common case in one pass: the whole head is buffered, within the
+   * limits, and every line is well-formed. Then it is decoded as one latin1
+   * string and split, instead of line by line (one buffer scan, copy and
+   * slice per line). Anything unusual — leading empty lines, a line over a
+   * limit, a bare CR or LF, a field the grammar refuses — returns false
+   * with nothing consumed, and the line-by-line path reads the same bytes
+   * and reports exactly what is wrong.
+   */
+  private takeWholeHead(): boolean {
+    const buf = this.buf;
+    if (buf.length < 4 || buf[0] === CR || buf[0] === LF) return false;
+    const end = buf.indexOf(HEAD_END);
+    if (end === -1) return false;
+    const headBytes = end + 4;
+    if (headBytes > this.limits.maxHeadBytes) return false;
+    const text = buf.toString('latin1', 0, end + 2);
+    let at = text.indexOf('\r\n');
+    if (at > this.limits.maxRequestLine) return false;
+    const first = text.slice(0, at);
+    if (hasBareLineBreak(first)) return false;
+    const fields: HeaderField[] = [];
+    try {
+      this.startLine(first);
+      for (at += 2; at < text.length; ) {
+        const next = text.indexOf('\r\n', at);
+        const line = text.slice(at, next);
+        if (hasBareLineBreak(line) || fields.length >= this.limits.maxHeaders) return false;
+        fields.push(parseFieldLine(line, 'header'));
+        at = next + 2;
+      }
+    } catch (err) {
+      if (err instanceof HttpParseError) return false;
+      throw err;
+    }
+    this.emptyLines = 0;
+    this.fields = fields;
+    this.headBytes = headBytes;
+    this.buf = buf.subarray(headBytes);
+    return true;
   }
 
   /** One line of a header or trailer section: a field (kept), the empty line that ends the section, or null when more bytes are needed. */
@@ -401,17 +462,15 @@ export class Http1ResponseParser extends MessageParser<ResponseHead> {
 
   protected finishHead(headers: HeaderField[], headBytes: number): ResponseHead {
     const { version, status, reason } = this.statusLine!;
-    const byName = fieldsByName(headers);
+    const shaping = new ShapingFields(headers);
     if (status === 101 && !this.upgrade) throw new HttpParseError(502, '101 Switching Protocols to a request that asked for no upgrade');
-    const connection = tokenList(byName('connection').map((h) => h.value));
-    const keepAlive = version === '1.1' && !connection.includes('close');
-    const head = { version, status, reason, headers, headBytes };
+    const keepAlive = version === '1.1' && !tokenList(shaping.connection).includes('close');
     if (status < 200 || status === 204 || status === 304 || this.method === 'HEAD') {
       // No body, whatever the fields say (RFC 9112 §6.3 rules 1–2).
-      return { ...head, framing: { kind: 'none' }, keepAlive: keepAlive && status !== 101 };
+      return { version, status, reason, headers, headBytes, framing: NO_BODY, keepAlive: keepAlive && status !== 101 };
     }
-    const framing = bodyFraming(byName('transfer-encoding'), byName('content-length'), 502) ?? ({ kind: 'close' } as const);
-    return { ...head, framing, keepAlive: keepAlive && framing.kind !== 'close' };
+    const framing = bodyFraming(shaping['transfer-encoding'], shaping['content-length'], 502) ?? CLOSE_DELIMITED;
+    return { version, status, reason, headers, headBytes, framing, keepAlive: keepAlive && framing.kind !== 'close' };
   }
 }
 
@@ -473,26 +532,40 @@ function trimOws(s: string): string {
   return s.slice(a, b);
 }
 
-/** The fields that shape a message, grouped by lower-case name in one pass (heads are parsed for every request). */
-const SHAPING_FIELDS = new Set(['transfer-encoding', 'content-length', 'host', 'connection', 'expect', 'upgrade']);
-const NONE: readonly HeaderField[] = [];
+/**
+ * The fields that shape a message, grouped by lower-case name in one pass
+ * (heads are parsed for every request). Absent fields share one empty list.
+ */
+class ShapingFields {
+  'transfer-encoding': readonly HeaderField[] = NONE;
+  'content-length': readonly HeaderField[] = NONE;
+  host: readonly HeaderField[] = NONE;
+  connection: readonly HeaderField[] = NONE;
+  expect: readonly HeaderField[] = NONE;
+  upgrade: readonly HeaderField[] = NONE;
 
-function fieldsByName(headers: readonly HeaderField[]): (name: string) => readonly HeaderField[] {
-  const groups = new Map<string, HeaderField[]>();
-  for (const h of headers) {
-    const key = h.name.length <= 17 ? h.name.toLowerCase() : '';
-    if (!SHAPING_FIELDS.has(key)) continue;
-    const list = groups.get(key);
-    if (list) list.push(h);
-    else groups.set(key, [h]);
+  constructor(headers: readonly HeaderField[]) {
+    for (const h of headers) {
+      // Only names as long as a shaping field's are lower-cased and compared.
+      if (!SHAPING_LENGTHS.has(h.name.length)) continue;
+      const key = h.name.toLowerCase();
+      if (!SHAPING_FIELDS.has(key)) continue;
+      const k = key as ShapingName;
+      this[k] = this[k] === NONE ? [h] : [...this[k], h];
+    }
   }
-  return (name) => groups.get(name) ?? NONE;
 }
+type ShapingName = 'transfer-encoding' | 'content-length' | 'host' | 'connection' | 'expect' | 'upgrade';
+const SHAPING_FIELDS = new Set<string>(['transfer-encoding', 'content-length', 'host', 'connection', 'expect', 'upgrade'] satisfies ShapingName[]);
+const SHAPING_LENGTHS = new Set([...SHAPING_FIELDS].map((n) => n.length));
+const NONE: readonly HeaderField[] = [];
+const NO_TOKENS: readonly string[] = [];
 
 /** Lower-case tokens of a comma-separated list field (Connection, Upgrade). */
-function tokenList(values: string[]): string[] {
+function tokenList(fields: readonly HeaderField[]): readonly string[] {
+  if (fields.length === 0) return NO_TOKENS;
   const out: string[] = [];
-  for (const v of values) {
+  for (const { value: v } of fields) {
     for (const el of v.split(',')) {
       const t = trimOws(el).toLowerCase();
       if (t) out.push(t);
@@ -506,33 +579,33 @@ function finishHead(
   headers: HeaderField[],
   headBytes: number,
 ): RequestHead {
-  const byName = fieldsByName(headers);
-  const te = byName('transfer-encoding');
-  const cl = byName('content-length');
+  const shaping = new ShapingFields(headers);
+  const te = shaping['transfer-encoding'];
+  const cl = shaping['content-length'];
 
   if (line.version === '1.1') {
-    const hosts = byName('host');
+    const hosts = shaping.host;
     if (hosts.length === 0) throw new HttpParseError(400, 'missing Host header');
     if (hosts.length > 1) throw new HttpParseError(400, 'more than one Host header');
-  } else if (byName('host').length > 1) {
+  } else if (shaping.host.length > 1) {
     throw new HttpParseError(400, 'more than one Host header');
   }
 
   if (te.length > 0 && line.version === '1.0') throw new HttpParseError(400, 'Transfer-Encoding on an HTTP/1.0 request');
-  const framing: BodyFraming = bodyFraming(te, cl, 400) ?? { kind: 'none' };
+  const framing: BodyFraming = bodyFraming(te, cl, 400) ?? NO_BODY;
 
   if (line.method === 'CONNECT' && framing.kind !== 'none') {
     throw new HttpParseError(400, 'CONNECT request with content');
   }
 
-  const connection = tokenList(byName('connection').map((h) => h.value));
+  const connection = tokenList(shaping.connection);
   const keepAlive =
     line.version === '1.1' ? !connection.includes('close') : connection.includes('keep-alive') && !connection.includes('close');
 
   let expectContinue = false;
-  const expect = byName('expect');
+  const expect = shaping.expect;
   if (expect.length > 0 && line.version === '1.1') {
-    const values = tokenList(expect.map((h) => h.value));
+    const values = tokenList(expect);
     if (values.length !== 1 || values[0] !== '100-continue') {
       throw new HttpParseError(417, `unsupported expectation ${JSON.stringify(expect.map((h) => h.value).join(', '))}`);
     }
@@ -540,7 +613,7 @@ function finishHead(
   }
 
   let upgrade: string | null = null;
-  const upgrades = tokenList(byName('upgrade').map((h) => h.value));
+  const upgrades = tokenList(shaping.upgrade);
   if (connection.includes('upgrade') && upgrades.length > 0) {
     upgrade = upgrades[0]!.split('/')[0]!;
   }
@@ -558,6 +631,11 @@ function finishHead(
   };
 }
 
+// Shared, frozen: framings without data are the same for every message.
+const NO_BODY: BodyFraming = Object.freeze({ kind: 'none' });
+const CHUNKED: BodyFraming = Object.freeze({ kind: 'chunked' });
+const CLOSE_DELIMITED: BodyFraming = Object.freeze({ kind: 'close' });
+
 /**
  * The body framing named by Transfer-Encoding / Content-Length, read one way
  * only (null when neither is present); `status` is what a violation answers.
@@ -574,14 +652,14 @@ function bodyFraming(te: readonly HeaderField[], cl: readonly HeaderField[], sta
     if (raw.toLowerCase() !== 'chunked') {
       throw new HttpParseError(status, `unsupported or malformed Transfer-Encoding ${JSON.stringify(raw)}`);
     }
-    return { kind: 'chunked' };
+    return CHUNKED;
   }
   if (cl.length > 0) {
     if (cl.length > 1) throw new HttpParseError(status, 'more than one Content-Length field');
     const raw = cl[0]!.value;
     if (!/^[0-9]{1,15}$/.test(raw)) throw new HttpParseError(status, `invalid Content-Length ${JSON.stringify(raw)}`);
     const length = Number(raw);
-    return length === 0 ? { kind: 'none' } : { kind: 'length', length };
+    return length === 0 ? NO_BODY : { kind: 'length', length };
   }
   return null;
 }
