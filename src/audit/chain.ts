@@ -14,7 +14,7 @@
 import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto';
 import type { AuditCheckpoint, AuditHead, AuditRow } from '../store/types.js';
 import { canonicalJson } from './canonical.js';
-import { batchTemplates, fillSeq, type EncodedBatch } from './record-json.js';
+import { fillSeq, type EncodedBatch } from './record-json.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -54,8 +54,8 @@ function macEqual(a: string, b: string): boolean {
 export function linkBatch(head: AuditHead | null, batch: EncodedBatch, key: Buffer | null): { rows: AuditRow[]; head: AuditHead } {
   let seq = head?.seq ?? 0;
   let prev = head?.hash ?? GENESIS_HASH;
-  const templates = batchTemplates(batch);
-  const ts = batch.ts;
+  const { templates, ts } = batch;
+  if (templates.length !== ts.length) throw new Error(`audit: malformed batch (${templates.length} records, ${ts.length} times)`);
   const rows: AuditRow[] = new Array<AuditRow>(templates.length);
   for (let i = 0; i < templates.length; i++) {
     seq++;

@@ -24,7 +24,7 @@
  */
 import type { AuditRecordInput, AuditSink } from '../gateway/contracts.js';
 import type { Store } from '../store/types.js';
-import { encodeBatch } from './record-json.js';
+import { BatchEncoder, type EncodedBatch } from './record-json.js';
 import { StoreAuditWriter, hasRetention, type AuditWriter, type RetentionPolicy } from './writer.js';
 import { WorkerAuditWriter } from './worker-writer.js';
 
@@ -70,6 +70,12 @@ export class AuditClosedError extends Error {
 
 /** After a failed write, the next attempt starts this much later (or at the next flush()). */
 const RETRY_DELAY_MS = 500;
+/**
+ * Records encoded per turn of the event loop when a batch is handed over:
+ * encoding costs a few µs per record, so a whole batch at once would hold up
+ * every connection for milliseconds; slices of this size keep each hold short.
+ */
+const ENCODE_SLICE = 32;
 
 export class AuditLog implements AuditSink {
   /** Records not yet written are queue[head…]; the written prefix is dropped in chunks, not per batch. */
@@ -197,7 +203,7 @@ export class AuditLog implements AuditSink {
       while (this.pending > sent && inFlight.length < this.writer.maxInFlight) {
         const from = this.head + sent;
         const records = this.queue.slice(from, from + this.batchSize);
-        const done = this.writer.write(encodeBatch(records, this.now()), startsRun);
+        const done = this.writer.write(await encodeInSlices(records, this.now()), startsRun);
         startsRun = false;
         done.catch(() => undefined); // awaited in order below
         inFlight.push({ size: records.length, done });
@@ -243,4 +249,14 @@ function chooseWriter(store: Store, key: Buffer | null, thread: boolean | undefi
   if (thread === false || (thread === undefined && !reopen)) return new StoreAuditWriter(store.audit, key);
   if (!reopen) throw new Error(`audit: the store ${store.location} cannot be opened from a writer thread`);
   return new WorkerAuditWriter(reopen, key);
+}
+
+/** The batch's encoding (record-json.ts), a slice of records per event-loop turn. */
+async function encodeInSlices(records: readonly AuditRecordInput[], now: number): Promise<EncodedBatch> {
+  const encoder = new BatchEncoder(now);
+  for (let i = 0; i < records.length; i++) {
+    if (i > 0 && i % ENCODE_SLICE === 0) await new Promise((r) => setImmediate(r));
+    encoder.add(records[i]!);
+  }
+  return encoder.finish();
 }

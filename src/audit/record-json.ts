@@ -122,34 +122,38 @@ function scalarMembers(record: object): Record<string, unknown> {
 }
 
 /**
- * A batch as the writer receives it: the records' templates joined by LF
- * (which JSON text never holds raw) and the milliseconds of each record's
- * `time` — one string and one typed array, which cross to the writer thread
- * as two copies instead of one structured clone per record.
+ * A batch as the writer receives it: each record's template and the
+ * milliseconds of its `time` — strings and one typed array, which cross to
+ * the writer thread as plain copies instead of a structured clone of every
+ * record's objects.
  */
 export interface EncodedBatch {
-  templates: string;
+  templates: string[];
   /** Per record: `recordTs(record.time, now)` (retention and `--since` read it). */
   ts: Float64Array;
 }
 
 /** Encode records for the writer (see the module comment); `now` stands in for a `time` that does not parse. */
 export function encodeBatch(records: readonly object[], now: number): EncodedBatch {
-  const templates = new Array<string>(records.length);
-  const ts = new Float64Array(records.length);
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i]!;
-    templates[i] = encodeRecordOrRepair(r);
-    ts[i] = recordTs((r as { time?: unknown }).time, now);
-  }
-  return { templates: templates.join('\n'), ts };
+  const encoder = new BatchEncoder(now);
+  for (const r of records) encoder.add(r);
+  return encoder.finish();
 }
 
-/** The templates of an encoded batch, one per record. */
-export function batchTemplates(batch: EncodedBatch): string[] {
-  const templates = batch.templates.split('\n');
-  if (templates.length !== batch.ts.length) throw new Error(`audit: malformed batch (${templates.length} records, ${batch.ts.length} times)`);
-  return templates;
+/** `encodeBatch` a record at a time, so a caller can encode a batch in slices between other work. */
+export class BatchEncoder {
+  private readonly templates: string[] = [];
+  private readonly ts: number[] = [];
+  constructor(private readonly now: number) {}
+
+  add(record: object): void {
+    this.templates.push(encodeRecordOrRepair(record));
+    this.ts.push(recordTs((record as { time?: unknown }).time, this.now));
+  }
+
+  finish(): EncodedBatch {
+    return { templates: this.templates, ts: Float64Array.from(this.ts) };
+  }
 }
 
 /** Milliseconds of a record's time, or `fallback` when it is missing or does not parse. */
