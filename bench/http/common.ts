@@ -207,6 +207,8 @@ export async function startGateway(
     nodeFlags?: string[];
     /** Run the compiled engine from the checkout's dist/ (as `clawpatrol gateway` does) instead of the sources through tsx. */
     dist?: boolean;
+    /** false: audit records are dropped instead of written (to measure what the audit log costs). */
+    audit?: boolean;
   },
 ): Promise<GatewayProcess> {
   const checkout = o.checkout ?? process.cwd();
@@ -219,7 +221,7 @@ export async function startGateway(
   const args = [...(o.nodeFlags ?? []), '--import', 'tsx', 'bench/http/gateway.ts', dir, UPSTREAM_IP, o.ingressIp, String(o.upstreamPort)];
   if (o.ingressPort !== undefined) args.push(String(o.ingressPort));
   const [cmd, full] = pinned(o.cpus ?? null, process.execPath, args);
-  const env = { ...process.env, CLAWPATROL_BENCH_DIST: o.dist ? '1' : '0' };
+  const env = { ...process.env, CLAWPATROL_BENCH_DIST: o.dist ? '1' : '0', CLAWPATROL_BENCH_AUDIT: o.audit === false ? 'off' : 'on' };
   const { child, info } = await scope.spawnJson(cmd, full, { cwd: checkout, env });
   return {
     child,

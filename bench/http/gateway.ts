@@ -13,6 +13,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { lookupTo } from '../../test/http/support/gateway.js';
+import type { AuditSink } from '../../src/gateway/contracts.js';
 
 // With CLAWPATROL_BENCH_DIST=1 the gateway runs the compiled code in dist/
 // (`npm run build` first), as `clawpatrol gateway` does; otherwise the
@@ -40,7 +41,9 @@ const stateDir = join(dir, 'state');
 const store = await openStore({ stateDir });
 const vault = await openVault({ store, stateDir, model: () => policy.model, env: { CLAWPATROL_SECRET_BENCH: 'sk-bench-secret-0123456789abcdef' } });
 const ca = await openGatewayCa(vault);
-const audit = new AuditLog({ store });
+// CLAWPATROL_BENCH_AUDIT=off: records are dropped, to measure what the audit log costs per request.
+const audit: AuditSink =
+  process.env['CLAWPATROL_BENCH_AUDIT'] === 'off' ? { append: () => undefined, flush: async () => undefined, close: async () => undefined } : new AuditLog({ store });
 const enforcer = createEnforcer({
   policy: () => policy,
   secrets: vault,

@@ -9,6 +9,8 @@
  *   mitmproxy        wrk → mitmdump --mode reverse:https://nginx (wrk speaks no CONNECT) → nginx
  *   node-relay       wrk → a Node TLS relay that only copies bytes (bench/http/relay.ts) → nginx:
  *                    the floor for any proxy built on Node's TLS and event loop
+ *   gateway-no-audit (only when named in --paths) the gateway with a sink that drops audit
+ *                    records: what the audit log costs per request
  *
  * Both proxies terminate TLS, re-encrypt upstream and verify nginx's
  * certificate against the throwaway CA. wrk sends the URL's host as SNI, so
@@ -140,6 +142,7 @@ async function main(): Promise<void> {
     const gatewayOpts = { policy, ingressIp: '127.0.0.1', upstreamPort: nginxPort, ingressPort: 0, cpus: PROXY_CPUS, dist: DIST };
     const gw = await startGateway(scope, { ...gatewayOpts, name: 'gateway', nodeFlags: PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : [] });
     const baseline = BASELINE ? await startGateway(scope, { ...gatewayOpts, name: 'baseline', checkout: BASELINE }) : null;
+    const noAudit = PATHS.includes('gateway-no-audit') ? await startGateway(scope, { ...gatewayOpts, name: 'no-audit', audit: false }) : null;
     const [relayCmd, relayArgs] = pinned(PROXY_CPUS, process.execPath, [
       '--import', 'tsx', 'bench/http/relay.ts', join(dir, 'server.pem'), join(dir, 'server.key'), pki.caPath, UPSTREAM_IP, String(nginxPort), 'localhost',
     ]);
@@ -150,6 +153,7 @@ async function main(): Promise<void> {
       { name: 'direct', url: `https://${UPSTREAM_IP}:${nginxPort}` },
       { name: 'gateway-tunnel', url: `https://localhost:${gw.ingressPort}`, pid: gw.pid },
       ...(baseline ? [{ name: 'baseline-tunnel', url: `https://localhost:${baseline.ingressPort}`, pid: baseline.pid }] : []),
+      ...(noAudit ? [{ name: 'gateway-no-audit', url: `https://localhost:${noAudit.ingressPort}`, pid: noAudit.pid }] : []),
       { name: 'mitmproxy', url: `https://127.0.0.1:${mitm.port}`, pid: mitm.pid },
       { name: 'node-relay', url: `https://127.0.0.1:${relay.info['port'] as number}`, pid: relay.child.pid! },
     ];

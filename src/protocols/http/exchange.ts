@@ -271,12 +271,14 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   // ── response ──────────────────────────────────────────────────────────
   const status = response.status;
   const bodyless = req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
-  let fields = sanitiseResponseHeaders(response.headers, { scrubber });
+  const fields = sanitiseResponseHeaders(response.headers, { scrubber });
   let length: BodyLength = 'none';
   if (!bodyless) {
-    const cl = fields.find(([n]) => n.toLowerCase() === 'content-length');
-    length = cl && /^[0-9]{1,15}$/.test(cl[1]) ? Number(cl[1]) : null;
-    fields = fields.filter(([n]) => n.toLowerCase() !== 'content-length');
+    // The gateway frames the body itself: Content-Length leaves the list and
+    // comes back from `length` (unknown → chunked).
+    const at = fields.findIndex(isContentLength);
+    length = at !== -1 && /^[0-9]{1,15}$/.test(fields[at]![1]) ? Number(fields[at]![1]) : null;
+    if (at !== -1) removeAll(fields, isContentLength);
   }
   sink.head(status, fields, length, { trailers: response.mayHaveTrailers });
   try {
@@ -297,6 +299,15 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   // skipped safely, and the connection closes.
   if (req.hasBody && !body.done) await settleWithin(response.bodySent, 5000);
   return outcome();
+}
+
+const isContentLength = ([name]: [string, string]): boolean => name.length === 14 && name.toLowerCase() === 'content-length';
+
+/** Remove, in place, every element `drop` selects. */
+function removeAll<T>(list: T[], drop: (x: T) => boolean): void {
+  let kept = 0;
+  for (const x of list) if (!drop(x)) list[kept++] = x;
+  list.length = kept;
 }
 
 function settleWithin(p: Promise<void>, ms: number): Promise<void> {
@@ -513,9 +524,9 @@ async function forwardWebSocket(
   }
   // The upstream refused the upgrade: relay its answer as a normal response, then close.
   const fields = sanitiseResponseHeaders(res.headers, { scrubber });
-  const cl = fields.find(([n]) => n.toLowerCase() === 'content-length');
+  const cl = fields.find(isContentLength);
   sink.closeAfter();
-  sink.head(res.status, fields.filter(([n]) => n.toLowerCase() !== 'content-length'), cl ? Number(cl[1]) : null);
+  sink.head(res.status, fields.filter((f) => !isContentLength(f)), cl ? Number(cl[1]) : null);
   try {
     await pump(res.body, scrubber, sink);
     sink.end();

@@ -211,7 +211,7 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
       trailers: () => trailers,
       headBytes: head.headBytes,
       upgrade: head.upgrade,
-      acceptsTrailers: /(?:^|,)\s*trailers\s*(?:,|$)/i.test(head.headers.filter((h) => h.name.toLowerCase() === 'te').map((h) => h.value).join(',')),
+      acceptsTrailers: acceptsTrailers(head.headers),
       signal: gone,
     };
     const result = await exchange(core, conn, req, sink);
@@ -223,6 +223,13 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
       return;
     }
   }
+}
+
+/** Whether `TE` lists `trailers` (RFC 9110 §10.1.4); most requests carry no TE at all. */
+function acceptsTrailers(headers: readonly HeaderField[]): boolean {
+  let te: string[] | null = null;
+  for (const h of headers) if (h.name.length === 2 && h.name.toLowerCase() === 'te') (te ??= []).push(h.value);
+  return te !== null && /(?:^|,)\s*trailers\s*(?:,|$)/i.test(te.join(','));
 }
 
 function hostOf(headers: readonly HeaderField[]): string | null {

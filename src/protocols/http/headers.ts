@@ -23,17 +23,25 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
-function connectionTokens(fields: Iterable<{ name: string; value: string }>): Set<string> {
-  const out = new Set<string>();
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+/** Lower-case names listed by `Connection` (most messages have none: no set is made). */
+function connectionTokens<F>(fields: readonly F[], name: (f: F) => string, value: (f: F) => string): ReadonlySet<string> {
+  let out: Set<string> | null = null;
   for (const f of fields) {
-    if (f.name.toLowerCase() !== 'connection') continue;
-    for (const t of f.value.split(',')) {
+    const n = name(f);
+    if (n.length !== 10 || n.toLowerCase() !== 'connection') continue;
+    for (const t of value(f).split(',')) {
       const tok = t.trim().toLowerCase();
-      if (tok) out.add(tok);
+      if (tok) (out ??= new Set()).add(tok);
     }
   }
-  return out;
+  return out ?? NO_TOKENS;
 }
+const fieldName = (f: HeaderField): string => f.name;
+const fieldValueOf = (f: HeaderField): string => f.value;
+const pairName = (f: [string, string]): string => f[0];
+const pairValue = (f: [string, string]): string => f[1];
 
 export interface UpstreamHeaderOptions {
   /** Keep `Upgrade: websocket` / `Connection: Upgrade` (WebSocket handshake). */
@@ -51,7 +59,7 @@ export interface UpstreamHeaderOptions {
  * Returned as a lower-case header map for the HTTP clients and the injector.
  */
 export function upstreamRequestHeaders(fields: readonly HeaderField[], opts: UpstreamHeaderOptions): Record<string, string | string[]> {
-  const listed = connectionTokens(fields);
+  const listed = connectionTokens(fields, fieldName, fieldValueOf);
   const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
   for (const { name, value } of fields) {
     const key = name.toLowerCase();
@@ -92,11 +100,10 @@ export interface ResponseHeaderOptions {
 }
 
 /** Response fields safe to hand to the agent: hop-by-hop and credential-bearing ones removed, secrets scrubbed. */
-export function sanitiseResponseHeaders(fields: Iterable<[string, string]>, opts: ResponseHeaderOptions): FieldList {
-  const list = [...fields];
-  const listed = connectionTokens(list.map(([name, value]) => ({ name, value })));
+export function sanitiseResponseHeaders(fields: readonly [string, string][], opts: ResponseHeaderOptions): FieldList {
+  const listed = connectionTokens(fields, pairName, pairValue);
   const out: FieldList = [];
-  for (const [name, value] of list) {
+  for (const [name, value] of fields) {
     const key = name.toLowerCase();
     if (opts.websocket && (key === 'upgrade' || key === 'connection')) {
       out.push([name, value]);
