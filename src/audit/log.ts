@@ -82,6 +82,8 @@ export class AuditLog implements AuditSink {
   private queue: AuditRecordInput[] = [];
   private head = 0;
   private writing: Promise<void> | null = null;
+  /** flush() calls waiting: while any is, partial batches are written at once instead of after the delay. */
+  private draining = 0;
   private timer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -117,15 +119,20 @@ export class AuditLog implements AuditSink {
    * the write, so a shutdown never hangs on a broken store.
    */
   async flush(): Promise<void> {
-    while (this.pending || this.writing) {
-      if (this.timer) {
-        clearTimeout(this.timer);
-        this.timer = null;
+    this.draining++;
+    try {
+      while (this.pending || this.writing) {
+        if (this.timer) {
+          clearTimeout(this.timer);
+          this.timer = null;
+        }
+        await (this.writing ?? this.startWrite());
+        if (this.st.failing) {
+          throw new Error(`audit: ${this.pending} records could not be written: ${this.st.lastError ?? 'unknown error'}`);
+        }
       }
-      await (this.writing ?? this.startWrite());
-      if (this.st.failing) {
-        throw new Error(`audit: ${this.pending} records could not be written: ${this.st.lastError ?? 'unknown error'}`);
-      }
+    } finally {
+      this.draining--;
     }
   }
 
@@ -182,8 +189,8 @@ export class AuditLog implements AuditSink {
   private startWrite(): Promise<void> {
     this.writing = this.writeLoop().finally(() => {
       this.writing = null;
-      // Records appended after the loop's last check but before this callback ran.
-      if (this.pending && !this.timer && !this.closed && !this.st.failing) this.kick(this.flushDelayMs);
+      // Records the loop left for later (a partial batch), or appended after its last check.
+      if (this.pending && !this.timer && !this.closed && !this.st.failing) this.kick(this.pending >= this.batchSize ? 0 : this.flushDelayMs);
     });
     return this.writing;
   }
@@ -194,13 +201,20 @@ export class AuditLog implements AuditSink {
    * come in order, and a writer that allows several in flight refuses every
    * batch sent after one that failed, so the written records are always a
    * prefix of the queue.
+   *
+   * The first batch goes at once (the delay has passed, or a batch is full);
+   * after it, only full batches — or everything while flush() waits — and
+   * a partial batch waits for the next delay. A batch costs a transaction
+   * and a compressor besides its records (tens of µs), so a busy gateway
+   * must not write a trickle of tiny batches as fast as the writer answers.
    */
   private async writeLoop(): Promise<void> {
     const inFlight: Array<{ size: number; done: Promise<number> }> = [];
     let sent = 0; // records of queue[head…] handed to the writer and not yet confirmed
     let startsRun = true; // this loop is a run: it ends at the first failure, with every write settled
-    while (this.pending > sent || inFlight.length) {
-      while (this.pending > sent && inFlight.length < this.writer.maxInFlight) {
+    const due = () => startsRun || this.draining > 0 || this.pending - sent >= this.batchSize;
+    while ((this.pending > sent && due()) || inFlight.length) {
+      while (this.pending > sent && inFlight.length < this.writer.maxInFlight && due()) {
         const from = this.head + sent;
         const records = this.queue.slice(from, from + this.batchSize);
         const done = this.writer.write(await encodeInSlices(records, this.now()), startsRun);
@@ -233,7 +247,7 @@ export class AuditLog implements AuditSink {
       this.st.failing = false;
       this.st.lastError = null;
       // Let the data path run between batches (an inline SQLite write settles at once).
-      if (this.pending) await new Promise((r) => setImmediate(r));
+      if (this.pending > sent && due()) await new Promise((r) => setImmediate(r));
     }
   }
 

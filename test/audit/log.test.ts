@@ -18,6 +18,8 @@ import {
   rowsFromLines,
   canonicalJson,
   chainHash,
+  StoreAuditWriter,
+  type AuditWriter,
 } from '../../src/audit/index.js';
 import { record } from './records.js';
 import { editStoredRows, storedRow } from './support/stored-log.js';
@@ -73,6 +75,36 @@ describe('audit log', () => {
     log.append(record(1));
     await expect.poll(() => store.audit.count(), { timeout: 2000 }).toBe(1);
     await log.close();
+  });
+
+  it('a steady trickle is written in batches per delay, not one tiny batch per writer answer', async () => {
+    // A real writer whose every write also takes 3 ms (a busy database): records keep arriving meanwhile.
+    const real = new StoreAuditWriter(store.audit, key);
+    const sizes: number[] = [];
+    const slow: AuditWriter = {
+      kind: 'inline',
+      maxInFlight: 1,
+      write: async (batch, startsRun) => {
+        sizes.push(batch.templates.length);
+        await new Promise((r) => setTimeout(r, 3));
+        return real.write(batch, startsRun);
+      },
+      prune: (r, now) => real.prune(r, now),
+      close: () => real.close(),
+    };
+    const log = new AuditLog({ store, key, writer: slow, flushDelayMs: 25 });
+    const started = Date.now();
+    let i = 0;
+    while (Date.now() - started < 300) {
+      log.append(record(++i));
+      await new Promise((r) => setTimeout(r, 0.2));
+    }
+    await log.close();
+    expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: i });
+    // One write per 25 ms delay at most (plus the final flush): with a write started the moment the
+    // previous one answered, this trickle went out as a write every ~3 ms.
+    expect(sizes.length).toBeLessThanOrEqual(Math.ceil((Date.now() - started) / 25) + 2);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(i);
   });
 
   it('close() drains everything queued; append after close is an error', async () => {
