@@ -287,6 +287,10 @@ const median = (xs: number[]): number => (xs.length === 0 ? NaN : [...xs].sort((
 export class Results {
   private readonly byKey = new Map<string, Sample[]>();
 
+  samples(workload: string, path: string): readonly Sample[] {
+    return this.byKey.get(`${workload}|${path}`) ?? [];
+  }
+
   add(workload: string, path: string, s: Sample): void {
     const key = `${workload}|${path}`;
     this.byKey.set(key, [...(this.byKey.get(key) ?? []), s]);
@@ -326,6 +330,30 @@ export class Results {
     }
     return lines.join('\n');
   }
+}
+
+/**
+ * `path` against `against`, round by round: both ran back to back in each
+ * round, so the ratio of each pair cancels most of the load that other jobs
+ * put on the machine, which moves single numbers by 2× here.
+ */
+export function pairedLines(results: Results, workloads: string[], pairs: Array<[string, string]>): string {
+  const lines: string[] = [];
+  for (const [path, against] of pairs) {
+    for (const w of workloads) {
+      const a = results.samples(w, path);
+      const b = results.samples(w, against);
+      const n = Math.min(a.length, b.length);
+      if (n === 0) continue;
+      const cpu = Array.from({ length: n }, (_, i) => (a[i]!.cpuUs ?? NaN) / (b[i]!.cpuUs ?? NaN)).filter((x) => !Number.isNaN(x));
+      const rps = Array.from({ length: n }, (_, i) => a[i]!.rps / b[i]!.rps);
+      const fewer = cpu.filter((x) => x < 1).length;
+      lines.push(
+        `- ${w}: ${path} ÷ ${against}, per round: CPU per request ×${median(cpu).toFixed(2)} (lower in ${fewer} of ${cpu.length} rounds), req/s ×${median(rps).toFixed(2)}`,
+      );
+    }
+  }
+  return lines.join('\n');
 }
 
 export function describeRun(seconds: number, rounds: number, extra = ''): string {

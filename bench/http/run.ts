@@ -44,6 +44,7 @@ import {
   flag,
   listArg,
   logSample,
+  pairedLines,
   percentile,
   startGateway,
   startMitmproxy,
@@ -204,6 +205,8 @@ async function main(): Promise<void> {
       targets.map((t) => ({ name: t.name, proxy: t.pid !== undefined })),
     );
     process.stdout.write(`\n${describeRun(SECONDS, ROUNDS, DIST ? ', gateways from dist/' : ', gateways from src/ through tsx')}\n\n${table}\n`);
+    const paired = pairedLines(results, workloads.map((w) => w.name), [['gateway-tunnel', 'baseline-tunnel']]);
+    if (paired) process.stdout.write(`\n${paired}\n`);
   } finally {
     await scope.close(PROFILE ? 5000 : 2000);
   }

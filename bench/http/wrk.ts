@@ -46,6 +46,7 @@ import {
   freePort,
   listArg,
   logSample,
+  pairedLines,
   pinned,
   startGateway,
   startMitmproxy,
@@ -203,6 +204,15 @@ async function main(): Promise<void> {
         { sideCpu: true },
       )}\n`,
     );
+    const paired = pairedLines(
+      results,
+      workloads.map((w) => w.name),
+      [
+        ['gateway-tunnel', 'baseline-tunnel'],
+        ['gateway-no-audit', 'gateway-tunnel'],
+      ],
+    );
+    if (paired) process.stdout.write(`\n${paired}\n`);
   } finally {
     await scope.close(PROFILE ? 5000 : 2000);
   }
