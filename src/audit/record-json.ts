@@ -22,6 +22,17 @@ let shapeSorted: readonly string[] = [];
 let shapeSplit = 0;
 /** The shape has an integer-like key, which a plain object would list out of order: write it member by member. */
 let shapeSlow = false;
+/**
+ * The shape's own key order is canonical (sorted, no "seq", no `toJSON`), as
+ * the gateway's record builders write it: the record is written as it is,
+ * and the seq slot spliced in before the first member that sorts after
+ * "seq" — found as the last `,"<that key>":` in the text, which is exact
+ * while every member from there on is a scalar (a string's quotes are
+ * escaped, so no string value can hold that text).
+ */
+let shapeInOrder = false;
+/** `,"<first key after seq>":` for the splice. */
+let shapeMarker = '';
 
 /** The record's template: its canonical JSON with the seq's digits left out. Throws what canonicalJson throws. */
 export function encodeRecord(record: object): string {
@@ -30,6 +41,13 @@ export function encodeRecord(record: object): string {
   if (!sameKeys(keys, shapeKeys)) learnShape(keys);
   const sorted = shapeSorted;
   const split = shapeSplit;
+  if (shapeInOrder && scalarsFrom(obj, sorted, split)) {
+    try {
+      return spliceSeq(JSON.stringify(inOrder(obj, 0)), split, sorted.length);
+    } catch (err) {
+      if (err !== INTEGER_KEY) throw err;
+    }
+  }
   if (!shapeSlow) {
     try {
       return join(JSON.stringify(members(obj, sorted, 0, split)), JSON.stringify(members(obj, sorted, split, sorted.length)));
@@ -61,6 +79,28 @@ function learnShape(keys: string[]): void {
   const at = shapeSorted.findIndex((k) => k > 'seq');
   shapeSplit = at < 0 ? shapeSorted.length : at;
   shapeSlow = keys.some(isIntegerKey);
+  shapeInOrder = !shapeSlow && !keys.includes('toJSON') && keys.length === shapeSorted.length && keys.every((k, i) => k === shapeSorted[i]);
+  shapeMarker = shapeSplit < shapeSorted.length ? `,${JSON.stringify(shapeSorted[shapeSplit])}:` : '';
+}
+
+/** Every member from `sorted[from]` on is a string, a finite number, a boolean or null. */
+function scalarsFrom(obj: Record<string, unknown>, sorted: readonly string[], from: number): boolean {
+  for (let i = from; i < sorted.length; i++) {
+    const v = obj[sorted[i]!];
+    if (v === null || typeof v === 'string' || typeof v === 'boolean') continue;
+    if (typeof v === 'number' && Number.isFinite(v)) continue;
+    return false;
+  }
+  return true;
+}
+
+/** The template of an in-order record's JSON text: the seq slot before member `split` (of `count`). */
+function spliceSeq(text: string, split: number, count: number): string {
+  // Members JSON leaves out (undefined, functions) may leave nothing before the splice point.
+  if (split === count) return text.length > 2 ? text.slice(0, -1) + ',"seq":' + SEQ_SLOT + '}' : '{"seq":' + SEQ_SLOT + '}';
+  const at = split === 0 ? -1 : text.lastIndexOf(shapeMarker);
+  if (at < 0) return '{"seq":' + SEQ_SLOT + ',' + text.slice(1);
+  return text.slice(0, at) + ',"seq":' + SEQ_SLOT + text.slice(at);
 }
 
 /** A plain object of `obj`'s members `sorted[from…to)`, in that order, each in canonical key order. */

@@ -73,26 +73,27 @@ export function createEnforcer(deps: EnforcerDeps): Enforcer {
       finish(result = {}) {
         if (finished) return;
         finished = true;
+        // Keys in canonical (sorted) order: the audit log then writes the record as it is (record-json.ts).
         deps.audit.append({
-          time: isoNow(),
-          peer: action.peer?.id ?? null,
-          profile: action.profile ?? null,
-          endpoint: decision.endpoint,
-          family: action.family,
-          host: action.host,
-          facts: deps.redactFacts(action),
-          rule: decision.rule,
-          verdict: decision.verdict,
-          outcome: allowed ? 'allow' : 'deny',
-          reason,
-          mode: decision.mode,
-          failClosed,
-          credential: decision.credential,
           approvals: stages,
-          latencyMs: Math.round((now() - started) * 1000) / 1000,
           bytesIn: result.bytesIn ?? 0,
           bytesOut: result.bytesOut ?? 0,
+          credential: decision.credential,
+          endpoint: decision.endpoint,
+          facts: deps.redactFacts(action),
+          failClosed,
+          family: action.family,
+          host: action.host,
+          latencyMs: Math.round((now() - started) * 1000) / 1000,
+          mode: decision.mode,
+          outcome: allowed ? 'allow' : 'deny',
+          peer: action.peer?.id ?? null,
+          profile: action.profile ?? null,
+          reason,
+          rule: decision.rule,
           ...(result.status !== undefined ? { status: result.status } : {}),
+          time: isoNow(),
+          verdict: decision.verdict,
         });
       },
     };

@@ -6,7 +6,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { canonicalJson } from '../../src/audit/canonical.js';
+import { canonicalJson, setMember } from '../../src/audit/canonical.js';
 import { encodeRecord, fillSeq } from '../../src/audit/record-json.js';
 import { record } from './records.js';
 
@@ -18,6 +18,31 @@ describe('audit record templates', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+
+  it('equal canonicalJson({ ...record, seq }) for records whose keys are already in canonical order (written as they are)', () => {
+    const sortedDeep = (v: unknown): unknown => {
+      if (v === null || typeof v !== 'object') return v;
+      if (Array.isArray(v)) return v.map(sortedDeep);
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(v).sort()) setMember(out, k, sortedDeep((v as Record<string, unknown>)[k]));
+      return out;
+    };
+    const scalar = fc.oneof(fc.string(), fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.constant(null));
+    // Keys around "seq" ("r…", "s…", "t…"), scalars after it, anything before it — and, sometimes, unsorted nesting.
+    const key = fc.oneof(fc.string(), fc.constantFrom('rule', 'reason', 'sep', 'seq0', 'status', 'time', 'verdict', 'a', 'z'));
+    const value = fc.oneof(scalar, fc.jsonValue(), fc.constant(undefined));
+    fc.assert(
+      fc.property(fc.dictionary(key, value), fc.dictionary(key, scalar), fc.boolean(), fc.integer({ min: 1, max: 2 ** 40 }), (a, b, nested, seq) => {
+        const rec = { ...a, ...b } as Record<string, unknown>;
+        delete rec.seq;
+        const ordered = (nested ? sortedDeep(rec) : Object.fromEntries(Object.keys(rec).sort().map((k) => [k, rec[k]]))) as object;
+        expect(fillSeq(encodeRecord(ordered), seq)).toBe(canonicalJson({ ...ordered, seq }));
+      }),
+      { numRuns: 3000 },
+    );
+    const edge: object[] = [{}, { a: undefined }, { a: undefined, status: 'x' }, { status: 1 }, { a: 1 }, { a: () => 1, time: 't' }, { rule: { status: 'x', 'x,"status":': 1 }, status: 'y' }];
+    for (const c of edge) expect(fillSeq(encodeRecord(c), 3)).toBe(canonicalJson({ ...c, seq: 3 }));
   });
 
   it('replace a record\'s own seq, keep __proto__ and integer-like keys as members, and match across shape changes', () => {

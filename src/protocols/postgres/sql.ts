@@ -101,17 +101,17 @@ function analyzeUncached(text: string): { analysis: SqlAnalysis; cacheable: bool
 
 /** The `sql.*` facts of a message for the policy engine. */
 export function toSqlFacts(a: SqlAnalysis, ctx: { statement: string; database: string; user: string }): SqlFacts {
-  const facts: SqlFacts = {
+  // Keys in canonical (sorted) order, so the audit log writes these facts as they are (audit/record-json.ts).
+  return {
+    copy_program: a.copyProgram,
+    database: ctx.database,
+    functions: [...a.functions],
+    ...(a.inspected ? {} : { inspect_error: a.error ?? 'statement not inspected' }),
+    inspected: a.inspected,
+    statement: ctx.statement,
+    tables: [...a.tables],
+    user: ctx.user,
     verb: a.verb,
     verbs: [...a.verbs],
-    tables: [...a.tables],
-    functions: [...a.functions],
-    statement: ctx.statement,
-    database: ctx.database,
-    user: ctx.user,
-    inspected: a.inspected,
-    copy_program: a.copyProgram,
   };
-  if (!a.inspected) facts.inspect_error = a.error ?? 'statement not inspected';
-  return facts;
 }
