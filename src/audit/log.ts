@@ -84,6 +84,12 @@ export class AuditLog implements AuditSink {
   private writing: Promise<void> | null = null;
   /** flush() calls waiting: while any is, partial batches are written at once instead of after the delay. */
   private draining = 0;
+  /**
+   * Batches a failed run handed to the writer without a confirmation — the
+   * first records of the queue, in order. They are sent again unchanged: if
+   * one was committed after all, the store knows its id.
+   */
+  private unconfirmed: EncodedBatch[] = [];
   private timer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -209,25 +215,32 @@ export class AuditLog implements AuditSink {
    * must not write a trickle of tiny batches as fast as the writer answers.
    */
   private async writeLoop(): Promise<void> {
-    const inFlight: Array<{ size: number; done: Promise<number> }> = [];
+    type Sent = { batch: EncodedBatch; size: number; done: Promise<number> };
+    const inFlight: Sent[] = [];
+    // Batches a failed run left unconfirmed go again first, exactly as they were (same id, same records).
+    const again = this.unconfirmed;
+    this.unconfirmed = [];
     let sent = 0; // records of queue[head…] handed to the writer and not yet confirmed
     let startsRun = true; // this loop is a run: it ends at the first failure, with every write settled
-    const due = () => startsRun || this.draining > 0 || this.pending - sent >= this.batchSize;
+    const due = () => again.length > 0 || startsRun || this.draining > 0 || this.pending - sent >= this.batchSize;
     while ((this.pending > sent && due()) || inFlight.length) {
       while (this.pending > sent && inFlight.length < this.writer.maxInFlight && due()) {
         const from = this.head + sent;
-        const records = this.queue.slice(from, from + this.batchSize);
-        const done = this.writer.write(await encodeInSlices(records, this.now()), startsRun);
+        const batch = again.shift() ?? (await encodeInSlices(this.queue.slice(from, from + this.batchSize), this.now()));
+        const size = batch.ts.length;
+        const done = this.writer.write(batch, startsRun);
         startsRun = false;
         done.catch(() => undefined); // awaited in order below
-        inFlight.push({ size: records.length, done });
-        sent += records.length;
+        inFlight.push({ batch, size, done });
+        sent += size;
       }
       const next = inFlight.shift()!;
       try {
         await next.done;
       } catch (err) {
         await Promise.allSettled(inFlight.map((b) => b.done)); // refused by the writer: they stay queued too
+        // Any of them may have been committed just before a writer thread died: resend them as they are.
+        this.unconfirmed = [next.batch, ...inFlight.map((b) => b.batch), ...again];
         this.st.failing = true;
         this.report(err);
         if (!this.closed) this.kick(RETRY_DELAY_MS);

@@ -12,6 +12,7 @@
  * clone of the records costs, and the thread only fills in seqs, hashes and
  * stores.
  */
+import { randomBytes } from 'node:crypto';
 import { INTEGER_KEY, inOrder, isIntegerKey, setMember, writeMembers } from './canonical.js';
 
 const SEQ_SLOT = '\u0000';
@@ -168,14 +169,20 @@ function scalarMembers(record: object): Record<string, unknown> {
  * record's objects.
  */
 export interface EncodedBatch {
+  /**
+   * Unique per batch, and kept when the batch is sent again: the store
+   * recognises a batch it already holds (its answer was lost when the
+   * writer thread died) instead of writing it twice.
+   */
+  id: string;
   templates: string[];
   /** Per record: `recordTs(record.time, now)` (retention and `--since` read it). */
   ts: Float64Array;
 }
 
 /** Encode records for the writer (see the module comment); `now` stands in for a `time` that does not parse. */
-export function encodeBatch(records: readonly object[], now: number): EncodedBatch {
-  const encoder = new BatchEncoder(now);
+export function encodeBatch(records: readonly object[], now: number, id: string = newBatchId()): EncodedBatch {
+  const encoder = new BatchEncoder(now, id);
   for (const r of records) encoder.add(r);
   return encoder.finish();
 }
@@ -184,7 +191,10 @@ export function encodeBatch(records: readonly object[], now: number): EncodedBat
 export class BatchEncoder {
   private readonly templates: string[] = [];
   private readonly ts: number[] = [];
-  constructor(private readonly now: number) {}
+  constructor(
+    private readonly now: number,
+    private readonly id: string = newBatchId(),
+  ) {}
 
   add(record: object): void {
     this.templates.push(encodeRecordOrRepair(record));
@@ -192,7 +202,7 @@ export class BatchEncoder {
   }
 
   finish(): EncodedBatch {
-    return { templates: this.templates, ts: Float64Array.from(this.ts) };
+    return { id: this.id, templates: this.templates, ts: Float64Array.from(this.ts) };
   }
 }
 
@@ -200,4 +210,12 @@ export class BatchEncoder {
 export function recordTs(time: unknown, fallback: number): number {
   const t = typeof time === 'string' ? Date.parse(time) : NaN;
   return Number.isFinite(t) ? t : fallback;
+}
+
+/** This process's batch ids: a random prefix (other processes and gateways write to the same chain) and a counter. */
+const BATCH_ID_PREFIX = randomBytes(9).toString('base64url');
+let batchCounter = 0;
+
+export function newBatchId(): string {
+  return `${BATCH_ID_PREFIX}.${++batchCounter}`;
 }

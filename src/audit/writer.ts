@@ -29,8 +29,9 @@ export interface AuditWriter {
   /**
    * Link the batch's records after the stored head and commit them in one transaction;
    * resolves with the number written. A rejection means the batch must be
-   * written again (it was not committed, or — only if the writer thread died
-   * between its commit and its reply — it may have been).
+   * sent again, as it is (same id): it was not committed, or — only if the
+   * writer thread died between its commit and its reply — it was, and the
+   * store then recognises its id and does not write it twice.
    *
    * Writes come in runs: `startsRun` is true for the first write after every
    * earlier one has settled. Within a run, a write after a failed one is
@@ -59,7 +60,7 @@ export class StoreAuditWriter implements AuditWriter {
   ) {}
 
   async write(batch: EncodedBatch): Promise<number> {
-    const rows = await this.audit.append((head) => linkBatch(head, batch, this.key));
+    const rows = await this.audit.append((head) => linkBatch(head, batch, this.key), batch.id);
     return rows.length;
   }
 

@@ -36,6 +36,8 @@ export interface AuditSegment {
   prevHash: string;
   codec: string;
   body: Buffer;
+  /** The writer's id of the batch the segment was written for (null for records migrated from before batches had ids). */
+  batch: string | null;
 }
 
 /** A batch's records start a new segment once this much line text is collected (records larger than it get one of their own). */
@@ -44,15 +46,15 @@ const SEGMENT_TEXT_CHARS = 1 << 20;
 const MAX_INFLATED_BYTES = 256 << 20;
 const DEFLATE_LEVEL = 1;
 
-/** The segments to store for rows of consecutive seqs (a linked batch). */
-export function packSegments(rows: readonly AuditRow[]): AuditSegment[] {
+/** The segments to store for rows of consecutive seqs (a linked batch, `batch` its id). */
+export function packSegments(rows: readonly AuditRow[], batch: string | null = null): AuditSegment[] {
   const out: AuditSegment[] = [];
   let from = 0;
   let chars = 0;
   for (let i = 0; i < rows.length; i++) {
     chars += rows[i]!.record.length + 80;
     if (chars >= SEGMENT_TEXT_CHARS || i === rows.length - 1) {
-      out.push(packOne(rows, from, i + 1));
+      out.push(packOne(rows, from, i + 1, batch));
       from = i + 1;
       chars = 0;
     }
@@ -60,7 +62,7 @@ export function packSegments(rows: readonly AuditRow[]): AuditSegment[] {
   return out;
 }
 
-function packOne(rows: readonly AuditRow[], from: number, to: number): AuditSegment {
+function packOne(rows: readonly AuditRow[], from: number, to: number, batch: string | null): AuditSegment {
   const lines = new Array<string>(to - from);
   let tsMin = Infinity;
   let tsMax = -Infinity;
@@ -80,6 +82,7 @@ function packOne(rows: readonly AuditRow[], from: number, to: number): AuditSegm
     prevHash: first.prevHash,
     codec: 'deflate-raw',
     body: deflateRawSync(lines.join('\n'), { level: DEFLATE_LEVEL }),
+    batch,
   };
 }
 
@@ -165,5 +168,5 @@ export function cutSegment(segment: AuditSegment, uptoSeq: number): { hash: stri
   if (rows[0]?.damaged !== undefined) return null;
   const at = rows.findIndex((r) => r.seq === uptoSeq);
   if (at < 0) return null;
-  return { hash: rows[at]!.hash, rest: packSegments(rows.slice(at + 1)) };
+  return { hash: rows[at]!.hash, rest: packSegments(rows.slice(at + 1), segment.batch) };
 }

@@ -78,7 +78,9 @@ const DROP_AUDIT_TS_INDEX = 'DROP INDEX IF EXISTS audit_records_ts;';
  * — one row per written batch instead of one per record. Records already
  * written become one-record segments in the `plain` codec, their lines built
  * exactly as the segment codec reads them (`ts TAB hash TAB record_json`),
- * so their hashes, seqs and prev_hashes are kept as they were.
+ * so their hashes, seqs and prev_hashes are kept as they were. A segment
+ * names the batch it was written for (`batch`), so a batch sent again after
+ * its answer was lost is recognised instead of written twice.
  */
 function auditSegments(t: Dialect & { line: string }): string {
   return `
@@ -89,8 +91,10 @@ function auditSegments(t: Dialect & { line: string }): string {
         ts_max ${t.int64} NOT NULL,
         prev_hash TEXT NOT NULL,
         codec TEXT NOT NULL,
-        body ${t.bytes} NOT NULL
+        body ${t.bytes} NOT NULL,
+        batch TEXT
       );
+      CREATE INDEX audit_segments_batch ON audit_segments (batch) WHERE batch IS NOT NULL;
       INSERT INTO audit_segments (first_seq, last_seq, ts_min, ts_max, prev_hash, codec, body)
         SELECT seq, seq, ts, ts, prev_hash, 'plain', ${t.line} FROM audit_records;
       DROP TABLE audit_records;

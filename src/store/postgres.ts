@@ -9,7 +9,7 @@
 import pg from 'pg';
 import { MIGRATIONS, LATEST_SCHEMA_VERSION } from './migrations.js';
 import { encodeJson, decodeJson } from './json.js';
-import { RangeCollector, cutSegment, firstSeqAtOrAfterIn, packSegments, type AuditSegment } from './audit-segments.js';
+import { RangeCollector, cutSegment, firstSeqAtOrAfterIn, packSegments, unpackSegment, type AuditSegment } from './audit-segments.js';
 import {
   StoreError,
   type AuditCheckpoint,
@@ -257,9 +257,10 @@ interface PgSegmentRow {
   prev_hash: string;
   codec: string;
   body: Buffer;
+  batch: string | null;
 }
 
-const SEGMENT_COLUMNS = 'first_seq, last_seq, ts_min, ts_max, prev_hash, codec, body';
+const SEGMENT_COLUMNS = 'first_seq, last_seq, ts_min, ts_max, prev_hash, codec, body, batch';
 /** Segments fetched per query while collecting a range (each holds up to a batch of records). */
 const SEGMENT_PAGE = 16;
 
@@ -272,6 +273,7 @@ function toSegment(r: PgSegmentRow): AuditSegment {
     prevHash: r.prev_hash,
     codec: r.codec,
     body: r.body,
+    batch: r.batch,
   };
 }
 
@@ -289,7 +291,7 @@ class PgAudit implements AuditRepo {
     if (!segments.length) return;
     await c.query(
       `INSERT INTO audit_segments (${SEGMENT_COLUMNS}) ` +
-        'SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bytea[])',
+        'SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bytea[], $8::text[])',
       [
         segments.map((s) => s.firstSeq),
         segments.map((s) => s.lastSeq),
@@ -298,16 +300,21 @@ class PgAudit implements AuditRepo {
         segments.map((s) => s.prevHash),
         segments.map((s) => s.codec),
         segments.map((s) => s.body),
+        segments.map((s) => s.batch),
       ],
     );
   }
 
-  async append(link: AuditLinker): Promise<AuditRow[]> {
+  async append(link: AuditLinker, batch?: string): Promise<AuditRow[]> {
     return tx(this.pool, async (c) => {
       // Every gateway appending to this chain queues here: one head, one chain.
       await c.query('SELECT pg_advisory_xact_lock($1)', [AUDIT_LOCK]);
+      if (batch !== undefined) {
+        const stored = await c.query<PgSegmentRow>(`SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE batch = $1 ORDER BY first_seq`, [batch]);
+        if (stored.rows.length) return stored.rows.flatMap((s) => unpackSegment(toSegment(s)));
+      }
       const { rows, head } = link(await this.readHead(c));
-      await this.insertSegments(c, packSegments(rows));
+      await this.insertSegments(c, packSegments(rows, batch ?? null));
       await c.query(
         'INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, $1, $2, $3) ' +
           'ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac',

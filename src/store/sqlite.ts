@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { MIGRATIONS, LATEST_SCHEMA_VERSION } from './migrations.js';
 import { ensurePrivateDir, assertPrivateFile } from './state-dir.js';
 import { encodeJson, decodeJson } from './json.js';
-import { RangeCollector, cutSegment, firstSeqAtOrAfterIn, packSegments, type AuditSegment } from './audit-segments.js';
+import { RangeCollector, cutSegment, firstSeqAtOrAfterIn, packSegments, unpackSegment, type AuditSegment } from './audit-segments.js';
 import {
   StoreError,
   type AuditCheckpoint,
@@ -259,12 +259,22 @@ interface SegmentRow {
   prev_hash: string;
   codec: string;
   body: Buffer;
+  batch: string | null;
 }
 
-const SEGMENT_COLUMNS = 'first_seq, last_seq, ts_min, ts_max, prev_hash, codec, body';
+const SEGMENT_COLUMNS = 'first_seq, last_seq, ts_min, ts_max, prev_hash, codec, body, batch';
 
 function toSegment(r: SegmentRow): AuditSegment {
-  return { firstSeq: r.first_seq, lastSeq: r.last_seq, tsMin: r.ts_min, tsMax: r.ts_max, prevHash: r.prev_hash, codec: r.codec, body: r.body };
+  return {
+    firstSeq: r.first_seq,
+    lastSeq: r.last_seq,
+    tsMin: r.ts_min,
+    tsMax: r.ts_max,
+    prevHash: r.prev_hash,
+    codec: r.codec,
+    body: r.body,
+    batch: r.batch,
+  };
 }
 
 /** Records live in compressed segments, one row per written batch (audit-segments.ts). */
@@ -280,7 +290,8 @@ class SqliteAudit implements AuditRepo {
           'ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac',
       ),
       checkpoint: db.prepare('SELECT seq, hash, mac, created_at FROM audit_checkpoints ORDER BY seq DESC LIMIT 1'),
-      insert: db.prepare(`INSERT INTO audit_segments (${SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      insert: db.prepare(`INSERT INTO audit_segments (${SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+      ofBatch: db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE batch = ? ORDER BY first_seq`),
       rangeAfter: db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE ${fromSegmentOf} ORDER BY first_seq`),
       rangeAfterSince: db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE ${fromSegmentOf} AND ts_max >= ? ORDER BY first_seq`),
       count: db.prepare('SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) AS n FROM audit_segments'),
@@ -295,13 +306,17 @@ class SqliteAudit implements AuditRepo {
     };
   }
 
-  append(link: AuditLinker): Promise<AuditRow[]> {
+  append(link: AuditLinker, batch?: string): Promise<AuditRow[]> {
     return settle(() =>
       // IMMEDIATE takes the write lock before reading the head: no other writer can link to the same head.
       this.db.transaction(() => {
+        if (batch !== undefined) {
+          const stored = this.stmt.ofBatch.all(batch) as SegmentRow[];
+          if (stored.length) return stored.flatMap((s) => unpackSegment(toSegment(s)));
+        }
         const head = this.readHead();
         const { rows, head: next } = link(head);
-        for (const s of packSegments(rows)) this.insertSegment(s);
+        for (const s of packSegments(rows, batch ?? null)) this.insertSegment(s);
         this.stmt.setHead.run(next.seq, next.hash, next.mac);
         return rows;
       }).immediate(),
@@ -309,7 +324,7 @@ class SqliteAudit implements AuditRepo {
   }
 
   private insertSegment(s: AuditSegment): void {
-    this.stmt.insert.run(s.firstSeq, s.lastSeq, s.tsMin, s.tsMax, s.prevHash, s.codec, s.body);
+    this.stmt.insert.run(s.firstSeq, s.lastSeq, s.tsMin, s.tsMax, s.prevHash, s.codec, s.body, s.batch);
   }
 
   private readHead(): AuditHead | null {

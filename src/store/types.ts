@@ -102,8 +102,13 @@ export interface AuditRow {
 export type AuditLinker = (head: AuditHead | null) => { rows: AuditRow[]; head: AuditHead };
 
 export interface AuditRepo {
-  /** Append a linked batch atomically; returns the rows written. */
-  append(link: AuditLinker): Promise<AuditRow[]>;
+  /**
+   * Append a linked batch atomically; returns the rows written. With a
+   * `batch` id, a batch already stored under that id (sent again because
+   * the answer to the first write was lost) is not linked again: its stored
+   * rows are returned instead.
+   */
+  append(link: AuditLinker, batch?: string): Promise<AuditRow[]>;
   head(): Promise<AuditHead | null>;
   checkpoint(): Promise<AuditCheckpoint | null>;
   /** Rows with seq > afterSeq (and ts >= sinceTs when given), ascending, at most `limit`. */

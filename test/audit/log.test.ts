@@ -107,6 +107,38 @@ describe('audit log', () => {
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(i);
   });
 
+  it('a batch committed whose answer was lost is sent again as it was, and the store does not write it twice', async () => {
+    // What a writer thread dying between its commit and its reply looks like from the log: the write
+    // happened, the confirmation did not arrive. A second batch is in flight behind it.
+    const real = new StoreAuditWriter(store.audit, key);
+    let lose = 1;
+    const ids: string[] = [];
+    const lossy: AuditWriter = {
+      kind: 'thread',
+      maxInFlight: 2,
+      write: async (batch, startsRun) => {
+        ids.push(batch.id);
+        const n = await real.write(batch);
+        if (lose-- > 0) throw new Error('audit writer thread stopped before answering (it exited with code 1)');
+        return n;
+      },
+      prune: (r, now) => real.prune(r, now),
+      close: () => real.close(),
+    };
+    const log = new AuditLog({ store, key, writer: lossy, batchSize: 100 });
+    for (let i = 1; i <= 250; i++) log.append(record(i));
+    await expect(log.flush()).rejects.toThrow(/stopped before answering/);
+    expect(log.stats()).toMatchObject({ failing: true, written: 0, queued: 250 });
+    for (let i = 251; i <= 260; i++) log.append(record(i));
+    await log.close();
+    expect(log.stats()).toMatchObject({ failing: false, written: 260, queued: 0 });
+    // The lost batch went again under its own id, before anything new.
+    expect(ids[ids.indexOf(ids[0]!, 1)]).toBe(ids[0]);
+    const rows = await store.audit.range({ limit: 1000 });
+    expect(rows.map((r) => (JSON.parse(r.record) as { bytesIn: number }).bytesIn)).toEqual(Array.from({ length: 260 }, (_, i) => 101 + i));
+    expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 260 });
+  });
+
   it('close() drains everything queued; append after close is an error', async () => {
     const log = new AuditLog({ store, key, batchSize: 100 });
     for (let i = 1; i <= 5000; i++) log.append(record(i));

@@ -88,7 +88,7 @@ describe('audit segments', () => {
   it('refuse to inflate a body past 256 MiB (a decompression bomb edited into the database)', () => {
     const bomb = deflateRawSync(Buffer.alloc(257 << 20), { level: 1 });
     expect(bomb.length).toBeLessThan(2 << 20);
-    const rows = unpackSegment({ firstSeq: 1, lastSeq: 1, tsMin: 0, tsMax: 0, prevHash: '', codec: 'deflate-raw', body: bomb });
+    const rows = unpackSegment({ firstSeq: 1, lastSeq: 1, tsMin: 0, tsMax: 0, prevHash: '', codec: 'deflate-raw', body: bomb, batch: null });
     expect(rows).toMatchObject([{ seq: 1, record: '', damaged: expect.stringMatching(/cannot be decoded/) }]);
   });
 

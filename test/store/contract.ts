@@ -129,6 +129,25 @@ export function storeContract(name: string, open: () => Promise<Store>, reopen?:
       expect(await store.audit.prune(1, () => null)).toBe(0);
     });
 
+    it('audit: a batch appended again under the same id is not linked twice; its stored rows come back', async () => {
+      const link = (tag: string) => (head: { seq: number; hash: string } | null) => {
+        const seq = (head?.seq ?? 0) + 1;
+        const row = { seq, ts: seq, record: `{"tag":"${tag}"}`, prevHash: head?.hash ?? 'g', hash: `h${seq}` };
+        return { rows: [row], head: { seq, hash: row.hash, mac: null } };
+      };
+      const first = await store.audit.append(link('a'), 'batch-1');
+      const again = await store.audit.append(link('a, resent'), 'batch-1');
+      expect(again).toEqual(first);
+      await store.audit.append(link('b'), 'batch-2');
+      await store.audit.append(link('c'));
+      expect((await store.audit.range({ limit: 10 })).map((r) => [r.seq, r.record])).toEqual([
+        [1, '{"tag":"a"}'],
+        [2, '{"tag":"b"}'],
+        [3, '{"tag":"c"}'],
+      ]);
+      expect(await store.audit.head()).toMatchObject({ seq: 3, hash: 'h3' });
+    });
+
     it('audit: concurrent appends never fork the chain', async () => {
       const linkOne = (head: { seq: number; hash: string } | null) => {
         const seq = (head?.seq ?? 0) + 1;

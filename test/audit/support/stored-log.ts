@@ -18,12 +18,13 @@ interface SegmentRow {
   prev_hash: string;
   codec: string;
   body: Buffer;
+  batch: string | null;
 }
 
 export function storedRows(db: Database.Database): AuditRow[] {
   const segments = db.prepare('SELECT * FROM audit_segments ORDER BY first_seq').all() as SegmentRow[];
   return segments.flatMap((s) =>
-    unpackSegment({ firstSeq: s.first_seq, lastSeq: s.last_seq, tsMin: s.ts_min, tsMax: s.ts_max, prevHash: s.prev_hash, codec: s.codec, body: s.body }),
+    unpackSegment({ firstSeq: s.first_seq, lastSeq: s.last_seq, tsMin: s.ts_min, tsMax: s.ts_max, prevHash: s.prev_hash, codec: s.codec, body: s.body, batch: s.batch }),
   );
 }
 
@@ -59,5 +60,6 @@ export function storedSegments(db: Database.Database): AuditSegment[] {
     prevHash: s.prev_hash,
     codec: s.codec,
     body: s.body,
+    batch: s.batch,
   }));
 }
