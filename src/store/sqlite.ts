@@ -251,7 +251,8 @@ class SqliteSecrets implements SecretRepo {
   }
 }
 
-interface SegmentRow {
+/** An `audit_segments` row as better-sqlite3 returns it. */
+export interface SegmentRow {
   first_seq: number;
   last_seq: number;
   ts_min: number;
@@ -264,7 +265,7 @@ interface SegmentRow {
 
 const SEGMENT_COLUMNS = 'first_seq, last_seq, ts_min, ts_max, prev_hash, codec, body, batch';
 
-function toSegment(r: SegmentRow): AuditSegment {
+export function toSegment(r: SegmentRow): AuditSegment {
   return {
     firstSeq: r.first_seq,
     lastSeq: r.last_seq,

@@ -9,23 +9,10 @@
 import type Database from 'better-sqlite3';
 import { unpackSegment, type AuditSegment } from '../../../src/store/audit-segments.js';
 import type { AuditRow } from '../../../src/store/types.js';
-
-interface SegmentRow {
-  first_seq: number;
-  last_seq: number;
-  ts_min: number;
-  ts_max: number;
-  prev_hash: string;
-  codec: string;
-  body: Buffer;
-  batch: string | null;
-}
+import { toSegment, type SegmentRow } from '../../../src/store/sqlite.js';
 
 export function storedRows(db: Database.Database): AuditRow[] {
-  const segments = db.prepare('SELECT * FROM audit_segments ORDER BY first_seq').all() as SegmentRow[];
-  return segments.flatMap((s) =>
-    unpackSegment({ firstSeq: s.first_seq, lastSeq: s.last_seq, tsMin: s.ts_min, tsMax: s.ts_max, prevHash: s.prev_hash, codec: s.codec, body: s.body, batch: s.batch }),
-  );
+  return storedSegments(db).flatMap(unpackSegment);
 }
 
 export function storedRow(db: Database.Database, seq: number): AuditRow {
@@ -52,14 +39,5 @@ export function editStoredRows(db: Database.Database, edit: (rows: AuditRow[]) =
 
 /** One stored segment as the codec sees it (for tests that damage a segment itself). */
 export function storedSegments(db: Database.Database): AuditSegment[] {
-  return (db.prepare('SELECT * FROM audit_segments ORDER BY first_seq').all() as SegmentRow[]).map((s) => ({
-    firstSeq: s.first_seq,
-    lastSeq: s.last_seq,
-    tsMin: s.ts_min,
-    tsMax: s.ts_max,
-    prevHash: s.prev_hash,
-    codec: s.codec,
-    body: s.body,
-    batch: s.batch,
-  }));
+  return (db.prepare('SELECT * FROM audit_segments ORDER BY first_seq').all() as SegmentRow[]).map(toSegment);
 }
