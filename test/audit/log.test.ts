@@ -84,10 +84,10 @@ describe('audit log', () => {
     const slow: AuditWriter = {
       kind: 'inline',
       maxInFlight: 1,
-      write: async (batch, startsRun) => {
+      write: async (batch) => {
         sizes.push(batch.templates.length);
         await new Promise((r) => setTimeout(r, 3));
-        return real.write(batch, startsRun);
+        return real.write(batch);
       },
       prune: (r, now) => real.prune(r, now),
       close: () => real.close(),
@@ -116,7 +116,7 @@ describe('audit log', () => {
     const lossy: AuditWriter = {
       kind: 'thread',
       maxInFlight: 2,
-      write: async (batch, startsRun) => {
+      write: async (batch) => {
         ids.push(batch.id);
         const n = await real.write(batch);
         if (lose-- > 0) throw new Error('audit writer thread stopped before answering (it exited with code 1)');
