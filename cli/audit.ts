@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import { loadPolicy, formatDiagnostic, type PolicyModel } from '../src/policy/index.js';
 import { openStoreFor, stateDirFor, type AuditRow, type Store } from '../src/store/index.js';
 import { loadVaultKey, deriveSubkey } from '../src/vault/index.js';
-import { AUDIT_KEY_PURPOSE, auditRows, exportLine, rowsFromLines, verifyChain, verifyStore, type VerifyResult } from '../src/audit/index.js';
+import { AUDIT_KEY_PURPOSE, auditRows, exportLine, readRecord, rowsFromLines, verifyChain, verifyStore, type VerifyResult } from '../src/audit/index.js';
 
 type Out = Pick<NodeJS.WriteStream, 'write'>;
 
@@ -171,7 +171,13 @@ function what(r: RecordView): string {
 }
 
 export function formatRecord(row: AuditRow): string {
-  const r = JSON.parse(row.record) as RecordView;
+  let r: RecordView;
+  try {
+    r = readRecord(row) as unknown as RecordView;
+  } catch (err) {
+    // One unreadable record must not stop the rest from showing.
+    return `-  #${row.seq}  UNREADABLE  ${(err as Error).message}`;
+  }
   const outcome = (r.outcome ?? '?') + (r.mode === 'observe' && r.verdict !== r.outcome ? ` (would ${r.verdict})` : '');
   const parts = [
     r.time ?? '-',

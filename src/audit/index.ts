@@ -4,7 +4,7 @@ export { WorkerAuditWriter, AuditWriterError } from './worker-writer.js';
 export { writerThreadEntry, WriterEntryError, type WriterThreadEntry } from './worker-entry.js';
 export { verifyChain, linkBatch, chainHash, GENESIS_HASH, type VerifyResult, type ChainProblem } from './chain.js';
 export { canonicalJson } from './canonical.js';
-export { auditRows, verifyStore, exportLine, parseExportLine, rowsFromLines } from './reader.js';
+export { auditRows, verifyStore, exportLine, parseExportLine, readRecord, rowsFromLines } from './reader.js';
 export { redactFacts, createFactsRedactor, credentialHeaders, SENSITIVE_HEADERS, REDACTED } from './redact.js';
 /** The purpose string for `vault.subkey()` that keys the audit head and checkpoints. */
 export const AUDIT_KEY_PURPOSE = 'clawpatrol audit chain v1';

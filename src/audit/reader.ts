@@ -52,9 +52,21 @@ export async function verifyStore(store: Store, key: Buffer | null): Promise<Ver
   return result;
 }
 
+/** A stored record's fields; throws, saying which record and why, when it cannot be read (`audit verify` tells more). */
+export function readRecord(row: AuditRow): Record<string, unknown> {
+  if (row.damaged !== undefined) throw new Error(`record ${row.seq} cannot be read: ${row.damaged} (run clawpatrol audit verify)`);
+  let record: unknown;
+  try {
+    record = JSON.parse(row.record);
+  } catch {
+    throw new Error(`record ${row.seq} is not valid JSON (run clawpatrol audit verify)`);
+  }
+  if (!record || typeof record !== 'object' || Array.isArray(record)) throw new Error(`record ${row.seq} is not a JSON object (run clawpatrol audit verify)`);
+  return record as Record<string, unknown>;
+}
+
 export function exportLine(row: AuditRow): string {
-  const record = JSON.parse(row.record) as Record<string, unknown>;
-  return JSON.stringify({ ...record, prev_hash: row.prevHash, hash: row.hash });
+  return JSON.stringify({ ...readRecord(row), prev_hash: row.prevHash, hash: row.hash });
 }
 
 /** Parse one export line back into a row; throws on lines that are not export records. */

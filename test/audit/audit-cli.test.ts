@@ -131,6 +131,18 @@ describe('clawpatrol audit', () => {
       'audit log FAILED verification at record 42: record 42 was edited: its content does not match its hash\n' +
         `41 records verified before it (sqlite:${join(stateDir, 'state.db')})\n`,
     );
+    // A segment damaged in the database: tail shows the rest and says which record it cannot read; export stops there.
+    writeStoredRows(db, original);
+    db.prepare("UPDATE audit_segments SET codec = 'deflate-raw', body = x'00ff00ff' WHERE first_seq = 50").run();
+    const tail = cli(['audit', 'tail', '--config', policy, '-n', '52']);
+    expect(tail.status).toBe(0);
+    const tailLines = tail.stdout.trimEnd().split('\n');
+    expect(tailLines).toHaveLength(52);
+    expect(tailLines[0]).toMatch(/^-  #50  UNREADABLE  record 50 cannot be read: the stored segment of records 50–50 cannot be decoded/);
+    expect(tailLines[1]).toMatch(/  #51  /);
+    const exported = cli(['audit', 'export', '--config', policy]);
+    expect(exported.status).toBe(1);
+    expect(exported.stderr).toMatch(/^clawpatrol audit export: record 50 cannot be read: the stored segment of records 50–50 cannot be decoded .*\(run clawpatrol audit verify\)\n$/);
     writeStoredRows(db, original.filter((row) => row.seq <= 98));
     r = cli(['audit', 'verify', '--config', policy, '--json']);
     expect(r.status).toBe(1);
