@@ -4,7 +4,7 @@
 import type { HttpFacts } from '../../policy/types.js';
 import type { BodyFacts } from './body.js';
 import type { HeaderField } from './h1-parser.js';
-import { normalisePath, parseQuery, type NormalisedPath } from './path.js';
+import { normalisePath, objectSortedByKey, parseQuery, type NormalisedPath } from './path.js';
 
 /**
  * Lower-case keys; repeated fields joined with ", " (RFC 9110 §5.3), except
@@ -18,7 +18,7 @@ export function headerFacts(fields: readonly HeaderField[]): Record<string, stri
     const prev = map.get(key);
     map.set(key, prev === undefined ? value : prev + (key === 'cookie' ? '; ' : ', ') + value);
   }
-  return Object.fromEntries(map);
+  return objectSortedByKey(map);
 }
 
 export interface FactsInput {
@@ -35,16 +35,16 @@ export interface FactsInput {
 
 export function buildHttpFacts(input: FactsInput): HttpFacts {
   const norm = input.normalised ?? normalisePath(input.rawPath);
-  const facts: HttpFacts = {
-    method: input.method,
-    path: norm.path,
-    raw_path: input.rawPath,
-    host: input.host,
-    query: parseQuery(input.rawQuery),
-    headers: headerFacts(input.headers),
+  // Keys in canonical (sorted) order, so the audit log writes these facts as they are (audit/record-json.ts).
+  return {
     body: input.body.body,
     body_json: input.body.body_json,
+    ...(input.body.body_truncated ? { body_truncated: true } : {}),
+    headers: headerFacts(input.headers),
+    host: input.host,
+    method: input.method,
+    path: norm.path,
+    query: parseQuery(input.rawQuery),
+    raw_path: input.rawPath,
   };
-  if (input.body.body_truncated) facts.body_truncated = true;
-  return facts;
 }

@@ -120,5 +120,14 @@ export function parseQuery(rawQuery: string | null): Record<string, string[]> {
       else map.set(k, [v]);
     }
   }
-  return Object.fromEntries(map);
+  return objectSortedByKey(map);
+}
+
+/**
+ * A map as an object whose keys are in sorted order: the audit log writes
+ * facts whose keys are already canonical as they are (audit/record-json.ts),
+ * which costs less than the sort here.
+ */
+export function objectSortedByKey<V>(map: Map<string, V>): Record<string, V> {
+  return Object.fromEntries(map.size > 1 ? [...map].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)) : map);
 }
