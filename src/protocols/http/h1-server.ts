@@ -124,17 +124,28 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
   /**
    * The next request head. Timers are armed only when the head is not
    * already buffered: an idle keep-alive limit while nothing has arrived, and
-   * a deadline for the whole head once it has started (slow-drip heads).
+   * a deadline for the whole head from its first byte (a head dripped a byte
+   * at a time must not hold the connection for longer, however long the
+   * connection was idle before it started).
    */
   const nextHead = async (): Promise<ParseEvent | null> => {
     const ready = parser.next();
     if (ready) return ready;
     setIdle(keepAliveMs);
-    const headTimer = setTimeout(() => {
-      if (parser.midMessage) refuse(408, 'request head not received in time');
-    }, headersTimeoutMs);
+    let headTimer: NodeJS.Timeout | undefined;
+    const headStarted = () => {
+      headTimer ??= setTimeout(() => refuse(408, 'request head not received in time'), headersTimeoutMs);
+    };
+    if (parser.midMessage) headStarted();
     try {
-      return await nextEvent();
+      for (;;) {
+        const ev = parser.next();
+        if (ev) return ev;
+        const chunk = await reader.read();
+        if (chunk === null) return null;
+        parser.feed(chunk);
+        headStarted();
+      }
     } finally {
       clearTimeout(headTimer);
       setIdle(0);
