@@ -20,6 +20,21 @@ export const arg = (name: string, dflt: string): string => {
 export const flag = (name: string): boolean => process.argv.includes(`--${name}`);
 export const listArg = (name: string): string[] => arg(name, '').split(',').filter(Boolean);
 
+/** The options both runners take (see the README). */
+export function runOptions() {
+  return {
+    seconds: Number(arg('seconds', '4')),
+    rounds: Number(arg('rounds', '3')),
+    only: listArg('only'),
+    paths: listArg('paths'),
+    baseline: arg('baseline', ''),
+    /** `--profile DIR`: write a V8 CPU profile of the gateway process there. */
+    profile: arg('profile', ''),
+    /** `--dist`: the gateways run their checkout's compiled dist/ (`npm run build` there first), as in production. */
+    dist: flag('dist'),
+  };
+}
+
 export const UPSTREAM_IP = '127.0.0.2';
 /** What the upstreams (Node's and nginx) answer to `GET /json` and `GET /big`. */
 export const JSON_BODY = JSON.stringify({ id: 42, name: 'widget', tags: ['a', 'b', 'c'], price: 9.99, ok: true });

@@ -38,28 +38,18 @@ import {
   Results,
   Scope,
   UPSTREAM_IP,
-  arg,
   cpuSeconds,
   describeRun,
-  flag,
-  listArg,
   logSample,
   pairedLines,
+  runOptions,
   percentile,
   startGateway,
   startMitmproxy,
   type Sample,
 } from './common.js';
 
-const SECONDS = Number(arg('seconds', '4'));
-const ROUNDS = Number(arg('rounds', '3'));
-const ONLY = listArg('only');
-const PATHS = listArg('paths');
-const BASELINE = arg('baseline', '');
-/** `--profile DIR`: write a V8 CPU profile of the gateway process there. */
-const PROFILE = arg('profile', '');
-/** `--dist`: the gateways run their checkout's compiled dist/ (`npm run build` there first), as in production. */
-const DIST = flag('dist');
+const { seconds: SECONDS, rounds: ROUNDS, only: ONLY, paths: PATHS, baseline: BASELINE, profile: PROFILE, dist: DIST } = runOptions();
 const INGRESS_IP = '127.0.0.3';
 const BASELINE_INGRESS_IP = '127.0.0.4';
 

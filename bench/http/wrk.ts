@@ -44,9 +44,9 @@ import {
   describeRun,
   flag,
   freePort,
-  listArg,
   logSample,
   pairedLines,
+  runOptions,
   pinned,
   startGateway,
   startMitmproxy,
@@ -54,14 +54,10 @@ import {
 } from './common.js';
 import { startNginx } from './nginx.js';
 
-const SECONDS = Math.max(1, Math.round(Number(arg('seconds', '4'))));
-const ROUNDS = Number(arg('rounds', '3'));
-const ONLY = listArg('only');
-const PATHS = listArg('paths');
-const BASELINE = arg('baseline', '');
-const PROFILE = arg('profile', '');
-/** `--dist`: the gateways run their checkout's compiled dist/ (`npm run build` there first), as in production. */
-const DIST = flag('dist');
+const options = runOptions();
+const { rounds: ROUNDS, only: ONLY, paths: PATHS, baseline: BASELINE, profile: PROFILE, dist: DIST } = options;
+/** wrk takes whole seconds. */
+const SECONDS = Math.max(1, Math.round(options.seconds));
 const THREADS = arg('threads', '1');
 const PIN = flag('pin');
 /** Where the proxy runs and where wrk and nginx run, when pinned. */

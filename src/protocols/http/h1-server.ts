@@ -110,14 +110,15 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
     });
   };
 
-  /** Next parser event, reading more bytes as needed; null when the agent closed. */
-  const nextEvent = async (): Promise<ParseEvent | null> => {
+  /** Next parser event, reading more bytes as needed (`onBytes` after each read); null when the agent closed. */
+  const nextEvent = async (onBytes?: () => void): Promise<ParseEvent | null> => {
     for (;;) {
       const ev = parser.next();
       if (ev) return ev;
       const chunk = await reader.read();
       if (chunk === null) return null;
       parser.feed(chunk);
+      onBytes?.();
     }
   };
 
@@ -138,14 +139,7 @@ async function run(core: EngineCore, socket: Duplex, conn: ConnectionInfo, opts:
     };
     if (parser.midMessage) headStarted();
     try {
-      for (;;) {
-        const ev = parser.next();
-        if (ev) return ev;
-        const chunk = await reader.read();
-        if (chunk === null) return null;
-        parser.feed(chunk);
-        headStarted();
-      }
+      return await nextEvent(headStarted);
     } finally {
       clearTimeout(headTimer);
       setIdle(0);
