@@ -54,6 +54,8 @@ describe('device lifecycle', () => {
     join.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     let err = '';
     join.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    // Listening from the start: join may be approved and exit while the approve CLI is still returning.
+    const exited = new Promise<number | null>((resolve) => join.once('close', (c) => resolve(c)));
     const code = await new Promise<string>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`no enrolment code: ${out} ${err}`)), 20_000);
       join.stdout!.on('data', () => {
@@ -73,8 +75,7 @@ describe('device lifecycle', () => {
     expect(wrongProfile.stderr).toMatch(/no profile "nope"/);
     const approved = await devicesCli(['approve', code.toLowerCase().replace('-', ' '), '--profile', 'dev']);
     expect(approved.code, approved.stderr).toBe(0);
-    const exit = await new Promise<number | null>((resolve) => join.once('exit', (c) => resolve(c)));
-    expect(exit, err).toBe(0);
+    expect(await exited, err).toBe(0);
     deviceA = /Joined as (dev_[0-9a-f]+)/.exec(out)![1]!;
     devices.push(deviceA);
     expect(approved.stdout).toContain(deviceA);
