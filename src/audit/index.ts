@@ -1,4 +1,4 @@
-export { AuditLog, AuditClosedError, type AuditLogOptions, type AuditStats, type RetentionPolicy } from './log.js';
+export { AuditLog, AuditClosedError, AuditBacklogFullError, type AuditLogOptions, type AuditStats, type RetentionPolicy } from './log.js';
 export { StoreAuditWriter, type AuditWriter } from './writer.js';
 export { WorkerAuditWriter, AuditWriterError } from './worker-writer.js';
 export { writerThreadEntry, WriterEntryError, type WriterThreadEntry } from './worker-entry.js';

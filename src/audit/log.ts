@@ -48,6 +48,14 @@ export interface AuditLogOptions {
   thread?: boolean;
   /** A writer to use instead of choosing one (tests that supervise the writer thread). */
   writer?: AuditWriter;
+  /**
+   * Most records kept waiting for the store (default 200,000). At the bound
+   * the log is `unavailable()` — the enforcer then denies every action — and
+   * records still appended (actions that were under way) are counted, not
+   * kept; once the store takes records again one summary record says how
+   * many, allowed and denied, and when.
+   */
+  maxQueued?: number;
   /** Called when a write or prune fails (the records stay queued). */
   onError?: (err: Error) => void;
   now?: () => number;
@@ -57,6 +65,8 @@ export interface AuditStats {
   queued: number;
   written: number;
   pruned: number;
+  /** Records counted but not kept because the backlog was full (see `maxQueued`). */
+  suppressed: number;
   /** True while the last write attempt failed. */
   failing: boolean;
   lastError: string | null;
@@ -66,6 +76,11 @@ export interface AuditStats {
 
 export class AuditClosedError extends Error {
   override name = 'AuditClosedError';
+}
+
+/** Told through `onError` when the backlog reaches `maxQueued` (not a write failure of its own). */
+export class AuditBacklogFullError extends Error {
+  override name = 'AuditBacklogFullError';
 }
 
 /** After a failed write, the next attempt starts this much later (or at the next flush()). */
@@ -97,10 +112,14 @@ export class AuditLog implements AuditSink {
   private readonly flushDelayMs: number;
   private readonly now: () => number;
   private readonly writer: AuditWriter;
-  private st: Omit<AuditStats, 'writer'> = { queued: 0, written: 0, pruned: 0, failing: false, lastError: null };
+  private st: Omit<AuditStats, 'writer'> = { queued: 0, written: 0, pruned: 0, suppressed: 0, failing: false, lastError: null };
+  private readonly maxQueued: number;
+  /** Records appended while the backlog was full, not yet summarised. */
+  private overflow: { allowed: number; denied: number; from: string; to: string } | null = null;
 
   constructor(private readonly opts: AuditLogOptions) {
     this.batchSize = Math.max(1, opts.batchSize ?? 256);
+    this.maxQueued = Math.max(1, opts.maxQueued ?? 200_000);
     this.flushDelayMs = Math.max(0, opts.flushDelayMs ?? 20);
     this.now = opts.now ?? Date.now;
     this.writer = opts.writer ?? chooseWriter(opts.store, opts.key ?? null, opts.thread);
@@ -113,6 +132,10 @@ export class AuditLog implements AuditSink {
 
   append(record: AuditRecordInput): void {
     if (this.closed) throw new AuditClosedError('audit log is closed');
+    if (this.pending >= this.maxQueued) {
+      this.countOverflow(record);
+      return;
+    }
     this.queue.push(record);
     if (this.writing) return; // the running write loop picks it up
     if (this.pending >= this.batchSize) this.kick(0);
@@ -162,6 +185,54 @@ export class AuditLog implements AuditSink {
 
   private get pending(): number {
     return this.queue.length - this.head;
+  }
+
+  /** Why no more records can be taken (the backlog is at `maxQueued`), or null. */
+  unavailable(): string | null {
+    if (this.pending < this.maxQueued) return null;
+    return `the audit log cannot record actions: ${this.pending} records are waiting to be written${this.st.lastError ? ` (${this.st.lastError})` : ''}`;
+  }
+
+  private countOverflow(record: AuditRecordInput): void {
+    if (!this.overflow) {
+      this.overflow = { allowed: 0, denied: 0, from: record.time, to: record.time };
+      // Told, not recorded as the write error: lastError keeps saying why the store refuses.
+      this.opts.onError?.(
+        new AuditBacklogFullError(`backlog full (${this.pending} records waiting); actions are refused and further records only counted until the store takes records again`),
+      );
+    }
+    if (record.outcome === 'allow') this.overflow.allowed++;
+    else this.overflow.denied++;
+    this.overflow.to = record.time;
+    this.st.suppressed++;
+  }
+
+  /** Once there is room again: one record for everything counted while the backlog was full. */
+  private summariseOverflow(): void {
+    const o = this.overflow;
+    if (!o || this.pending >= this.maxQueued) return;
+    this.overflow = null;
+    const n = o.allowed + o.denied;
+    this.queue.push({
+      approvals: [],
+      bytesIn: 0,
+      bytesOut: 0,
+      credential: null,
+      endpoint: null,
+      facts: { audit: { not_recorded: n, allowed: o.allowed, denied: o.denied, from: o.from, to: o.to } },
+      failClosed: true,
+      family: 'audit',
+      host: '',
+      latencyMs: 0,
+      mode: 'enforce',
+      outcome: 'deny',
+      peer: null,
+      profile: null,
+      reason: `${n} action records (${o.allowed} allowed, ${o.denied} denied) between ${o.from} and ${o.to} were not kept: the audit log's backlog was full`,
+      rule: '',
+      time: new Date(this.now()).toISOString(),
+      verdict: 'deny',
+    });
   }
 
   stats(): AuditStats {
@@ -259,6 +330,7 @@ export class AuditLog implements AuditSink {
       this.st.written += next.size;
       this.st.failing = false;
       this.st.lastError = null;
+      this.summariseOverflow();
       // Let the data path run between batches (an inline SQLite write settles at once).
       if (this.pending > sent && due()) await new Promise((r) => setImmediate(r));
     }

@@ -85,6 +85,12 @@ export interface AuditSink {
   append(record: AuditRecordInput): void;
   flush(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Why the sink cannot take more records now (its backlog is full: the
+   * store has not taken records for a while), or null. The enforcer then
+   * denies every action: what cannot be accounted for does not happen.
+   */
+  unavailable?(): string | null;
 }
 
 // ───────────────────────────── enforcer ───────────────────────────────────

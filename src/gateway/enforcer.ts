@@ -6,6 +6,8 @@
  *   → secrets.resolve(credential)    (only when allowed and something is injected; a missing secret denies)
  *   → audit.append(...)              (when the engine calls `finish`)
  *
+ * An audit sink that cannot take records (`unavailable()`) denies every action, fail-closed.
+ *
  * Engines never call the policy, approvals or vault directly; they build an
  * Action, await `enforce` (or take `enforceNow`'s answer when no approval is
  * needed), apply `allowed` natively, and call `finish` once the action has
@@ -42,12 +44,16 @@ export interface EnforcerDeps {
 export function createEnforcer(deps: EnforcerDeps): Enforcer {
   const now = deps.now ?? (() => performance.now());
 
-  /** Everything after the decision (and its approvals): the secret, then the Enforcement. */
-  function conclude(action: Action, decision: Decision, started: number, approved?: ApprovalOutcome): Enforcement {
-    let allowed = approved ? approved.verdict === 'allow' : decision.effective === 'allow';
-    let reason = approved ? approved.reason : decision.reason;
+  /**
+   * Everything after the decision (and its approvals): the secret, then the
+   * Enforcement. `refused` denies whatever was decided, fail-closed, with
+   * that reason (the audit log cannot take the record).
+   */
+  function conclude(action: Action, decision: Decision, started: number, approved?: ApprovalOutcome, refused?: string): Enforcement {
+    let allowed = refused === undefined && (approved ? approved.verdict === 'allow' : decision.effective === 'allow');
+    let reason = refused ?? (approved ? approved.reason : decision.reason);
     const stages: ApprovalStage[] = approved ? approved.stages : [];
-    let failClosed = decision.failClosed;
+    let failClosed = refused !== undefined || decision.failClosed;
 
     let material: CredentialMaterial | null = null;
     // A connection that already logged in with the credential injects nothing: no vault read (it opens the secret).
@@ -103,14 +109,17 @@ export function createEnforcer(deps: EnforcerDeps): Enforcer {
     async enforce(action: Action, signal?: AbortSignal): Promise<Enforcement> {
       const started = now();
       const decision = safeDecide(deps.policy(), action);
-      if (decision.effective !== 'approve') return conclude(action, decision, started);
+      const refused = deps.audit.unavailable?.() ?? undefined;
+      // Nobody is asked to approve what could not be recorded.
+      if (decision.effective !== 'approve' || refused !== undefined) return conclude(action, decision, started, undefined, refused);
       const outcome = await deps.approvals.run(action, decision, signal);
-      return conclude(action, decision, started, outcome);
+      return conclude(action, decision, started, outcome, deps.audit.unavailable?.() ?? undefined);
     },
     enforceNow(action: Action): Enforcement | null {
       const started = now();
       const decision = safeDecide(deps.policy(), action);
-      return decision.effective === 'approve' ? null : conclude(action, decision, started);
+      const refused = deps.audit.unavailable?.() ?? undefined;
+      return decision.effective === 'approve' && refused === undefined ? null : conclude(action, decision, started, undefined, refused);
     },
   };
 }

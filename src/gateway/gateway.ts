@@ -15,7 +15,7 @@ import type { PolicyModel, Endpoint, GatewayConfig } from '../policy/types.js';
 import { PolicyWatcher, type CompiledPolicy } from '../policy/index.js';
 import { openStoreFor, stateDirFor, type Store } from '../store/index.js';
 import { openVault, openGatewayCa, type Vault, type GatewayCa } from '../vault/index.js';
-import { AuditLog, AUDIT_KEY_PURPOSE, createFactsRedactor } from '../audit/index.js';
+import { AuditBacklogFullError, AuditLog, AUDIT_KEY_PURPOSE, createFactsRedactor } from '../audit/index.js';
 import { createApprovalService, type ApprovalService } from '../approvals/index.js';
 import { createHttpEngine, type HttpEngine } from '../protocols/http/index.js';
 import { createPostgresEngine, type PostgresEngine } from '../protocols/postgres/index.js';
@@ -116,7 +116,8 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       store,
       key: vault.subkey(AUDIT_KEY_PURPOSE),
       ...(gateway.actionsKeep ? { retention: gateway.actionsKeep } : {}),
-      onError: (err) => log(`audit: write failed (records kept in memory, retrying): ${err.message}`),
+      onError: (err) =>
+        log(err instanceof AuditBacklogFullError ? `audit: ${err.message}` : `audit: write failed (records kept in memory, retrying): ${err.message}`),
     });
     // Registered before the engines' cleanups so it runs after them: drains every record.
     cleanups.push(() => audit.close());

@@ -139,6 +139,46 @@ describe('audit log', () => {
     expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 260 });
   });
 
+  it('at maxQueued it is unavailable, counts what it cannot keep, and writes one summary record once the store takes records again', async () => {
+    const real = new StoreAuditWriter(store.audit, key);
+    let broken = true;
+    const flaky: AuditWriter = {
+      kind: 'inline',
+      maxInFlight: 1,
+      write: async (batch) => {
+        if (broken) throw new Error('disk I/O error');
+        return real.write(batch);
+      },
+      prune: (r, now) => real.prune(r, now),
+      close: () => real.close(),
+    };
+    const errors: string[] = [];
+    const log = new AuditLog({ store, key, writer: flaky, maxQueued: 10, onError: (e) => errors.push(e.message) });
+    for (let i = 1; i <= 9; i++) log.append(record(i));
+    expect(log.unavailable()).toBeNull();
+    log.append(record(10));
+    await expect(log.flush()).rejects.toThrow(/disk I\/O error/);
+    for (let i = 11; i <= 15; i++) log.append(record(i)); // actions under way when the backlog filled
+    expect(log.unavailable()).toBe('the audit log cannot record actions: 10 records are waiting to be written (disk I/O error)');
+    expect(log.stats()).toMatchObject({ queued: 10, suppressed: 5, failing: true });
+    expect(errors).toContain('backlog full (10 records waiting); actions are refused and further records only counted until the store takes records again');
+    broken = false;
+    await log.close();
+    expect(log.unavailable()).toBeNull();
+    const rows = (await store.audit.range({ limit: 100 })).map((r) => JSON.parse(r.record) as Record<string, unknown>);
+    expect(rows).toHaveLength(11);
+    expect(rows.slice(0, 10).map((r) => r.bytesIn)).toEqual(Array.from({ length: 10 }, (_, i) => 101 + i));
+    // records 11–15: i % 3 === 0 is a denial (12, 15), the rest allowed
+    expect(rows[10]).toMatchObject({
+      family: 'audit',
+      outcome: 'deny',
+      failClosed: true,
+      facts: { audit: { not_recorded: 5, allowed: 3, denied: 2, from: record(11).time, to: record(15).time } },
+      reason: `5 action records (3 allowed, 2 denied) between ${record(11).time} and ${record(15).time} were not kept: the audit log's backlog was full`,
+    });
+    expect(await verifyStore(store, key)).toMatchObject({ ok: true, count: 11 });
+  });
+
   it('close() drains everything queued; append after close is an error', async () => {
     const log = new AuditLog({ store, key, batchSize: 100 });
     for (let i = 1; i <= 5000; i++) log.append(record(i));

@@ -20,9 +20,14 @@ function decision(over: Partial<Decision>): Decision {
   };
 }
 
-function harness(d: Decision | (() => Decision), opts: { secret?: boolean; approval?: 'allow' | 'deny' } = {}) {
+function harness(d: Decision | (() => Decision), opts: { secret?: boolean; approval?: 'allow' | 'deny'; auditUnavailable?: () => string | null } = {}) {
   const records: AuditRecordInput[] = [];
-  const audit: AuditSink = { append: (r) => void records.push(r), flush: async () => {}, close: async () => {} };
+  const audit: AuditSink = {
+    append: (r) => void records.push(r),
+    flush: async () => {},
+    close: async () => {},
+    ...(opts.auditUnavailable ? { unavailable: opts.auditUnavailable } : {}),
+  };
   const secrets: SecretResolver = {
     resolve: (id) =>
       opts.secret === false
@@ -79,6 +84,32 @@ describe('enforcer', () => {
     expect(e.reason).toBe('credential bearer_token.github has no secret');
     e.finish();
     expect(h.records[0]).toMatchObject({ outcome: 'deny', failClosed: true });
+  });
+
+  it('denies every action, fail-closed, while the audit log cannot record — observe mode and approvals included', async () => {
+    const full = () => 'the audit log cannot record actions: 200000 records are waiting to be written (disk I/O error)';
+    for (const d of [decision({}), decision({ verdict: 'deny', effective: 'allow', mode: 'observe' })]) {
+      const h = harness(d, { auditUnavailable: full });
+      const now = h.enforcer.enforceNow!(action)!;
+      expect(now).toMatchObject({ allowed: false, reason: full(), material: null });
+      const e = await h.enforcer.enforce(action);
+      expect(e).toMatchObject({ allowed: false, reason: full(), material: null });
+      e.finish();
+      expect(h.records[0]).toMatchObject({ outcome: 'deny', failClosed: true, reason: full() });
+    }
+    // Nobody is asked to approve what could not be recorded; a backlog that fills during an approval denies too.
+    const approve = decision({ verdict: 'approve', effective: 'approve', approve: ['human_approver.ops'] });
+    const asked = harness(approve, { auditUnavailable: full });
+    expect(await asked.enforcer.enforce(action)).toMatchObject({ allowed: false, reason: full() });
+    expect(asked.calls).toHaveLength(0);
+    let fills: string | null = null;
+    const during = harness(approve, { auditUnavailable: () => fills });
+    const pending = during.enforcer.enforce(action);
+    fills = full();
+    expect(await pending).toMatchObject({ allowed: false, reason: full() });
+    expect(during.calls).toHaveLength(1);
+    // And it recovers: once the log takes records, actions are decided as usual.
+    expect(harness(decision({}), { auditUnavailable: () => null }).enforcer.enforceNow!(action)).toMatchObject({ allowed: true });
   });
 
   it('observe mode forwards what the policy would deny, and records the would-be verdict', async () => {
