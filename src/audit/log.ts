@@ -286,7 +286,7 @@ export class AuditLog implements AuditSink {
    * must not write a trickle of tiny batches as fast as the writer answers.
    */
   private async writeLoop(): Promise<void> {
-    type Sent = { batch: EncodedBatch; size: number; done: Promise<number> };
+    type Sent = { batch: EncodedBatch; done: Promise<number> };
     const inFlight: Sent[] = [];
     // Batches a failed run left unconfirmed go again first, exactly as they were (same id, same records).
     const again = this.unconfirmed;
@@ -298,12 +298,11 @@ export class AuditLog implements AuditSink {
       while (this.pending > sent && inFlight.length < this.writer.maxInFlight && due()) {
         const from = this.head + sent;
         const batch = again.shift() ?? (await encodeInSlices(this.queue.slice(from, from + this.batchSize), this.now()));
-        const size = batch.ts.length;
         const done = this.writer.write(batch, startsRun);
         startsRun = false;
         done.catch(() => undefined); // awaited in order below
-        inFlight.push({ batch, size, done });
-        sent += size;
+        inFlight.push({ batch, done });
+        sent += batch.ts.length;
       }
       const next = inFlight.shift()!;
       try {
@@ -318,8 +317,9 @@ export class AuditLog implements AuditSink {
         return;
       }
       // Only now drop them: the batch is committed.
-      sent -= next.size;
-      this.head += next.size;
+      const size = next.batch.ts.length;
+      sent -= size;
+      this.head += size;
       if (this.head === this.queue.length) {
         this.queue = [];
         this.head = 0;
@@ -327,7 +327,7 @@ export class AuditLog implements AuditSink {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
       }
-      this.st.written += next.size;
+      this.st.written += size;
       this.st.failing = false;
       this.st.lastError = null;
       this.summariseOverflow();

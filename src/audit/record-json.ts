@@ -7,7 +7,7 @@
  * control character); `fillSeq` puts the digits in. This saves copying every
  * record to add its seq, and sorts the top-level keys once per record shape
  * rather than once per record. The audit log encodes a batch on the
- * gateway's thread when it hands the batch to the writer (`encodeBatch`):
+ * gateway's thread when it hands the batch to the writer (`BatchEncoder`):
  * strings cross to the writer thread for a fraction of what a structured
  * clone of the records costs, and the thread only fills in seqs, hashes and
  * stores.
@@ -181,8 +181,8 @@ export interface EncodedBatch {
 }
 
 /** Encode records for the writer (see the module comment); `now` stands in for a `time` that does not parse. */
-export function encodeBatch(records: readonly object[], now: number, id: string = newBatchId()): EncodedBatch {
-  const encoder = new BatchEncoder(now, id);
+export function encodeBatch(records: readonly object[], now: number): EncodedBatch {
+  const encoder = new BatchEncoder(now);
   for (const r of records) encoder.add(r);
   return encoder.finish();
 }
@@ -191,10 +191,8 @@ export function encodeBatch(records: readonly object[], now: number, id: string 
 export class BatchEncoder {
   private readonly templates: string[] = [];
   private readonly ts: number[] = [];
-  constructor(
-    private readonly now: number,
-    private readonly id: string = newBatchId(),
-  ) {}
+  private readonly id = newBatchId();
+  constructor(private readonly now: number) {}
 
   add(record: object): void {
     this.templates.push(encodeRecordOrRepair(record));
@@ -216,6 +214,6 @@ export function recordTs(time: unknown, fallback: number): number {
 const BATCH_ID_PREFIX = randomBytes(9).toString('base64url');
 let batchCounter = 0;
 
-export function newBatchId(): string {
+function newBatchId(): string {
   return `${BATCH_ID_PREFIX}.${++batchCounter}`;
 }

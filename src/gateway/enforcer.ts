@@ -43,6 +43,8 @@ export interface EnforcerDeps {
 
 export function createEnforcer(deps: EnforcerDeps): Enforcer {
   const now = deps.now ?? (() => performance.now());
+  /** Why every action is refused now (the audit log cannot take records), if it is. */
+  const auditRefusal = (): string | undefined => deps.audit.unavailable?.() ?? undefined;
 
   /**
    * Everything after the decision (and its approvals): the secret, then the
@@ -109,16 +111,16 @@ export function createEnforcer(deps: EnforcerDeps): Enforcer {
     async enforce(action: Action, signal?: AbortSignal): Promise<Enforcement> {
       const started = now();
       const decision = safeDecide(deps.policy(), action);
-      const refused = deps.audit.unavailable?.() ?? undefined;
+      const refused = auditRefusal();
       // Nobody is asked to approve what could not be recorded.
       if (decision.effective !== 'approve' || refused !== undefined) return conclude(action, decision, started, undefined, refused);
       const outcome = await deps.approvals.run(action, decision, signal);
-      return conclude(action, decision, started, outcome, deps.audit.unavailable?.() ?? undefined);
+      return conclude(action, decision, started, outcome, auditRefusal());
     },
     enforceNow(action: Action): Enforcement | null {
       const started = now();
       const decision = safeDecide(deps.policy(), action);
-      const refused = deps.audit.unavailable?.() ?? undefined;
+      const refused = auditRefusal();
       return decision.effective === 'approve' && refused === undefined ? null : conclude(action, decision, started, undefined, refused);
     },
   };

@@ -301,8 +301,7 @@ class SqliteAudit implements AuditRepo {
       first: db.prepare('SELECT MIN(first_seq) AS seq FROM audit_segments'),
       segmentOf: db.prepare(`SELECT ${SEGMENT_COLUMNS} FROM audit_segments WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1`),
       addCheckpoint: db.prepare('INSERT INTO audit_checkpoints (seq, hash, mac, created_at) VALUES (?, ?, ?, ?)'),
-      countUpto: db.prepare('SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) AS n FROM audit_segments WHERE first_seq <= ? AND last_seq <= ?'),
-      deleteUpto: db.prepare('DELETE FROM audit_segments WHERE first_seq <= ? AND last_seq <= ?'),
+      deleteUpto: db.prepare('DELETE FROM audit_segments WHERE first_seq <= ? AND last_seq <= ? RETURNING last_seq - first_seq + 1 AS n'),
       deleteSegment: db.prepare('DELETE FROM audit_segments WHERE first_seq = ?'),
     };
   }
@@ -378,8 +377,8 @@ class SqliteAudit implements AuditRepo {
         const cut = row && row.last_seq >= uptoSeq ? cutSegment(toSegment(row), uptoSeq) : null;
         if (!row || !cut) return 0;
         this.stmt.addCheckpoint.run(uptoSeq, cut.hash, seal(uptoSeq, cut.hash), new Date().toISOString());
-        let pruned = (this.stmt.countUpto.get(uptoSeq, uptoSeq) as { n: number }).n;
-        this.stmt.deleteUpto.run(uptoSeq, uptoSeq);
+        let pruned = 0;
+        for (const gone of this.stmt.deleteUpto.all(uptoSeq, uptoSeq) as Array<{ n: number }>) pruned += gone.n;
         if (row.last_seq > uptoSeq) {
           // The segment that straddles the cut keeps its records after it, as a segment of their own.
           this.stmt.deleteSegment.run(row.first_seq);
