@@ -1,7 +1,9 @@
 /**
  * A fast path for the conditions operators write most — comparisons of fact
  * strings with literals, list membership, `sets.*`, string `contains` /
- * `startsWith` / `endsWith`, joined by `&&`, `||`, `!` — compiled from the
+ * `startsWith` / `endsWith`, key presence in and lookups from the string
+ * maps (`'x-team' in http.headers`, `http.headers['x-team'] == 'ops'`,
+ * `'admin' in http.query`), joined by `&&`, `||`, `!` — compiled from the
  * checked cel-js AST into plain closures. `decide` runs every rule of an
  * endpoint for every statement, and the cel-js interpreter costs a few
  * hundred nanoseconds per condition.
@@ -12,7 +14,7 @@
  * it does not expect — whereupon the caller evaluates the condition with
  * cel-js as before (which also produces the error message a fail-closed
  * deny reports). A condition using anything outside the subset (numbers,
- * maps, macros, regular expressions, `?:`, nested fields, …) gets no closure
+ * map literals, macros, regular expressions, `?:`, nested fields, …) gets no closure
  * at all. `test/policy/cel-fast.test.ts` checks the two against each other
  * on generated conditions and facts.
  *
@@ -26,6 +28,10 @@
  *   - `sets.*` only over lists of strings (the `sets` functions compare
  *     strings with `===`);
  *   - string methods only on strings (cel-js calls the same JS methods);
+ *   - maps only when the value is a plain object whose every value has the
+ *     declared value type (what the engines build); `k in m` is then an own
+ *     key whose value is defined (cel-js's `mapIncludes`), and `m[k]` a
+ *     string value, a missing key being an error in cel-js → UNSURE;
  *   - `&&`/`||` evaluate left to right and stop where CEL's result no
  *     longer depends on the right side (`false && x` is false and
  *     `true || x` is true even when `x` is an error); an UNSURE left side
@@ -67,13 +73,29 @@ const unsupported = (): never => {
 };
 
 type Node = ASTNode & { op: string; args: unknown };
-type Want = 'string' | 'bool' | 'list<string>';
+type Want = 'string' | 'bool' | 'list<string>' | 'map<string, string>' | 'map<string, list<string>>';
+type StringMap = Readonly<Record<string, unknown>>;
 
 const isStringArray = (v: unknown): v is readonly string[] => {
   if (!Array.isArray(v)) return false;
   for (const x of v) if (typeof x !== 'string') return false;
   return true;
 };
+
+const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+
+/** A plain object (no class, no Map) every value of which passes `valueOk`: how the engines build map facts. */
+function plainMapOf(valueOk: (v: unknown) => boolean): (v: unknown) => boolean {
+  return (v) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) return false;
+    for (const k in v) if (hasOwn(v, k) && !valueOk((v as StringMap)[k])) return false;
+    return true;
+  };
+}
+const isStringMap = plainMapOf((v) => typeof v === 'string');
+const isStringListMap = plainMapOf(isStringArray);
 
 class Compiler {
   constructor(private readonly types: FieldTypes) {}
@@ -116,6 +138,16 @@ class Compiler {
       case 'in': {
         const [needleNode, listNode] = n.args as [Node, Node];
         const needle = this.scalar(needleNode);
+        if (this.isMapField(listNode)) {
+          const map = this.map(listNode);
+          return (act) => {
+            const k = needle(act);
+            if (typeof k !== 'string') return UNSURE;
+            const m = map(act);
+            if (m === UNSURE) return m;
+            return hasOwn(m, k) && m[k] !== undefined;
+          };
+        }
         const list = this.list(listNode);
         return (act) => {
           const x = needle(act);
@@ -184,7 +216,35 @@ class Compiler {
       return () => v;
     }
     if (n.op === '.') return this.field(n, this.declared(n, ['string', 'bool'])) as Fn<string | boolean>;
+    if (n.op === '[]') {
+      const [mapNode, keyNode] = n.args as [Node, Node];
+      if (this.declared(mapNode, ['map<string, string>']) !== 'map<string, string>') return unsupported();
+      const map = this.map(mapNode);
+      const key = this.scalar(keyNode);
+      return (act) => {
+        const m = map(act);
+        if (m === UNSURE) return m;
+        const k = key(act);
+        if (typeof k !== 'string' || !hasOwn(m, k)) return UNSURE; // no such key: an error in cel-js
+        const v = m[k];
+        return typeof v === 'string' ? v : UNSURE;
+      };
+    }
     return unsupported();
+  }
+
+  /** Whether `n` reads a fact field declared as a map. */
+  private isMapField(n: Node): boolean {
+    if (n.op !== '.') return false;
+    const [obj, name] = n.args as [Node, string];
+    if (obj.op !== 'id' || !FACT_VARIABLES.has(obj.args as string)) return false;
+    const t = this.types(obj.args as string, name);
+    return t === 'map<string, string>' || t === 'map<string, list<string>>';
+  }
+
+  /** A map fact (`http.headers`, `http.query`, `k8s.params`) of plain string keys. */
+  private map(n: Node): Fn<StringMap> {
+    return this.field(n, this.declared(n, ['map<string, string>', 'map<string, list<string>>'])) as Fn<StringMap>;
   }
 
   /** A list of strings (a literal of strings, or a `list<string>` fact), all elements strings at run time. */
@@ -214,7 +274,16 @@ class Compiler {
     const [obj, name] = n.args as [Node, string];
     if (obj.op !== 'id' || !FACT_VARIABLES.has(obj.args as string) || this.types(obj.args as string, name) !== want) return unsupported();
     const variable = obj.args as string;
-    const ok = want === 'string' ? (v: unknown) => typeof v === 'string' : want === 'bool' ? (v: unknown) => typeof v === 'boolean' : isStringArray;
+    const ok =
+      want === 'string'
+        ? (v: unknown) => typeof v === 'string'
+        : want === 'bool'
+          ? (v: unknown) => typeof v === 'boolean'
+          : want === 'list<string>'
+            ? isStringArray
+            : want === 'map<string, string>'
+              ? isStringMap
+              : isStringListMap;
     return (act) => {
       const facts = act[variable];
       if (facts === undefined || facts === null || typeof facts !== 'object') return UNSURE;
