@@ -17,7 +17,7 @@
  * gateway parses each one: no parse-cache help).
  *
  *   npx tsx bench/postgres/run.ts [--seconds 5] [--rounds 3] [--scale 1] [--workload select-only|mixed] [--clients 1|8]
- *                                 [--paths 'node relay;gateway'] [--profile <dir>]
+ *                                 [--paths 'node relay;gateway'] [--profile <dir>] [--dist]
  *
  * Prints a Markdown table: TPS (median of rounds), ratio to direct and to
  * the relay (also paired per round), this process's CPU per transaction,
@@ -29,16 +29,21 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPgCluster, freePort, type PgCluster } from '../../test/support/pg-cluster.js';
-import { loadPolicy, formatDiagnostic } from '../../src/policy/index.js';
-import { createEnforcer } from '../../src/gateway/enforcer.js';
 import type { Enforcement, Enforcer } from '../../src/gateway/contracts.js';
-import { AuditLog, AUDIT_KEY_PURPOSE } from '../../src/audit/index.js';
-import { openVault } from '../../src/vault/index.js';
-import { createFactsRedactor } from '../../src/audit/redact.js';
-import { openSqliteStore } from '../../src/store/sqlite.js';
-import { startPostgresListener } from '../../src/protocols/postgres/listener.js';
-import { initSqlParser } from '../../src/protocols/postgres/sql.js';
 import { benchRules } from './policy.js';
+
+// `--dist`: the gateway's modules come from the compiled dist/ (`npm run build` first), the code
+// `clawpatrol gateway` runs. From src/ through tsx, esbuild's keepNames transform names every
+// closure as it is created (a defineProperty each), which the engine and the enforcer do per statement.
+const root = process.argv.includes('--dist') ? '../../dist/src' : '../../src';
+const { loadPolicy, formatDiagnostic } = (await import(`${root}/policy/index.js`)) as typeof import('../../src/policy/index.js');
+const { createEnforcer } = (await import(`${root}/gateway/enforcer.js`)) as typeof import('../../src/gateway/enforcer.js');
+const { AuditLog, AUDIT_KEY_PURPOSE } = (await import(`${root}/audit/index.js`)) as typeof import('../../src/audit/index.js');
+const { openVault } = (await import(`${root}/vault/index.js`)) as typeof import('../../src/vault/index.js');
+const { createFactsRedactor } = (await import(`${root}/audit/redact.js`)) as typeof import('../../src/audit/redact.js');
+const { openSqliteStore } = (await import(`${root}/store/sqlite.js`)) as typeof import('../../src/store/sqlite.js');
+const { startPostgresListener } = (await import(`${root}/protocols/postgres/listener.js`)) as typeof import('../../src/protocols/postgres/listener.js');
+const { initSqlParser } = (await import(`${root}/protocols/postgres/sql.js`)) as typeof import('../../src/protocols/postgres/sql.js');
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -330,7 +335,7 @@ async function main(): Promise<void> {
     await audit.flush();
 
     const rows: string[] = [
-      `pgbench ${SECONDS}s × ${ROUNDS} rounds, scale ${SCALE}, simple protocol; TPS = median of rounds; latency over all transactions of all rounds.`,
+      `pgbench ${SECONDS}s × ${ROUNDS} rounds, scale ${SCALE}, simple protocol; TPS = median of rounds; latency over all transactions of all rounds; gateway modules from ${root === '../../src' ? 'src/ through tsx' : 'dist/'}.`,
       '',
       '"vs relay, paired" is the median over rounds of this path\'s TPS over the relay\'s in the same round; "node CPU" is this process\'s CPU time (all threads) per transaction.',
       '',
