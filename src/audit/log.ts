@@ -63,6 +63,8 @@ export interface AuditLogOptions {
 
 export interface AuditStats {
   queued: number;
+  /** The backlog's bound (`maxQueued`): at it, `unavailable()` refuses every action. */
+  backlogLimit: number;
   written: number;
   pruned: number;
   /** Records counted but not kept because the backlog was full (see `maxQueued`). */
@@ -236,7 +238,7 @@ export class AuditLog implements AuditSink {
   }
 
   stats(): AuditStats {
-    return { ...this.st, queued: this.pending, writer: this.writer.kind };
+    return { ...this.st, queued: this.pending, backlogLimit: this.maxQueued, writer: this.writer.kind };
   }
 
   /** Apply retention now (on the writer's thread); returns records pruned. */

@@ -116,6 +116,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       store,
       key: vault.subkey(AUDIT_KEY_PURPOSE),
       ...(gateway.actionsKeep ? { retention: gateway.actionsKeep } : {}),
+      ...(gateway.auditBacklog !== undefined ? { maxQueued: gateway.auditBacklog } : {}),
       onError: (err) =>
         log(err instanceof AuditBacklogFullError ? `audit: ${err.message}` : `audit: write failed (records kept in memory, retrying): ${err.message}`),
     });

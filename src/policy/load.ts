@@ -539,6 +539,10 @@ class Builder {
         }
       }
     }
+    if ((v = b.get('audit_backlog'))) {
+      const n = this.v.int(v, '"audit_backlog"', 1);
+      if (n !== undefined) out.auditBacklog = n;
+    }
     const limits = b.block('limits');
     if (limits) {
       limits.checkShape(this.r, 'the limits block', GATEWAY_BLOCK_ATTRIBUTES['limits']!);

@@ -379,6 +379,11 @@ export interface GatewayConfig {
   store?: { postgres?: string };
   /** Retention of audit records (ours; `actions_keep`), e.g. 30 days in seconds, or a count. */
   actionsKeep?: { maxAgeSec?: number; maxRecords?: number };
+  /**
+   * Audit records that may wait in memory while the store refuses writes
+   * (ours; `audit_backlog`). At the bound every action is denied, fail-closed.
+   */
+  auditBacklog?: number;
 }
 
 export interface Defaults {

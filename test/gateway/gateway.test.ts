@@ -53,6 +53,7 @@ describe('clawpatrol gateway (in process)', () => {
 gateway {
   state_dir        = "${join(dir, 'state')}"
   dashboard_listen = "127.0.0.1:0"
+  audit_backlog    = 75000
   proxy { listen = "127.0.0.1:0" }
 }
 `,
@@ -131,6 +132,10 @@ rule "no-deletes" {
     expect(r.status).toBe(403);
     expect(r.body).toContain('deletes go through a change request');
     expect(seen.length).toBe(before);
+  });
+
+  it('bounds the audit backlog as gateway.audit_backlog says', () => {
+    expect(gw.audit.stats().backlogLimit).toBe(75000);
   });
 
   it('audits both actions in the hash-chained log', async () => {

@@ -160,6 +160,11 @@ const cases: Array<{ name: string; files: string | Record<string, string>; want:
     want: [{ line: 3, col: 19, summary: 'Invalid duration', hint: '"5 minutes" is not a duration' }],
   },
   {
+    name: 'an audit backlog of no records',
+    files: `${V}gateway {\n  audit_backlog = 0\n}\n`,
+    want: [{ line: 3, col: 19, summary: 'Invalid value', hint: '"audit_backlog" must be at least 1, not 0' }],
+  },
+  {
     name: 'bad size',
     files: `${V}gateway {\n  limits {\n    body_buffer = "1TB"\n  }\n}\n`,
     want: [{ line: 4, col: 19, summary: 'Invalid size', hint: 'B, KB, MB, GB, KiB, MiB or GiB' }],

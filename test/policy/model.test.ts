@@ -81,8 +81,9 @@ profile "agents" { credentials = [] }
   });
 
   it('actions_keep as a record count; sizes and durations in every unit', async () => {
-    const p = await compile(`${HEADER}gateway {\n  actions_keep = 100000\n  limits { body_buffer = "2MB" }\n}\n`);
+    const p = await compile(`${HEADER}gateway {\n  actions_keep = 100000\n  audit_backlog = 5000\n  limits { body_buffer = "2MB" }\n}\n`);
     expect(p.model.gateway.actionsKeep).toEqual({ maxRecords: 100000 });
+    expect(p.model.gateway.auditBacklog).toBe(5000);
     expect(p.model.gateway.limits.bodyBuffer).toBe(2_000_000);
   });
 
