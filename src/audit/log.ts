@@ -114,7 +114,7 @@ export class AuditLog implements AuditSink {
   private readonly flushDelayMs: number;
   private readonly now: () => number;
   private readonly writer: AuditWriter;
-  private st: Omit<AuditStats, 'writer'> = { queued: 0, written: 0, pruned: 0, suppressed: 0, failing: false, lastError: null };
+  private st: Omit<AuditStats, 'writer' | 'backlogLimit'> = { queued: 0, written: 0, pruned: 0, suppressed: 0, failing: false, lastError: null };
   private readonly maxQueued: number;
   /** Records appended while the backlog was full, not yet summarised. */
   private overflow: { allowed: number; denied: number; from: string; to: string } | null = null;

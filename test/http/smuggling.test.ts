@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { PLACEHOLDER, CANARY, rawExchange, startEnv, tlsToGateway, type Env } from './support/env.js';
+import { GATEWAY_IP } from './support/gateway.js';
 
 let env: Env;
 beforeAll(async () => {
@@ -149,5 +150,28 @@ describe('re-framing', () => {
     await overTls(`POST /v1/transfers HTTP/1.1\r\nHost: ${host()}\r\nContent-Length: 100\r\n\r\n{"amount":`, 500);
     await new Promise((r) => setTimeout(r, 100));
     expect(env.api.seen.length).toBe(seenBefore);
+  });
+});
+
+describe('h2c upgrade smuggling (an HTTP/1.1 `Upgrade: h2c` past the proxy)', () => {
+  // A proxy that forwarded the upgrade would leave the agent talking HTTP/2
+  // straight to the upstream, every later request unseen by the policy.
+  const upgradeRequest = (h: string) =>
+    `GET /v1/items HTTP/1.1\r\nHost: ${h}\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings, close\r\nAuthorization: Bearer ${PLACEHOLDER}\r\n\r\n`;
+
+  it.each([
+    ['the TLS ingress', () => overTls(upgradeRequest(host())), () => env.api],
+    ['plain HTTP to a declared endpoint', () => rawExchange(() => net.connect(env.plain.port, GATEWAY_IP), upgradeRequest(`plain.test:${env.plain.port}`)), () => env.plain],
+  ] as const)('over %s: an ordinary decided request, no upgrade reaches the upstream, no 101 comes back', async (_name, send, upstream) => {
+    const before = upstream().seen.length;
+    const out = await send();
+    expect(statusLines(out)).toEqual([expect.stringMatching(/^HTTP\/1\.1 200 /)]);
+    expect(out).not.toMatch(/ 101 /);
+    const seen = upstream().seen.slice(before);
+    expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual(['GET /v1/items']);
+    expect(seen[0]!.headers['upgrade']).toBeUndefined();
+    expect(seen[0]!.headers['http2-settings']).toBeUndefined();
+    expect(String(seen[0]!.headers['connection'] ?? '')).not.toMatch(/upgrade|http2-settings/i);
+    expect(seen[0]!.headers['authorization']).toBe(`Bearer ${CANARY}`);
   });
 });
