@@ -13,7 +13,7 @@ import type { AuditSink, Enforcer, SecretResolver } from '../../gateway/contract
 import { UpstreamPool } from './upstream.js';
 import { acceptTls } from './tls-ingress.js';
 import type { TransportContext } from '../../gateway/contracts.js';
-import { serveHttp1 } from './h1-server.js';
+import { servePlainHttp } from './plain-ingress.js';
 import { startProxyListener, splitListen, type ProxyListener, type ProxyOptions } from './proxy.js';
 import { normaliseServerName } from './target.js';
 import type { CertificateSource, ConnectionInfo, EngineCore, HttpPolicy } from './types.js';
@@ -90,7 +90,7 @@ export function createHttpEngine(opts: HttpEngineOptions): HttpEngine {
         endpointId: ctx.endpointId,
         proxy: false,
       };
-      serveHttp1(core, socket, conn);
+      servePlain(core, socket, conn);
     },
 
     async startHttpProxy(p) {
@@ -119,7 +119,7 @@ export function createHttpEngine(opts: HttpEngineOptions): HttpEngine {
           upstream,
           proxy: false,
         };
-        serveHttp1(core, socket, conn);
+        servePlain(core, socket, conn);
       });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -147,4 +147,12 @@ export function createHttpEngine(opts: HttpEngineOptions): HttpEngine {
 function track(core: EngineCore, socket: Duplex): void {
   core.sockets.add(socket);
   socket.once('close', () => core.sockets.delete(socket));
+}
+
+/** Serve a cleartext connection (HTTP/1.1 or h2c); a failure closes it and is logged. */
+function servePlain(core: EngineCore, socket: Duplex, conn: ConnectionInfo): void {
+  servePlainHttp(core, socket, conn).catch((err: unknown) => {
+    core.log(`http: connection from ${conn.peer.id} failed: ${err instanceof Error ? err.message : String(err)}`);
+    socket.destroy();
+  });
 }

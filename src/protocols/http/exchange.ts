@@ -243,7 +243,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     const session = req.protocol === 'h2' ? await core.upstream.h2Session(target) : null;
     if (session) {
       if (req.contentLength !== null && req.hasBody) headers['content-length'] = String(req.contentLength);
-      response = await sendH2(session, authority, req.method, path, headers, req.hasBody ? { chunks: bodyChunks(true), trailers } : null);
+      response = await sendH2(session, target.tls ? 'https' : 'http', authority, req.method, path, headers, req.hasBody ? { chunks: bodyChunks(true), trailers } : null);
     } else {
       headers['host'] = authority;
       const length = req.hasBody ? req.contentLength : null;
@@ -401,6 +401,7 @@ class ClientBodyError extends Error {}
 
 function sendH2(
   session: http2.ClientHttp2Session,
+  scheme: 'http' | 'https',
   authority: string,
   method: string,
   path: string,
@@ -408,7 +409,7 @@ function sendH2(
   body: { chunks: AsyncIterable<Buffer>; trailers: () => FieldList } | null,
 ): Promise<UpstreamResponse> {
   return new Promise((resolve, reject) => {
-    const h2headers: http2.OutgoingHttpHeaders = { ...headers, ':method': method, ':path': path, ':scheme': 'https', ':authority': authority };
+    const h2headers: http2.OutgoingHttpHeaders = { ...headers, ':method': method, ':path': path, ':scheme': scheme, ':authority': authority };
     // With a body the stream stays open for trailers; none means an empty end-of-stream.
     const stream = session.request(h2headers, { endStream: body === null, waitForTrailers: body !== null });
     let trailers: FieldList = [];

@@ -13,6 +13,8 @@ import { normaliseServerName } from './target.js';
 import { serveHttp1 } from './h1-server.js';
 import { serveHttp2 } from './h2-server.js';
 import { splice } from './splice.js';
+import { servePlainHttp } from './plain-ingress.js';
+import { peekBytes } from './peek.js';
 import { recordRefusal } from './refusals.js';
 import type { ConnectionInfo, EngineCore } from './types.js';
 import type { TransportContext } from '../../gateway/contracts.js';
@@ -58,7 +60,7 @@ export async function acceptTls(core: EngineCore, socket: Duplex, t: TransportCo
       return;
     }
     const conn: ConnectionInfo = { peer: t.peer, profile, scheme: 'http', identity: o.connectHost ?? null, port, endpointId: t.endpointId, proxy: false };
-    serveHttp1(core, socket, conn, { initial: bytes });
+    await servePlainHttp(core, socket, conn, bytes);
     return;
   }
   if (result.kind === 'error' || result.kind === 'incomplete') {
@@ -144,39 +146,17 @@ async function serverForIdentity(core: EngineCore, identity: string): Promise<tl
 }
 
 /** Collect bytes until the ClientHello is complete (or clearly not TLS), then pause. Nothing is consumed for good. */
-function peekClientHello(socket: Duplex, initial: Buffer, timeoutMs: number): Promise<{ bytes: Buffer; result: ClientHelloResult }> {
-  return new Promise((resolve, reject) => {
-    let buf = initial;
-    const check = (): boolean => {
-      const result = parseClientHello(buf);
-      if (result.kind === 'incomplete' && buf.length <= MAX_CLIENT_HELLO + 5 * 4) return false;
-      cleanup();
-      socket.pause();
-      resolve({ bytes: buf, result });
-      return true;
-    };
-    const onData = (c: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, c]) : c;
-      check();
-    };
-    const onEnd = () => {
-      cleanup();
-      reject(new Error('connection closed before the ClientHello'));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error('ClientHello not received in time'));
-    }, timeoutMs);
-    const cleanup = () => {
-      clearTimeout(timer);
-      socket.removeListener('data', onData);
-      socket.removeListener('end', onEnd);
-      socket.removeListener('close', onEnd);
-    };
-    if (buf.length && check()) return;
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
-    socket.resume();
-  });
+async function peekClientHello(socket: Duplex, initial: Buffer, timeoutMs: number): Promise<{ bytes: Buffer; result: ClientHelloResult }> {
+  let result: ClientHelloResult | null = null;
+  const bytes = await peekBytes(
+    socket,
+    initial,
+    (buf) => {
+      result = parseClientHello(buf);
+      return result.kind !== 'incomplete' || buf.length > MAX_CLIENT_HELLO + 5 * 4;
+    },
+    timeoutMs,
+    'the ClientHello',
+  );
+  return { bytes, result: result! };
 }

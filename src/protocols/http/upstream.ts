@@ -11,7 +11,7 @@
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { isIP, type LookupFunction } from 'node:net';
+import net, { isIP, type LookupFunction } from 'node:net';
 import { H1Pool, type H1Request, type H1Response } from './h1-client.js';
 
 export interface UpstreamTls {
@@ -120,11 +120,13 @@ export class UpstreamPool {
 
   /**
    * A pooled HTTP/2 session to this origin, or null when the origin does not
-   * speak h2 (remembered, so it is asked only once).
+   * speak h2 (remembered, so it is asked only once): ALPN over TLS, prior
+   * knowledge (h2c) in cleartext — asked only for requests the agent itself
+   * sent as HTTP/2, so an HTTP/1.1-only origin sees a preface it refuses
+   * once, then HTTP/1.1.
    */
   h2Session(target: UpstreamTarget): Promise<http2.ClientHttp2Session | null> {
-    if (!target.tls) return Promise.resolve(null);
-    const key = `${target.host}:${target.port}|${target.tls.key}`;
+    const key = `${target.host}:${target.port}|${target.tls ? target.tls.key : 'h2c'}`;
     if (this.h1Only.has(key) || this.closed) return Promise.resolve(null);
     const live = this.h2Live.get(key);
     if (live && !live.closed && !live.destroyed) return Promise.resolve(live);
@@ -145,6 +147,26 @@ export class UpstreamPool {
   }
 
   private async connectH2(target: UpstreamTarget, key: string): Promise<http2.ClientHttp2Session | null> {
+    const session = target.tls ? await this.connectH2OverTls(target, key) : await this.connectH2c(target, key);
+    if (!session) return null;
+    const forget = () => {
+      if (this.h2Live.get(key) === session) this.h2Live.delete(key);
+    };
+    session.on('close', forget);
+    session.on('goaway', forget);
+    session.on('error', forget);
+    // Idle sessions must not keep the process alive.
+    session.unref();
+    if (this.closed) {
+      session.destroy();
+      return null;
+    }
+    this.h2Live.set(key, session);
+    return session;
+  }
+
+  /** HTTP/2 when the origin picks `h2` by ALPN; null (and remembered) when it picks HTTP/1.1. */
+  private async connectH2OverTls(target: UpstreamTarget, key: string): Promise<http2.ClientHttp2Session | null> {
     const options: tls.ConnectionOptions = {
       host: target.host,
       port: target.port,
@@ -170,21 +192,53 @@ export class UpstreamPool {
       socket.destroy();
       return null;
     }
-    const authority = `https://${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
-    const session = http2.connect(authority, { createConnection: () => socket });
-    const forget = () => {
-      if (this.h2Live.get(key) === session) this.h2Live.delete(key);
-    };
-    session.on('close', forget);
-    session.on('goaway', forget);
-    session.on('error', forget);
-    // Idle sessions must not keep the process alive.
-    session.unref();
-    if (this.closed) {
-      session.destroy();
-      return null;
-    }
-    this.h2Live.set(key, session);
-    return session;
+    return http2.connect(origin('https', target), { createConnection: () => socket });
   }
+
+  /**
+   * HTTP/2 with prior knowledge over cleartext: the session counts once the
+   * origin's SETTINGS arrive. An origin that answers the preface any other
+   * way (an HTTP/1.1 server's 400, a close) is remembered as HTTP/1.1-only;
+   * one that cannot be reached at all is an error, as for HTTP/1.1.
+   */
+  private async connectH2c(target: UpstreamTarget, key: string): Promise<http2.ClientHttp2Session | null> {
+    const socket = net.connect({ host: target.host, port: target.port, ...(this.opts.lookup ? { lookup: this.opts.lookup } : {}) });
+    socket.setNoDelay(true);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => socket.destroy(new Error(`connection to upstream timed out after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    const session = http2.connect(origin('http', target), { createConnection: () => socket });
+    const speaksH2 = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), this.connectTimeoutMs);
+      session.once('remoteSettings', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      session.once('error', () => {
+        clearTimeout(timer);
+        resolve(false);
+      });
+      session.once('close', () => {
+        clearTimeout(timer);
+        resolve(false);
+      });
+    });
+    if (speaksH2) return session;
+    this.h1Only.add(key);
+    session.destroy();
+    return null;
+  }
+}
+
+/** `scheme://host:port` of a target, an IPv6 literal in brackets. */
+function origin(scheme: 'http' | 'https', target: UpstreamTarget): string {
+  return `${scheme}://${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 }
