@@ -10,6 +10,8 @@
  *            vault, real hash-chained audit log in SQLite written by its thread) → PostgreSQL
  *   gateway, audit off   the same with the audit redaction and log replaced by no-ops
  *   engine only, policy stubbed   diagnostic: the engine with a stub that allows every statement
+ *   gateway, audit written inline   diagnostic, only when named in --paths: the audit log's writer on
+ *            the gateway's own thread instead of its worker thread
  *
  * Workloads: pgbench's built-in select-only (-S) and a mixed read script
  * (point reads on three tables, a range join, an aggregate), at 1 and 8
@@ -50,6 +52,8 @@ const arg = (name: string, dflt: number): number => {
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 };
 const SECONDS = arg('seconds', 5);
+/** Diagnostic paths run only when `--paths` names them. */
+const OPT_IN_PATHS = new Set(['gateway, audit written inline']);
 const ROUNDS = arg('rounds', 3);
 const SCALE = arg('scale', 1);
 const PASSWORD = 'bench-Secret-42';
@@ -269,6 +273,23 @@ async function main(): Promise<void> {
     });
     const bare = await listenWith(bareEnforcer);
     cleanups.push(() => bare.close());
+    // The same gateway with its audit log written on the gateway's own thread (`thread: false`,
+    // its own SQLite store): what the writer thread costs and buys against writing inline.
+    const inlineStore = openSqliteStore(mkdtempSync(join(dir, 'state-inline-')));
+    const inlineAudit = new AuditLog({ store: inlineStore, key: vault.subkey(AUDIT_KEY_PURPOSE), pruneIntervalMs: 0, thread: false });
+    cleanups.push(async () => {
+      await inlineAudit.close();
+      await inlineStore.close();
+    });
+    const inlineEnforcer = createEnforcer({
+      policy: () => policy,
+      secrets: vault,
+      approvals,
+      audit: inlineAudit,
+      redactFacts: createFactsRedactor({ model: () => policy.model, secrets: vault }),
+    });
+    const inline = await listenWith(inlineEnforcer);
+    cleanups.push(() => inline.close());
     // A diagnostic path, not a configuration: the engine alone (decode, SQL analysis, response
     // tracking, scrubbing), every statement allowed by a stub without policy or audit. The session
     // start still goes through the real enforcer (it resolves the login credential).
@@ -302,8 +323,9 @@ async function main(): Promise<void> {
       { name: 'pgbouncer', port: bouncer.port, user: 'bench' },
       { name: 'gateway', port: listenPort, user: 'PH_bench' },
       { name: 'gateway, audit off', port: bare.address.port, user: 'PH_bench' },
+      { name: 'gateway, audit written inline', port: inline.address.port, user: 'PH_bench' },
       { name: 'engine only, policy stubbed', port: engineOnly.address.port, user: 'PH_bench' },
-    ].filter((t) => !paths || paths.includes(t.name) || (t.name === 'direct' && !paths.includes('no-direct')));
+    ].filter((t) => (!paths ? !OPT_IN_PATHS.has(t.name) : paths.includes(t.name) || (t.name === 'direct' && !paths.includes('no-direct'))));
 
     const cases = [
       { workload: 'select-only' as const, clients: 1 },

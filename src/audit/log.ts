@@ -88,11 +88,13 @@ export class AuditBacklogFullError extends Error {
 /** After a failed write, the next attempt starts this much later (or at the next flush()). */
 const RETRY_DELAY_MS = 500;
 /**
- * Records encoded per turn of the event loop when a batch is handed over:
- * encoding costs a few µs per record, so a whole batch at once would hold up
- * every connection for milliseconds; slices of this size keep each hold short.
+ * Time one turn of the event loop may spend encoding a batch being handed
+ * over (ms). Encoding costs a few µs per record, so a whole batch at once
+ * would hold up every connection for milliseconds. A slice that ends after a
+ * time budget rather than a record count holds a statement or request that
+ * arrives meanwhile by at most ≈ this long, however slow the machine.
  */
-const ENCODE_SLICE = 32;
+const ENCODE_SLICE_MS = 0.05;
 
 export class AuditLog implements AuditSink {
   /** Records not yet written are queue[head…]; the written prefix is dropped in chunks, not per batch. */
@@ -352,11 +354,22 @@ function chooseWriter(store: Store, key: Buffer | null, thread: boolean | undefi
   return new WorkerAuditWriter(reopen, key);
 }
 
-/** The batch's encoding (record-json.ts), a slice of records per event-loop turn. */
-async function encodeInSlices(records: readonly AuditRecordInput[], now: number): Promise<EncodedBatch> {
+/**
+ * The batch's encoding (record-json.ts) in slices of ≈ ENCODE_SLICE_MS,
+ * `nextTurn` between them (the event loop's next turn; a test counts them).
+ */
+export async function encodeInSlices(
+  records: readonly AuditRecordInput[],
+  now: number,
+  nextTurn: () => Promise<unknown> = () => new Promise((r) => setImmediate(r)),
+): Promise<EncodedBatch> {
   const encoder = new BatchEncoder(now);
+  let sliceStart = performance.now();
   for (let i = 0; i < records.length; i++) {
-    if (i > 0 && i % ENCODE_SLICE === 0) await new Promise((r) => setImmediate(r));
+    if (i > 0 && performance.now() - sliceStart > ENCODE_SLICE_MS) {
+      await nextTurn();
+      sliceStart = performance.now();
+    }
     encoder.add(records[i]!);
   }
   return encoder.finish();
