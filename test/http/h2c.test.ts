@@ -158,6 +158,15 @@ describe('curl --http2-prior-knowledge on the plain ingress', () => {
     expect(r.stdout).toContain('"protocol":"h2c"');
   });
 
+  it('inside a CONNECT tunnel of the explicit proxy, too', async () => {
+    const before = h2cSeen.length;
+    const r = await curl(['--http2-prior-knowledge', '-i', '-p', '-x', `http://127.0.0.1:${env.gw.proxyPort}`, '-H', `Authorization: Bearer ${PLACEHOLDER}`, `http://h2.test:${h2cPort}/v1/tunnelled`]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/HTTP\/2 200/);
+    expect(h2cSeen.slice(before)).toEqual([expect.objectContaining({ path: '/v1/tunnelled', scheme: 'http', authorization: `Bearer ${CANARY}` })]);
+    expect(r.stdout).not.toContain(CANARY);
+  });
+
   it('the same rules: a denied path is 403 with the reason, nothing sent', async () => {
     const before = h2cSeen.length;
     const r = await h2c('h2.test', h2cPort, '/admin/x');
