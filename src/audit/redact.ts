@@ -2,7 +2,13 @@
  * What may be written about an action: its facts with sensitive header
  * values replaced by `***` and every vault value (in any encoding the
  * scrubber knows) overwritten wherever it appears — statement text, bodies,
- * parsed JSON, query strings, header values.
+ * query strings, header values.
+ *
+ * An HTTP action's `body_json` is left out: the HTTP engine parses it from
+ * `body` (src/protocols/http/body.ts), which the record keeps, so storing
+ * both would write every inspected body twice. For an agent's LLM call
+ * (tens of KB of JSON) that was half the record, and half the work to redact,
+ * encode, hash and compress it.
  */
 import type { Action, Facts, PolicyModel } from '../policy/types.js';
 import type { SecretResolver } from '../gateway/contracts.js';
@@ -59,7 +65,8 @@ function redactWith(facts: Facts, scrubber: Scrubber, sensitive: ReadonlySet<str
     const headers = Object.fromEntries(
       Object.entries(facts.http.headers ?? {}).map(([k, v]) => [k, sensitive.has(k.toLowerCase()) ? REDACTED : v]),
     ) as Record<string, string>;
-    out = { ...facts, http: { ...facts.http, headers } };
+    const { body_json: _derivedFromBody, ...http } = facts.http;
+    out = { ...facts, http: { ...http, headers } as Facts['http'] };
   }
   if (scrubber.empty || !mayHoldSecret(out, scrubber)) return out;
   return scrubber.scrubDeep(out);

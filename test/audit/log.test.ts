@@ -492,20 +492,17 @@ describe('audit log', () => {
 
 describe('handing a batch over: encoding in time-boxed slices', () => {
   it('yields the event loop every ≈ 50 µs of encoding, not every fixed number of records', async () => {
-    // Records slow to encode (≈ 11 KB of escaped text each, tens of µs): 32 of them per turn
-    // (the former fixed slice) would hold every connection for a millisecond or more.
-    const body = 'lorem "ipsum" \\ dolor '.repeat(500);
+    // Records slow to encode (≈ 22 KB of escaped text each, tens of µs): 32 of them per turn (the
+    // former fixed slice, 7 turns for 256 records) would hold every connection for a millisecond or more.
+    const body = 'lorem "ipsum" \\ dolor '.repeat(1000);
     const records = Array.from({ length: 256 }, (_, i) => record(i + 1, { facts: { http: { method: 'POST', path: '/v1/x', body: `${body}${i}` } } }));
     let turns = 0;
-    const started = performance.now();
     const batch = await encodeInSlices(records, Date.now(), async () => {
       turns++;
     });
-    const elapsedMs = performance.now() - started;
     expect(batch.templates).toHaveLength(256);
     expect(batch.templates[7]).toBe(encodeBatch([records[7]!], 0).templates[0]);
-    // One turn per ≈ 50 µs (plus one record) of the time it took; a GC pause only ends a slice sooner.
-    expect(turns).toBeGreaterThanOrEqual(Math.min(255, Math.floor(elapsedMs / 0.2)));
-    expect(turns).toBeGreaterThan(16);
+    // A few records per slice at most (being descheduled mid-slice only ends a slice sooner).
+    expect(turns).toBeGreaterThanOrEqual(32);
   });
 });

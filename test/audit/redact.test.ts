@@ -65,6 +65,14 @@ describe('redactFacts', () => {
     expect(JSON.stringify(action)).toBe(before);
   });
 
+  it('records the body once: body_json, which the HTTP engine parses from body, is left out', () => {
+    const action = httpAction();
+    const out = redactFacts(action, [CANARY]);
+    expect(out.http).not.toHaveProperty('body_json');
+    expect(JSON.parse(out.http!.body)).toEqual({ note: `my token is ${'*'.repeat(CANARY.length)}` });
+    expect(action.facts.http!.body_json).toBeDefined(); // the action itself is untouched
+  });
+
   it('scrubs SQL statements and k8s commands', () => {
     const out = redactFacts(
       {
