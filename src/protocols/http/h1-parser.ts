@@ -390,10 +390,16 @@ abstract class MessageParser<Head extends { framing: BodyFraming }> {
       if (cr !== -1 && cr !== this.buf.length - 1) throw new HttpParseError(400, 'bare CR in message');
       return null;
     }
+    // The first fault in the bytes is the one reported, so the reason does not depend on where
+    // the packets happened to split: a CR before this line's end is a bare CR even when a bare
+    // LF follows it.
+    const cr = this.buf.indexOf(CR);
+    if (cr !== -1 && cr < lf - 1) {
+      if (cr >= max) throw new HttpParseError(status, tooLong);
+      throw new HttpParseError(400, 'bare CR in message');
+    }
     if (lf === 0 || this.buf[lf - 1] !== CR) throw new HttpParseError(400, 'bare LF in message (lines must end in CRLF)');
     if (lf - 1 > max) throw new HttpParseError(status, tooLong);
-    const cr = this.buf.indexOf(CR);
-    if (cr !== lf - 1) throw new HttpParseError(400, 'bare CR in message');
     const line = this.buf.toString('latin1', 0, lf - 1);
     this.buf = this.buf.subarray(lf + 1);
     return line;
