@@ -126,7 +126,15 @@ export interface ControlServerOptions {
   maxBodyBytes?: number;
   /** Time for a request's headers (default 20 s); a client slower than that gets 408 and is closed. */
   headersTimeoutMs?: number;
+  /** What `GET /healthz` reports (default: always healthy). Not `ok` → 503, for load balancers and probes. */
+  health?: () => GatewayHealth;
   log?: (line: string) => void;
+}
+
+/** The gateway's health: `ok` false when it refuses every action; `problems` say why, or what is degraded. */
+export interface GatewayHealth {
+  ok: boolean;
+  problems: string[];
 }
 
 export interface ControlServer {
@@ -208,7 +216,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     const ctx = { url, admin, body: bodyReader(req, limit), secure };
     try {
       if (url.pathname === '/healthz') {
-        sendJson(res, 200, { ok: true });
+        const health = opts.health?.() ?? { ok: true, problems: [] };
+        sendJson(res, health.ok ? 200 : 503, health.problems.length ? health : { ok: health.ok });
         return;
       }
       for (const route of routes) {

@@ -22,7 +22,7 @@ import { createPostgresEngine, type PostgresEngine } from '../protocols/postgres
 import { initSqlParser } from '../protocols/postgres/sql.js';
 import { createEnforcer } from './enforcer.js';
 import type { Enforcer } from './contracts.js';
-import { controlTlsNames, ensureAdminToken, startControlServer, type ControlServer } from './control-server.js';
+import { controlTlsNames, ensureAdminToken, startControlServer, type ControlServer, type GatewayHealth } from './control-server.js';
 import { policyDirectory } from './directory.js';
 import { startWireguardTransport, type WireguardTransport } from '../net/transport.js';
 import type { ConnectionEvent } from '../net/types.js';
@@ -145,6 +145,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
       listen: gateway.dashboardListen,
       adminToken,
       routes: [approvals.route],
+      health: () => auditHealth(audit),
       // TLS on the same port, leaves from the gateway CA: what `join`, `status`, `leave` and `run` talk to.
       tls: { secureContextFor: (host) => ca.secureContextFor(host), names: controlTlsNames(gateway.publicUrl) },
       log,
@@ -290,4 +291,20 @@ function auditConnection(audit: AuditSink, e: ConnectionEvent): void {
     bytesIn: e.bytesIn,
     bytesOut: e.bytesOut,
   });
+}
+
+/**
+ * `/healthz`: unhealthy while the audit log refuses every action (its
+ * backlog is full); healthy but with a problem named while writes fail and
+ * records wait in memory.
+ */
+export function auditHealth(audit: Pick<AuditLog, 'stats' | 'unavailable'>): GatewayHealth {
+  const refusal = audit.unavailable();
+  if (refusal !== null) return { ok: false, problems: [refusal] };
+  const st = audit.stats();
+  if (!st.failing) return { ok: true, problems: [] };
+  return {
+    ok: true,
+    problems: [`the audit log cannot write (${st.lastError ?? 'unknown error'}); ${st.queued} records wait in memory, and at ${st.backlogLimit} every action is denied`],
+  };
 }

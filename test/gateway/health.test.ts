@@ -1,0 +1,77 @@
+/**
+ * `GET /healthz` follows the audit log: healthy while records are written;
+ * healthy with a named problem while writes fail and records wait in memory;
+ * 503 once the backlog is full and every action is refused (fail-closed), so
+ * a load balancer or probe takes the gateway out instead of sending agents to
+ * a gateway that denies everything; healthy again once the store takes
+ * records.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { openStore, type Store } from '../../src/store/index.js';
+import { AuditLog, StoreAuditWriter, type AuditWriter } from '../../src/audit/index.js';
+import { startControlServer, type ControlServer } from '../../src/gateway/control-server.js';
+import { auditHealth } from '../../src/gateway/gateway.js';
+import { record } from '../audit/records.js';
+
+describe('/healthz and the audit log', () => {
+  let dir: string | undefined;
+  let store: Store | undefined;
+  let server: ControlServer | undefined;
+  afterEach(async () => {
+    await server?.close();
+    await store?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('healthy → degraded (writes failing) → 503 (backlog full, every action refused) → healthy', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'cp-health-'));
+    store = await openStore({ stateDir: dir });
+    const key = randomBytes(32);
+    const real = new StoreAuditWriter(store.audit, key);
+    let broken = false;
+    const flaky: AuditWriter = {
+      kind: 'inline',
+      maxInFlight: 1,
+      write: async (batch) => {
+        if (broken) throw new Error('disk I/O error');
+        return real.write(batch);
+      },
+      prune: (r, now) => real.prune(r, now),
+      close: () => real.close(),
+    };
+    const log = new AuditLog({ store, key, writer: flaky, maxQueued: 5, onError: () => undefined });
+    server = await startControlServer({ listen: '127.0.0.1:0', adminToken: 'tok', routes: [], health: () => auditHealth(log), log: () => undefined });
+    const probe = async () => {
+      const res = await fetch(`${server!.url}/healthz`);
+      return { status: res.status, body: (await res.json()) as unknown };
+    };
+
+    log.append(record(1));
+    await log.flush();
+    expect(await probe()).toEqual({ status: 200, body: { ok: true } });
+
+    broken = true;
+    log.append(record(2));
+    log.append(record(3));
+    await expect(log.flush()).rejects.toThrow(/disk I\/O error/);
+    expect(await probe()).toEqual({
+      status: 200,
+      body: { ok: true, problems: ['the audit log cannot write (disk I/O error); 2 records wait in memory, and at 5 every action is denied'] },
+    });
+
+    for (let i = 4; i <= 6; i++) log.append(record(i));
+    expect(await probe()).toEqual({
+      status: 503,
+      body: { ok: false, problems: ['the audit log cannot record actions: 5 records are waiting to be written (disk I/O error)'] },
+    });
+
+    broken = false;
+    await log.flush();
+    expect(await probe()).toEqual({ status: 200, body: { ok: true } });
+    await log.close();
+  });
+});
