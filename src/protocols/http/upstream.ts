@@ -176,17 +176,7 @@ export class UpstreamPool {
     if (isIP(target.host) === 0) options.servername = target.host;
     if (this.opts.lookup) options.lookup = this.opts.lookup;
     const socket = tls.connect(options);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => socket.destroy(new Error(`connection to upstream timed out after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
-      socket.once('secureConnect', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
+    await connected(socket, 'secureConnect', this.connectTimeoutMs);
     if (socket.alpnProtocol !== 'h2') {
       this.h1Only.add(key);
       socket.destroy();
@@ -204,17 +194,7 @@ export class UpstreamPool {
   private async connectH2c(target: UpstreamTarget, key: string): Promise<http2.ClientHttp2Session | null> {
     const socket = net.connect({ host: target.host, port: target.port, ...(this.opts.lookup ? { lookup: this.opts.lookup } : {}) });
     socket.setNoDelay(true);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => socket.destroy(new Error(`connection to upstream timed out after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
+    await connected(socket, 'connect', this.connectTimeoutMs);
     const session = http2.connect(origin('http', target), { createConnection: () => socket });
     const speaksH2 = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), this.connectTimeoutMs);
@@ -236,6 +216,21 @@ export class UpstreamPool {
     session.destroy();
     return null;
   }
+}
+
+/** Resolves once `socket` emits `event` (connected, or TLS established); rejects on its error or after `timeoutMs`. */
+function connected(socket: net.Socket, event: 'connect' | 'secureConnect', timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => socket.destroy(new Error(`connection to upstream timed out after ${timeoutMs} ms`)), timeoutMs);
+    socket.once(event, () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
 }
 
 /** `scheme://host:port` of a target, an IPv6 literal in brackets. */
