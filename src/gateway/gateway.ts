@@ -24,7 +24,7 @@ import { createEnforcer } from './enforcer.js';
 import type { Enforcer } from './contracts.js';
 import { controlTlsNames, ensureAdminToken, startControlServer, type ControlServer, type GatewayHealth } from './control-server.js';
 import { policyDirectory } from './directory.js';
-import { startWireguardTransport, type WireguardTransport } from '../net/transport.js';
+import { startWireguardTransport, type TransportLimits, type WireguardTransport } from '../net/transport.js';
 import type { ConnectionEvent } from '../net/types.js';
 import type { AuditSink } from './contracts.js';
 
@@ -198,6 +198,7 @@ export async function startGateway(opts: GatewayOptions): Promise<RunningGateway
         },
         ca: { certPem: ca.caCertPem, fingerprintSha256: ca.fingerprintSha256 },
         events: { onConnection: (event) => auditConnection(audit, event) },
+        limits: transportLimits(gateway),
         log,
         ...(opts.wireguard?.dnsUpstream ? { dnsUpstream: opts.wireguard.dnsUpstream } : {}),
         ...(opts.wireguard?.dnsPort !== undefined ? { dnsPort: opts.wireguard.dnsPort } : {}),
@@ -306,5 +307,14 @@ export function auditHealth(audit: Pick<AuditLog, 'stats' | 'unavailable'>): Gat
   return {
     ok: true,
     problems: [`the audit log cannot write (${st.lastError ?? 'unknown error'}); ${st.queued} records wait in memory, and at ${st.backlogLimit} every action is denied`],
+  };
+}
+
+/** The tunnel's per-device limits from `gateway { limits { … } }`; the transport's defaults where unset. */
+export function transportLimits(gateway: Pick<GatewayConfig, 'limits'>): TransportLimits {
+  const { connectionsPerDevice, wildcardNamesPerDevice } = gateway.limits;
+  return {
+    ...(connectionsPerDevice !== undefined ? { maxConnectionsPerDevice: connectionsPerDevice } : {}),
+    ...(wildcardNamesPerDevice !== undefined ? { maxWildcardNamesPerDevice: wildcardNamesPerDevice } : {}),
   };
 }

@@ -555,6 +555,16 @@ class Builder {
           else out.limits.bodyBuffer = n;
         }
       }
+      const perDevice = [
+        ['connections_per_device', 'connectionsPerDevice'],
+        ['wildcard_names_per_device', 'wildcardNamesPerDevice'],
+      ] as const;
+      for (const [attribute, field] of perDevice) {
+        const v = limits.get(attribute);
+        if (!v) continue;
+        const n = this.v.int(v, `"${attribute}"`, 1);
+        if (n !== undefined) out.limits[field] = n;
+      }
     }
     const wg = b.block('wireguard');
     if (wg) {

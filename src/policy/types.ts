@@ -372,7 +372,13 @@ export interface GatewayConfig {
   publicUrl?: string;
   /** Absolute path, `~` expanded. */
   stateDir: string;
-  limits: { bodyBuffer: number };
+  limits: {
+    bodyBuffer: number;
+    /** (ours; `connections_per_device`) Concurrent tunnel connections one device may hold. */
+    connectionsPerDevice?: number;
+    /** (ours; `wildcard_names_per_device`) Names under wildcard endpoints one device may get virtual IPs for. */
+    wildcardNamesPerDevice?: number;
+  };
   wireguard?: { subnetCidr: string; listenPort: number; endpoint?: string };
   proxy?: { listen: string };
   localProfile: string;

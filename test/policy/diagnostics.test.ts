@@ -165,6 +165,11 @@ const cases: Array<{ name: string; files: string | Record<string, string>; want:
     want: [{ line: 3, col: 19, summary: 'Invalid value', hint: '"audit_backlog" must be at least 1, not 0' }],
   },
   {
+    name: 'a per-device connection limit of none',
+    files: `${V}gateway {\n  limits {\n    connections_per_device = 0\n  }\n}\n`,
+    want: [{ line: 4, col: 30, summary: 'Invalid value', hint: '"connections_per_device" must be at least 1, not 0' }],
+  },
+  {
     name: 'bad size',
     files: `${V}gateway {\n  limits {\n    body_buffer = "1TB"\n  }\n}\n`,
     want: [{ line: 4, col: 19, summary: 'Invalid size', hint: 'B, KB, MB, GB, KiB, MiB or GiB' }],

@@ -84,6 +84,9 @@ profile "agents" { credentials = [] }
     const p = await compile(`${HEADER}gateway {\n  actions_keep = 100000\n  audit_backlog = 5000\n  limits { body_buffer = "2MB" }\n}\n`);
     expect(p.model.gateway.actionsKeep).toEqual({ maxRecords: 100000 });
     expect(p.model.gateway.auditBacklog).toBe(5000);
+    expect(p.model.gateway.limits.connectionsPerDevice).toBeUndefined();
+    const q = await compile(`${HEADER}gateway {\n  limits {\n    connections_per_device    = 64\n    wildcard_names_per_device = 100\n  }\n}\n`);
+    expect(q.model.gateway.limits).toEqual({ bodyBuffer: 1024 * 1024, connectionsPerDevice: 64, wildcardNamesPerDevice: 100 });
     expect(p.model.gateway.limits.bodyBuffer).toBe(2_000_000);
   });
 
