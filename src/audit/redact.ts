@@ -10,7 +10,7 @@
  * (tens of KB of JSON) that was half the record, and half the work to redact,
  * encode, hash and compress it.
  */
-import type { Action, Facts, PolicyModel } from '../policy/types.js';
+import type { Action, Facts, GatewayConfig, PolicyModel } from '../policy/types.js';
 import type { SecretResolver } from '../gateway/contracts.js';
 import { Scrubber, scrubberFor } from '../vault/scrub.js';
 
@@ -126,7 +126,7 @@ function collectStrings(value: unknown, out: string[], level: number): boolean {
  * long as the policy is the same.
  */
 export function createFactsRedactor(deps: {
-  model: () => Pick<PolicyModel, 'credentials'>;
+  model: () => Pick<PolicyModel, 'credentials'> & { gateway?: Pick<GatewayConfig, 'auditBodyLimit'> };
   secrets: Pick<SecretResolver, 'allValues'>;
 }): (action: Action) => Facts {
   let lastModel: Pick<PolicyModel, 'credentials'> | null = null;
@@ -142,6 +142,26 @@ export function createFactsRedactor(deps: {
     const values = deps.secrets.allValues();
     if (scrubber === null || (values !== lastValues && !sameValues(values, lastValues))) scrubber = scrubberFor(values);
     lastValues = values;
-    return redactWith(action.facts, scrubber, sensitive);
+    const out = redactWith(action.facts, scrubber, sensitive);
+    const limit = model.gateway?.auditBodyLimit;
+    return limit === undefined ? out : withBodyCut(out, limit);
   };
+}
+
+/**
+ * `gateway.audit_body_limit`: the recorded HTTP body cut to at most `limit`
+ * bytes of UTF-8, at a character boundary, with the whole body's size beside
+ * it (`body_total_bytes`). The facts are already scrubbed, so a cut can never
+ * leave part of a secret behind.
+ */
+export function withBodyCut(facts: Facts, limit: number): Facts {
+  const http = facts.http;
+  if (!http || typeof http.body !== 'string' || http.body.length === 0) return facts;
+  const bytes = Buffer.from(http.body, 'utf8');
+  if (bytes.length <= limit) return facts;
+  let end = limit;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--; // not inside a multi-byte character
+  const { body: _whole, ...rest } = http;
+  // Keys in canonical order (body, body_total_bytes, body_truncated?, headers, …): the audit log writes them as they are.
+  return { ...facts, http: { body: bytes.toString('utf8', 0, end), body_total_bytes: bytes.length, ...rest } as Facts['http'] };
 }

@@ -539,6 +539,19 @@ class Builder {
         }
       }
     }
+    if ((v = b.get('audit_body_limit'))) {
+      if (typeof v.json === 'number') {
+        const n = this.v.int(v, '"audit_body_limit"', 0);
+        if (n !== undefined) out.auditBodyLimit = n;
+      } else {
+        const s = this.v.string(v, '"audit_body_limit"');
+        if (s !== undefined) {
+          const n = parseSize(s);
+          if (n === undefined) this.r.error(v.pos, 'Invalid size', `"audit_body_limit": "${s}" is not a size; ${SIZE_HINT}, or 0 to record no body`);
+          else out.auditBodyLimit = n;
+        }
+      }
+    }
     if ((v = b.get('audit_backlog'))) {
       const n = this.v.int(v, '"audit_backlog"', 1);
       if (n !== undefined) out.auditBacklog = n;

@@ -390,6 +390,12 @@ export interface GatewayConfig {
    * (ours; `audit_backlog`). At the bound every action is denied, fail-closed.
    */
   auditBacklog?: number;
+  /**
+   * Bytes of an inspected HTTP body the audit record keeps (ours;
+   * `audit_body_limit`); unset: all of it. A record whose body was cut says
+   * how long it was (`http.body_total_bytes`).
+   */
+  auditBodyLimit?: number;
 }
 
 export interface Defaults {

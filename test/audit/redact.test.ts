@@ -3,10 +3,11 @@ import { mkdtempSync, rmSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Action } from '../../src/policy/types.js';
+import type { Action, Facts } from '../../src/policy/types.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { openVault, type Vault } from '../../src/vault/index.js';
 import { AuditLog, AUDIT_KEY_PURPOSE, auditRows, createFactsRedactor, redactFacts, verifyStore } from '../../src/audit/index.js';
+import { withBodyCut } from '../../src/audit/redact.js';
 import { credential, modelOf } from '../vault/model.js';
 import { record } from './records.js';
 
@@ -124,5 +125,37 @@ describe('audit records never hold secrets (real vault, real audit log, bytes on
     }
     expect(await verifyStore(store, vault.subkey(AUDIT_KEY_PURPOSE))).toMatchObject({ ok: true, count: 50 });
     await log.close();
+  });
+});
+
+describe('gateway.audit_body_limit: the recorded body cut to a size', () => {
+  const withBody = (body: string): Facts => ({ http: { method: 'POST', path: '/v1/x', raw_path: '/v1/x', host: 'h', query: {}, headers: {}, body, body_json: {} } });
+
+  it('cuts at a character boundary and records the whole size; a body within the limit is left as it is', () => {
+    const text = 'aé€😀'.repeat(50); // 1 + 2 + 3 + 4 bytes per repeat
+    const total = Buffer.byteLength(text);
+    for (let limit = 0; limit <= 25; limit++) {
+      const cut = withBodyCut(withBody(text), limit).http as unknown as { body: string; body_total_bytes: number };
+      expect(cut.body.includes('\uFFFD')).toBe(false);
+      expect(Buffer.byteLength(cut.body)).toBeLessThanOrEqual(limit);
+      expect(Buffer.byteLength(cut.body)).toBeGreaterThan(limit - 4);
+      expect(text.startsWith(cut.body)).toBe(true);
+      expect(cut.body_total_bytes).toBe(total);
+    }
+    const small = withBody('short');
+    expect(withBodyCut(small, 5)).toBe(small);
+    expect(withBodyCut(withBody(''), 0).http).not.toHaveProperty('body_total_bytes');
+  });
+
+  it('cuts after scrubbing: a secret across the limit leaves no part of itself behind', () => {
+    const secret = 'sk_live_' + randomBytes(16).toString('hex');
+    const body = `${'x'.repeat(20)}${secret} tail`;
+    const redact = createFactsRedactor({ model: () => ({ ...model, gateway: { auditBodyLimit: 30 } }), secrets: { allValues: () => [secret] } });
+    const out = redact({ family: 'http', host: 'h', facts: withBody(body) }).http as unknown as { body: string; body_total_bytes: number };
+    expect(out.body).toBe(`${'x'.repeat(20)}${'*'.repeat(10)}`);
+    expect(out.body_total_bytes).toBe(Buffer.byteLength(body));
+    // Without the setting the whole (scrubbed) body is kept.
+    const whole = createFactsRedactor({ model: () => model, secrets: { allValues: () => [secret] } });
+    expect(whole({ family: 'http', host: 'h', facts: withBody(body) }).http!.body).toBe(`${'x'.repeat(20)}${'*'.repeat(secret.length)} tail`);
   });
 });

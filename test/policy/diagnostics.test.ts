@@ -170,6 +170,11 @@ const cases: Array<{ name: string; files: string | Record<string, string>; want:
     want: [{ line: 4, col: 30, summary: 'Invalid value', hint: '"connections_per_device" must be at least 1, not 0' }],
   },
   {
+    name: 'an audit body limit that is not a size',
+    files: `${V}gateway {\n  audit_body_limit = "a lot"\n}\n`,
+    want: [{ line: 3, col: 22, summary: 'Invalid size', hint: '"a lot" is not a size' }],
+  },
+  {
     name: 'bad size',
     files: `${V}gateway {\n  limits {\n    body_buffer = "1TB"\n  }\n}\n`,
     want: [{ line: 4, col: 19, summary: 'Invalid size', hint: 'B, KB, MB, GB, KiB, MiB or GiB' }],

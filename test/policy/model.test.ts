@@ -85,6 +85,9 @@ profile "agents" { credentials = [] }
     expect(p.model.gateway.actionsKeep).toEqual({ maxRecords: 100000 });
     expect(p.model.gateway.auditBacklog).toBe(5000);
     expect(p.model.gateway.limits.connectionsPerDevice).toBeUndefined();
+    expect(p.model.gateway.auditBodyLimit).toBeUndefined();
+    expect((await compile(`${HEADER}gateway {\n  audit_body_limit = "4KiB"\n}\n`)).model.gateway.auditBodyLimit).toBe(4096);
+    expect((await compile(`${HEADER}gateway {\n  audit_body_limit = 0\n}\n`)).model.gateway.auditBodyLimit).toBe(0);
     const q = await compile(`${HEADER}gateway {\n  limits {\n    connections_per_device    = 64\n    wildcard_names_per_device = 100\n  }\n}\n`);
     expect(q.model.gateway.limits).toEqual({ bodyBuffer: 1024 * 1024, connectionsPerDevice: 64, wildcardNamesPerDevice: 100 });
     expect(p.model.gateway.limits.bodyBuffer).toBe(2_000_000);
