@@ -15,7 +15,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { CANARY, PLACEHOLDER, curl, rawExchange, startEnv, type Env } from './support/env.js';
 import { GATEWAY_IP, UPSTREAM_IP } from './support/gateway.js';
-import { H2_PREFACE, cleartextProtocol } from '../../src/protocols/http/plain-ingress.js';
+import { H2_PREFACE, cleartextProtocol, servePlainHttp } from '../../src/protocols/http/plain-ingress.js';
 
 const PROTO = `
 syntax = "proto3";
@@ -197,5 +197,36 @@ describe('curl --http2-prior-knowledge on the plain ingress', () => {
     expect(h2cSeen.length).toBe(before);
     const h1 = await curl(['-i', '--resolve', `plain.test:${env.plain.port}:${GATEWAY_IP}`, '-H', `Authorization: Bearer ${PLACEHOLDER}`, `http://plain.test:${env.plain.port}/v1/h1`]);
     expect(h1.stdout).toMatch(/^HTTP\/1\.1 200/);
+  });
+});
+
+describe('a cleartext connection that stalls before saying which protocol it speaks', () => {
+  /** A bare `servePlainHttp` on a real socket, with short timeouts; resolves with how long the gateway kept it open. */
+  async function heldFor(send: Buffer | null, timeouts: { firstBytesMs: number; prefaceMs: number }): Promise<number> {
+    const core = { sockets: new Set(), log: () => undefined } as unknown as Parameters<typeof servePlainHttp>[0];
+    const conn = { peer: { id: 'stalling' }, profile: 'agent', scheme: 'http', identity: null, port: 80, endpointId: undefined, proxy: false } as unknown as Parameters<typeof servePlainHttp>[2];
+    const server = net.createServer((s) => void servePlainHttp(core, s, conn, Buffer.alloc(0), timeouts));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      return await new Promise<number>((resolve) => {
+        const started = performance.now();
+        const c = net.connect((server.address() as AddressInfo).port, '127.0.0.1', () => {
+          if (send) c.write(send);
+        });
+        c.on('error', () => undefined);
+        c.on('close', () => resolve(performance.now() - started));
+      });
+    } finally {
+      server.close();
+    }
+  }
+
+  it('is closed after the first-bytes timeout when it sends nothing, and after the shorter preface timeout once a preface has started', async () => {
+    const silent = await heldFor(null, { firstBytesMs: 300, prefaceMs: 5000 });
+    expect(silent).toBeGreaterThanOrEqual(250);
+    expect(silent).toBeLessThan(4000);
+    const partial = await heldFor(H2_PREFACE.subarray(0, 10), { firstBytesMs: 5000, prefaceMs: 300 });
+    expect(partial).toBeGreaterThanOrEqual(250);
+    expect(partial).toBeLessThan(4000);
   });
 });

@@ -18,6 +18,8 @@ export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin
 
 /** A connection that has sent nothing is closed after this long (as an idle HTTP/1.1 keep-alive connection is). */
 const FIRST_BYTES_TIMEOUT_MS = 60_000;
+/** Once bytes have started, the rest of the preface must follow within this (as a request head must). */
+const PREFACE_TIMEOUT_MS = 30_000;
 
 /**
  * Which protocol the first bytes of a cleartext connection speak: `h2` once
@@ -31,14 +33,30 @@ export function cleartextProtocol(bytes: Buffer): 'h1' | 'h2' | 'more' {
   return n === H2_PREFACE.length ? 'h2' : 'more';
 }
 
-export async function servePlainHttp(core: EngineCore, socket: Duplex, conn: ConnectionInfo, initial: Buffer = Buffer.alloc(0)): Promise<void> {
+export interface PlainIngressTimeouts {
+  /** For the first bytes (default 60 s). */
+  firstBytesMs?: number;
+  /** For the rest of a preface once it has started (default 30 s). */
+  prefaceMs?: number;
+}
+
+export async function servePlainHttp(
+  core: EngineCore,
+  socket: Duplex,
+  conn: ConnectionInfo,
+  initial: Buffer = Buffer.alloc(0),
+  timeouts: PlainIngressTimeouts = {},
+): Promise<void> {
   socket.on('error', () => undefined);
   // Until a protocol serves it, the engine's close must still reach it.
   core.sockets.add(socket);
   socket.once('close', () => core.sockets.delete(socket));
   let bytes: Buffer;
   try {
-    bytes = await peekBytes(socket, initial, (b) => cleartextProtocol(b) !== 'more', FIRST_BYTES_TIMEOUT_MS, 'a request');
+    bytes = await peekBytes(socket, initial, (b) => b.length > 0, timeouts.firstBytesMs ?? FIRST_BYTES_TIMEOUT_MS, 'a request');
+    if (cleartextProtocol(bytes) === 'more') {
+      bytes = await peekBytes(socket, bytes, (b) => cleartextProtocol(b) !== 'more', timeouts.prefaceMs ?? PREFACE_TIMEOUT_MS, 'the rest of the HTTP/2 preface');
+    }
   } catch (err) {
     if (!(err instanceof PeekError)) throw err;
     // Nothing was asked: there is nothing to answer or record.
