@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import zlib from 'node:zlib';
 import { normalisePath, parseQuery } from '../../src/protocols/http/path.js';
 import { parseAuthority, parseRequestTarget } from '../../src/protocols/http/target.js';
@@ -162,6 +163,39 @@ describe('body inspection (threats.md class 13)', () => {
     expect(hasDuplicateKeys('{"a":["a","a"],"b":{"a":1}}')).toBe(false);
     expect(hasDuplicateKeys('[{"a":1},{"a":2}]')).toBe(false);
     expect(hasDuplicateKeys('{"a":"\\"a\\"","b":"a"}')).toBe(false);
+  });
+
+  it('agrees with the structure it was written from: generated JSON, escaped keys and string values full of quotes and backslashes', () => {
+    // An object is written from a list of members, so it may repeat a key; the expected answer comes
+    // from that list (keys compared decoded), independently of how the text spells them.
+    type Gen = { kind: 'scalar'; text: string } | { kind: 'array'; items: Gen[] } | { kind: 'object'; members: [string, boolean, Gen][] };
+    const KEYS = ['a', 'b', 'model', '"q"', '\\', 'a\\"b', 'é', '', '}', ','];
+    const spell = (key: string, escaped: boolean) =>
+      escaped ? `"${[...key].map((ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')}"` : JSON.stringify(key);
+    const { value } = fc.letrec<{ value: Gen }>((tie) => ({
+      value: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        fc.oneof(fc.string(), fc.constantFrom('"', '\\', '\\"', '{"a":1,"a":2}', '}{'), fc.integer(), fc.boolean(), fc.constant(null)).map((v) => ({ kind: 'scalar' as const, text: JSON.stringify(v) })),
+        fc.array(tie('value'), { maxLength: 4 }).map((items) => ({ kind: 'array' as const, items })),
+        fc.array(fc.tuple(fc.constantFrom(...KEYS), fc.boolean(), tie('value')), { maxLength: 5 }).map((members) => ({ kind: 'object' as const, members })),
+      ),
+    }));
+    const write = (g: Gen): string =>
+      g.kind === 'scalar' ? g.text : g.kind === 'array' ? `[${g.items.map(write).join(',')}]` : `{${g.members.map(([k, e, v]) => `${spell(k, e)}:${write(v)}`).join(',')}}`;
+    const repeats = (g: Gen): boolean =>
+      g.kind === 'array'
+        ? g.items.some(repeats)
+        : g.kind === 'object'
+          ? new Set(g.members.map(([k]) => k)).size < g.members.length || g.members.some(([, , v]) => repeats(v))
+          : false;
+    fc.assert(
+      fc.property(value, (g) => {
+        const text = write(g);
+        JSON.parse(text); // well-formed, as the function requires
+        expect(hasDuplicateKeys(text), text).toBe(repeats(g));
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
 

@@ -95,6 +95,8 @@ function parseJsonBody(text: string): unknown {
 /**
  * Scan already-valid JSON text for an object with a repeated key. Only runs
  * after JSON.parse succeeded, so the grammar is known to be well-formed.
+ * String contents are skipped with `indexOf` (an agent's LLM call is mostly
+ * long strings), and a key is decoded only when it holds an escape.
  */
 export function hasDuplicateKeys(json: string): boolean {
   // Stack of key sets for open containers; null marks an array.
@@ -102,36 +104,55 @@ export function hasDuplicateKeys(json: string): boolean {
   let expectKey = false;
   let i = 0;
   while (i < json.length) {
-    const c = json[i]!;
-    if (c === '{') {
+    const c = json.charCodeAt(i);
+    if (c === OPEN_BRACE) {
       stack.push(new Set());
       expectKey = true;
       i++;
-    } else if (c === '[') {
+    } else if (c === OPEN_BRACKET) {
       stack.push(null);
       expectKey = false;
       i++;
-    } else if (c === '}' || c === ']') {
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
       stack.pop();
       expectKey = false;
       i++;
-    } else if (c === ',') {
+    } else if (c === COMMA) {
       expectKey = stack[stack.length - 1] instanceof Set;
       i++;
-    } else if (c === '"') {
-      let j = i + 1;
-      while (json[j] !== '"') j += json[j] === '\\' ? 2 : 1;
+    } else if (c === QUOTE) {
+      const end = closingQuote(json, i + 1);
       if (expectKey) {
-        const key = JSON.parse(json.slice(i, j + 1)) as string;
+        const raw = json.slice(i + 1, end);
+        const key = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
         const keys = stack[stack.length - 1] as Set<string>;
         if (keys.has(key)) return true;
         keys.add(key);
         expectKey = false;
       }
-      i = j + 1;
+      i = end + 1;
     } else {
       i++;
     }
   }
   return false;
+}
+
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const COMMA = 0x2c;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+/** Index of the quote that closes the string whose contents start at `from` (one preceded by an even run of backslashes). */
+function closingQuote(json: string, from: number): number {
+  let q = json.indexOf('"', from);
+  for (;;) {
+    let backslashes = 0;
+    while (json.charCodeAt(q - 1 - backslashes) === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return q;
+    q = json.indexOf('"', q + 1);
+  }
 }
