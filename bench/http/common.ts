@@ -43,8 +43,28 @@ export const BIG_BYTES = 1024 * 1024;
 /** The placeholder every client sends; the gateway swaps in the vault's token. */
 export const PLACEHOLDER_AUTH = 'Bearer cp_ph_bench';
 
-/** The gateway's policy: 10 rules, one bearer credential, the upstream's CA. */
-export const POLICY = (caFile: string, hosts: string[]) => `
+/** The path of the LLM-style workload (a JSON POST whose body a rule reads). */
+export const LLM_PATH = '/v1/messages';
+
+/**
+ * An agent's LLM call: ≈ 30 KB of JSON (a conversation), the shape of a
+ * messages API request.
+ */
+export function llmRequestBody(): string {
+  const messages = Array.from({ length: 40 }, (_, i) => ({
+    role: i % 2 ? 'assistant' : 'user',
+    content: `Please look at the file src/module${i}.ts and explain what its exported function does, step by step. `.repeat(7),
+  }));
+  return JSON.stringify({ model: 'claude-sonnet-4', max_tokens: 4096, system: 'You are a careful coding agent. '.repeat(20), messages, stream: false });
+}
+
+/**
+ * The gateway's policy: 10 rules, one bearer credential, the upstream's CA.
+ * With `inspectBodies`, an 11th rule reads `http.body_json` on the LLM path,
+ * so the gateway buffers, decodes and parses every request body (and records
+ * it in the audit log) — on every path of the endpoint, uploads included.
+ */
+export const POLICY = (caFile: string, hosts: string[], opts: { inspectBodies?: boolean } = {}) => `
 schema_version = 1
 gateway {
   local_profile = "bench"
@@ -85,6 +105,16 @@ rule "reads" {
   endpoint  = https.bench
   condition = "http.method in ['GET', 'HEAD'] && !('admin' in http.query)"
   verdict   = "allow"
+}
+${
+  opts.inspectBodies
+    ? `rule "llm-models" {
+  endpoint  = https.bench
+  condition = "http.path == '${LLM_PATH}' && has(http.body_json.model) && http.body_json.model == 'claude-forbidden'"
+  verdict   = "deny"
+  reason    = "that model is not allowed"
+}`
+    : ''
 }
 `;
 

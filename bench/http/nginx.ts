@@ -10,7 +10,7 @@
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIG_BYTES, JSON_BODY, pinned, waitForPort, type Scope } from './common.js';
+import { BIG_BYTES, JSON_BODY, LLM_PATH, pinned, waitForPort, type Scope } from './common.js';
 
 export interface NginxProcess {
   pid: number;
@@ -51,6 +51,7 @@ http {
     location = /json { default_type application/json; return 200 '${JSON_BODY}'; }
     location = /big { default_type application/octet-stream; alias ${join(dir, 'big.bin')}; }
     location = /upload { client_max_body_size 2m; default_type application/json; return 200 '{"received":true}'; }
+    location = ${LLM_PATH} { client_max_body_size 2m; default_type application/json; return 200 '{"id":"msg_1","type":"message","content":[{"type":"text","text":"ok"}]}'; }
   }
 }
 `;

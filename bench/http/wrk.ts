@@ -23,6 +23,8 @@
  *   json-c16   small JSON GET, 16 connections: throughput
  *   big-c4     1 MiB response GET, 4 connections
  *   upload-c4  1 MiB request body POST, 4 connections
+ *   llm-c16    (only when named in --only, never with upload-c4) an agent's LLM call: a ≈ 30 KB JSON
+ *              POST whose body a rule reads, so the gateway buffers, parses and records it; 16 connections
  *
  *   node --import tsx bench/http/wrk.ts [--seconds 4] [--rounds 3] [--only json-c1,json-c16]
  *       [--paths gateway-tunnel,…] [--baseline DIR] [--pin] [--dist] [--threads 1] [--profile DIR]
@@ -34,6 +36,7 @@ import { join } from 'node:path';
 import { makeTestPki } from '../../test/http/support/certs.js';
 import {
   BIG_BYTES,
+  LLM_PATH,
   PLACEHOLDER_AUTH,
   POLICY,
   Results,
@@ -41,6 +44,7 @@ import {
   UPSTREAM_IP,
   arg,
   cpuSeconds,
+  llmRequestBody,
   describeRun,
   flag,
   freePort,
@@ -71,6 +75,14 @@ if upload > 0 then
   wrk.method = "POST"
   wrk.body = string.rep("b", upload)
   wrk.headers["Content-Type"] = "application/octet-stream"
+end
+local bodyFile = os.getenv("WRK_BODY_FILE") or ""
+if bodyFile ~= "" then
+  local f = assert(io.open(bodyFile, "rb"))
+  wrk.method = "POST"
+  wrk.body = f:read("*a")
+  f:close()
+  wrk.headers["Content-Type"] = "application/json"
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -105,11 +117,15 @@ interface Target {
  * One wrk run. wrk runs under bash so that bash's `times` reports wrk's own
  * CPU time once it has exited (Node cannot read a child's rusage).
  */
-function runWrk(scope: Scope, url: string, o: { connections: number; seconds: number; uploadBytes: number; host: string; script: string }): Promise<{ summary: WrkSummary; cpuS: number }> {
+function runWrk(
+  scope: Scope,
+  url: string,
+  o: { connections: number; seconds: number; uploadBytes: number; bodyFile?: string | undefined; host: string; script: string },
+): Promise<{ summary: WrkSummary; cpuS: number }> {
   const wrkArgs = ['-t', THREADS, '-c', String(o.connections), '-d', `${o.seconds}s`, '--timeout', '10s', '-s', o.script];
   wrkArgs.push('-H', `Host: ${o.host}`, '-H', `Authorization: ${PLACEHOLDER_AUTH}`, url);
   const [cmd, args] = pinned(SIDE_CPUS, 'bash', ['-c', 'wrk "$@"; s=$?; times; exit $s', 'wrk', ...wrkArgs]);
-  const child = scope.spawn(cmd, args, { env: { ...process.env, WRK_UPLOAD_BYTES: String(o.uploadBytes) } });
+  const child = scope.spawn(cmd, args, { env: { ...process.env, WRK_UPLOAD_BYTES: String(o.uploadBytes), WRK_BODY_FILE: o.bodyFile ?? '' } });
   child.stdout!.setEncoding('utf8');
   let out = '';
   child.stdout!.on('data', (c: string) => (out += c));
@@ -135,9 +151,16 @@ async function main(): Promise<void> {
     writeFileSync(script, WRK_SCRIPT);
     const nginxPort = await freePort(UPSTREAM_IP);
     const nginx = await startNginx(scope, { host: UPSTREAM_IP, port: nginxPort, certPath: join(dir, 'server.pem'), keyPath: join(dir, 'server.key'), cpus: SIDE_CPUS });
-    const policy = POLICY(pki.caPath, ['bench.test', 'localhost', UPSTREAM_IP]);
+    // llm-c16 needs a rule that reads request bodies, which makes the gateway inspect every body
+    // on the endpoint: it runs only when named, and never beside upload-c4 (whose 1 MiB body would
+    // then be buffered and recorded too).
+    const llm = ONLY.includes('llm-c16');
+    if (llm && ONLY.includes('upload-c4')) throw new Error('run llm-c16 and upload-c4 separately: llm-c16 makes the gateway inspect every request body');
+    const policy = POLICY(pki.caPath, ['bench.test', 'localhost', UPSTREAM_IP], { inspectBodies: llm });
+    const llmBody = join(dir, 'llm.json');
+    writeFileSync(llmBody, llmRequestBody());
     const gatewayOpts = { policy, ingressIp: '127.0.0.1', upstreamPort: nginxPort, ingressPort: 0, cpus: PROXY_CPUS, dist: DIST };
-    const gw = await startGateway(scope, { ...gatewayOpts, name: 'gateway', nodeFlags: PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : [] });
+    const gw = await startGateway(scope, { ...gatewayOpts, name: 'gateway', nodeFlags: [...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}`] : []), ...(process.env['XP_FLAGS'] ? process.env['XP_FLAGS'].split(' ') : [])] });
     const baseline = BASELINE ? await startGateway(scope, { ...gatewayOpts, name: 'baseline', checkout: BASELINE }) : null;
     const noAudit = PATHS.includes('gateway-no-audit') ? await startGateway(scope, { ...gatewayOpts, name: 'no-audit', audit: false }) : null;
     const [relayCmd, relayArgs] = pinned(PROXY_CPUS, process.execPath, [
@@ -160,14 +183,15 @@ async function main(): Promise<void> {
       { name: 'json-c16', path: '/json', connections: 16, uploadBytes: 0 },
       { name: 'big-c4', path: '/big', connections: 4, uploadBytes: 0 },
       { name: 'upload-c4', path: '/upload', connections: 4, uploadBytes: BIG_BYTES },
+      { name: 'llm-c16', path: LLM_PATH, connections: 16, uploadBytes: 0, bodyFile: llmBody },
     ];
-    const workloads = allWorkloads.filter((w) => ONLY.length === 0 || ONLY.includes(w.name));
+    const workloads = allWorkloads.filter((w) => (ONLY.length === 0 ? w.name !== 'llm-c16' : ONLY.includes(w.name)));
 
     const results = new Results();
     for (let round = 0; round < ROUNDS; round++) {
       for (const w of workloads) {
         for (const t of targets) {
-          const o = { connections: w.connections, uploadBytes: w.uploadBytes, host: `localhost:${nginxPort}`, script };
+          const o = { connections: w.connections, uploadBytes: w.uploadBytes, bodyFile: 'bodyFile' in w ? w.bodyFile : undefined, host: `localhost:${nginxPort}`, script };
           // Warm-up (first round only): JIT, leaf certificates, the proxies' upstream connections.
           if (round === 0) await runWrk(scope, `${t.url}${w.path}`, { ...o, seconds: 1 });
           const cpu0 = t.pid ? cpuSeconds(t.pid) : 0;
