@@ -163,6 +163,9 @@ describe('body inspection (threats.md class 13)', () => {
     expect(hasDuplicateKeys('{"a":["a","a"],"b":{"a":1}}')).toBe(false);
     expect(hasDuplicateKeys('[{"a":1},{"a":2}]')).toBe(false);
     expect(hasDuplicateKeys('{"a":"\\"a\\"","b":"a"}')).toBe(false);
+    // Text JSON.parse would refuse (the function is never given it) ends the scan instead of looping.
+    expect(hasDuplicateKeys('{"a":"unterminated')).toBe(false);
+    expect(hasDuplicateKeys('{"a')).toBe(false);
   });
 
   it('agrees with the structure it was written from: generated JSON, escaped keys and string values full of quotes and backslashes', () => {

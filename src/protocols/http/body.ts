@@ -146,10 +146,15 @@ const COMMA = 0x2c;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
-/** Index of the quote that closes the string whose contents start at `from` (one preceded by an even run of backslashes). */
+/**
+ * Index of the quote that closes the string whose contents start at `from`
+ * (one preceded by an even run of backslashes); the text's length when
+ * there is none (not JSON.parse-valid text: never loop on it).
+ */
 function closingQuote(json: string, from: number): number {
   let q = json.indexOf('"', from);
   for (;;) {
+    if (q === -1) return json.length;
     let backslashes = 0;
     while (json.charCodeAt(q - 1 - backslashes) === BACKSLASH) backslashes++;
     if (backslashes % 2 === 0) return q;
