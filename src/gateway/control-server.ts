@@ -126,7 +126,10 @@ export interface ControlServerOptions {
   maxBodyBytes?: number;
   /** Time for a request's headers (default 20 s); a client slower than that gets 408 and is closed. */
   headersTimeoutMs?: number;
-  /** What `GET /healthz` reports (default: always healthy). Not `ok` → 503, for load balancers and probes. */
+  /**
+   * What `GET /healthz` reports (default: always healthy). Not `ok` → 503, for load balancers and
+   * probes; the problems are shown only to a request with the admin token.
+   */
   health?: () => GatewayHealth;
   log?: (line: string) => void;
 }
@@ -217,7 +220,9 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     try {
       if (url.pathname === '/healthz') {
         const health = opts.health?.() ?? { ok: true, problems: [] };
-        sendJson(res, health.ok ? 200 : 503, health.problems.length ? health : { ok: health.ok });
+        // The status is for anyone (load balancers, probes); what went wrong (a store's error text can
+        // name hosts and paths) only for the admin token.
+        sendJson(res, health.ok ? 200 : 503, admin && health.problems.length ? health : { ok: health.ok });
         return;
       }
       for (const route of routes) {

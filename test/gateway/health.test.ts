@@ -4,7 +4,7 @@
  * 503 once the backlog is full and every action is refused (fail-closed), so
  * a load balancer or probe takes the gateway out instead of sending agents to
  * a gateway that denies everything; healthy again once the store takes
- * records.
+ * records. The problems are shown only with the admin token.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -45,9 +45,14 @@ describe('/healthz and the audit log', () => {
     };
     const log = new AuditLog({ store, key, writer: flaky, maxQueued: 5, onError: () => undefined });
     server = await startControlServer({ listen: '127.0.0.1:0', adminToken: 'tok', routes: [], health: () => auditHealth(log), log: () => undefined });
+    /** What an operator with the admin token sees; an anonymous probe gets the status and `ok` only. */
     const probe = async () => {
-      const res = await fetch(`${server!.url}/healthz`);
-      return { status: res.status, body: (await res.json()) as unknown };
+      const anonymous = await fetch(`${server!.url}/healthz`);
+      const res = await fetch(`${server!.url}/healthz`, { headers: { authorization: 'Bearer tok' } });
+      const body = (await res.json()) as { ok: boolean };
+      expect(anonymous.status).toBe(res.status);
+      expect(await anonymous.json()).toEqual({ ok: body.ok });
+      return { status: res.status, body };
     };
 
     log.append(record(1));
