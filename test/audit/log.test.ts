@@ -22,6 +22,7 @@ import {
   type AuditWriter,
 } from '../../src/audit/index.js';
 import { record } from './records.js';
+import { flakyWriter } from './support/flaky-writer.js';
 import { encodeInSlices } from '../../src/audit/log.js';
 import { encodeBatch } from '../../src/audit/record-json.js';
 import { editStoredRows, storedRow } from './support/stored-log.js';
@@ -142,18 +143,7 @@ describe('audit log', () => {
   });
 
   it('at maxQueued it is unavailable, counts what it cannot keep, and writes one summary record once the store takes records again', async () => {
-    const real = new StoreAuditWriter(store.audit, key);
-    let broken = true;
-    const flaky: AuditWriter = {
-      kind: 'inline',
-      maxInFlight: 1,
-      write: async (batch) => {
-        if (broken) throw new Error('disk I/O error');
-        return real.write(batch);
-      },
-      prune: (r, now) => real.prune(r, now),
-      close: () => real.close(),
-    };
+    const flaky = flakyWriter(store, key, true);
     const errors: string[] = [];
     const log = new AuditLog({ store, key, writer: flaky, maxQueued: 10, onError: (e) => errors.push(e.message) });
     for (let i = 1; i <= 9; i++) log.append(record(i));
@@ -164,7 +154,7 @@ describe('audit log', () => {
     expect(log.unavailable()).toBe('the audit log cannot record actions: 10 records are waiting to be written (disk I/O error)');
     expect(log.stats()).toMatchObject({ queued: 10, suppressed: 5, failing: true });
     expect(errors).toContain('backlog full (10 records waiting); actions are refused and further records only counted until the store takes records again');
-    broken = false;
+    flaky.broken = false;
     await log.close();
     expect(log.unavailable()).toBeNull();
     const rows = (await store.audit.range({ limit: 100 })).map((r) => JSON.parse(r.record) as Record<string, unknown>);

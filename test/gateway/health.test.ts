@@ -12,10 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { openStore, type Store } from '../../src/store/index.js';
-import { AuditLog, StoreAuditWriter, type AuditWriter } from '../../src/audit/index.js';
+import { AuditLog } from '../../src/audit/index.js';
 import { startControlServer, type ControlServer } from '../../src/gateway/control-server.js';
 import { auditHealth } from '../../src/gateway/gateway.js';
 import { record } from '../audit/records.js';
+import { flakyWriter } from '../audit/support/flaky-writer.js';
 
 describe('/healthz and the audit log', () => {
   let dir: string | undefined;
@@ -31,18 +32,7 @@ describe('/healthz and the audit log', () => {
     dir = mkdtempSync(join(tmpdir(), 'cp-health-'));
     store = await openStore({ stateDir: dir });
     const key = randomBytes(32);
-    const real = new StoreAuditWriter(store.audit, key);
-    let broken = false;
-    const flaky: AuditWriter = {
-      kind: 'inline',
-      maxInFlight: 1,
-      write: async (batch) => {
-        if (broken) throw new Error('disk I/O error');
-        return real.write(batch);
-      },
-      prune: (r, now) => real.prune(r, now),
-      close: () => real.close(),
-    };
+    const flaky = flakyWriter(store, key);
     const log = new AuditLog({ store, key, writer: flaky, maxQueued: 5, onError: () => undefined });
     server = await startControlServer({ listen: '127.0.0.1:0', adminToken: 'tok', routes: [], health: () => auditHealth(log), log: () => undefined });
     /** What an operator with the admin token sees; an anonymous probe gets the status and `ok` only. */
@@ -59,7 +49,7 @@ describe('/healthz and the audit log', () => {
     await log.flush();
     expect(await probe()).toEqual({ status: 200, body: { ok: true } });
 
-    broken = true;
+    flaky.broken = true;
     log.append(record(2));
     log.append(record(3));
     await expect(log.flush()).rejects.toThrow(/disk I\/O error/);
@@ -74,7 +64,7 @@ describe('/healthz and the audit log', () => {
       body: { ok: false, problems: ['the audit log cannot record actions: 5 records are waiting to be written (disk I/O error)'] },
     });
 
-    broken = false;
+    flaky.broken = false;
     await log.flush();
     expect(await probe()).toEqual({ status: 200, body: { ok: true } });
     await log.close();

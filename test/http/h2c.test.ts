@@ -6,27 +6,14 @@
  * speaks h2c to an origin that does, HTTP/1.1 to one that does not.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { CANARY, PLACEHOLDER, curl, rawExchange, startEnv, type Env } from './support/env.js';
 import { GATEWAY_IP, UPSTREAM_IP } from './support/gateway.js';
+import { bindThings, deleteAsAgent, getAsAgent, loadThings, thingsServer, type ThingsClient, type ThingsClientClass } from './support/grpc-things.js';
 import { H2_PREFACE, cleartextProtocol, servePlainHttp } from '../../src/protocols/http/plain-ingress.js';
-
-const PROTO = `
-syntax = "proto3";
-package test;
-message Req { string name = 1; }
-message Res { string message = 1; }
-service Things {
-  rpc Get (Req) returns (Res);
-  rpc Delete (Req) returns (Res);
-}
-`;
 
 interface SeenH2 {
   path: string;
@@ -38,8 +25,7 @@ interface SeenH2 {
 let env: Env;
 let grpcServer: grpc.Server;
 let grpcPort: number;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-let Things: any;
+let Things: ThingsClientClass;
 const grpcAuth: string[] = [];
 let h2cOrigin: http2.Http2Server;
 let h2cPort: number;
@@ -47,24 +33,9 @@ const h2cSeen: SeenH2[] = [];
 
 beforeAll(async () => {
   env = await startEnv();
-  const protoPath = join(env.dir, 'things-h2c.proto');
-  writeFileSync(protoPath, PROTO);
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  Things = (grpc.loadPackageDefinition(protoLoader.loadSync(protoPath, { keepCase: true })) as any).test.Things;
-  grpcServer = new grpc.Server();
-  grpcServer.addService(Things.service, {
-    Get: (call: grpc.ServerUnaryCall<{ name: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      const auth = String(call.metadata.get('authorization')[0] ?? '');
-      grpcAuth.push(auth);
-      const trailer = new grpc.Metadata();
-      trailer.set('x-served-by', 'h2c-upstream');
-      cb(null, { message: `hello ${call.request.name}, token ${auth}` }, trailer);
-    },
-    Delete: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { message: 'deleted!' }),
-  });
-  grpcPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(`${UPSTREAM_IP}:0`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  Things = loadThings(env.dir);
+  grpcServer = thingsServer(Things, { servedBy: 'h2c-upstream', seenAuth: grpcAuth });
+  grpcPort = await bindThings(grpcServer, UPSTREAM_IP, grpc.ServerCredentials.createInsecure());
   await env.gw.plainIngress(grpcPort);
 
   // A plain HTTP/2 origin that echoes what it was sent, the token included (the gateway must scrub it).
@@ -92,14 +63,8 @@ afterAll(async () => {
   await new Promise<void>((r) => (h2cOrigin ? h2cOrigin.close(() => r()) : r()));
 });
 
-function grpcClient(): grpc.Client & Record<string, (...a: unknown[]) => unknown> {
+function grpcClient(): ThingsClient {
   return new Things(`${GATEWAY_IP}:${grpcPort}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': `h2.test:${grpcPort}` });
-}
-
-function meta(): grpc.Metadata {
-  const m = new grpc.Metadata();
-  m.set('authorization', `Bearer ${PLACEHOLDER}`);
-  return m;
 }
 
 describe('telling h2c from HTTP/1.1 by the first bytes', () => {
@@ -117,24 +82,17 @@ describe('telling h2c from HTTP/1.1 by the first bytes', () => {
 describe('gRPC with insecure credentials (h2c both hops)', () => {
   it('unary call: decided, token injected, reply scrubbed, trailers delivered', async () => {
     const c = grpcClient();
-    let trailers: grpc.Metadata | undefined;
-    const res = await new Promise<{ message: string }>((resolve, reject) => {
-      const call = c['Get']!({ name: 'agent' }, meta(), (err: Error | null, r: { message: string }) => (err ? reject(err) : resolve(r))) as grpc.ClientUnaryCall;
-      call.on('status', (s: grpc.StatusObject) => {
-        trailers = s.metadata;
-      });
-    });
+    const res = await getAsAgent(c, 'agent');
     expect(grpcAuth.at(-1)).toBe(`Bearer ${CANARY}`);
     expect(res.message).toMatch(/^hello agent, token Bearer \*+$/);
-    await new Promise((r) => setTimeout(r, 20));
-    expect(trailers?.get('x-served-by')).toEqual(['h2c-upstream']);
+    expect(res.trailers?.get('x-served-by')).toEqual(['h2c-upstream']);
     c.close();
   });
 
   it('a denied method gets PERMISSION_DENIED with the reason and never reaches the upstream', async () => {
     const c = grpcClient();
     const before = grpcAuth.length;
-    const err = await new Promise<grpc.ServiceError>((resolve) => c['Delete']!({ name: 'x' }, meta(), (e: grpc.ServiceError) => resolve(e)));
+    const err = await deleteAsAgent(c);
     expect(err.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(err.details).toContain('deleting things over gRPC is not allowed');
     expect(grpcAuth.length).toBe(before);
