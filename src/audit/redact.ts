@@ -157,6 +157,8 @@ export function createFactsRedactor(deps: {
 export function withBodyCut(facts: Facts, limit: number): Facts {
   const http = facts.http;
   if (!http || typeof http.body !== 'string' || http.body.length === 0) return facts;
+  // A UTF-16 unit is at most 3 bytes of UTF-8: a body this short fits without encoding it.
+  if (http.body.length * 3 <= limit) return facts;
   const bytes = Buffer.from(http.body, 'utf8');
   if (bytes.length <= limit) return facts;
   let end = limit;

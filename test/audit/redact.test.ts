@@ -144,6 +144,8 @@ describe('gateway.audit_body_limit: the recorded body cut to a size', () => {
     }
     const small = withBody('short');
     expect(withBodyCut(small, 5)).toBe(small);
+    expect(withBodyCut(small, 15)).toBe(small); // short enough not to need encoding to tell
+    expect(withBodyCut(withBody('€€€'), 8).http).toMatchObject({ body: '€€', body_total_bytes: 9 });
     expect(withBodyCut(withBody(''), 0).http).not.toHaveProperty('body_total_bytes');
   });
 
