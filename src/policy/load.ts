@@ -31,7 +31,7 @@ import { parseHclFile, type ParsedFile } from './hcl.js';
 import { stringOffsetPos, type SrcBlock } from './hcl-source.js';
 import { parseHostPattern, patternKey } from './hosts.js';
 import { compileCondition, FAMILY_VARIABLES, type CompiledCondition } from './cel.js';
-import { DURATION_HINT, parseDuration, parseSize, SIZE_HINT } from './units.js';
+import { DURATION_HINT, parseDuration } from './units.js';
 import {
   APPROVER_ATTRIBUTES,
   APPROVER_TYPES,
@@ -544,12 +544,8 @@ class Builder {
         const n = this.v.int(v, '"audit_body_limit"', 0);
         if (n !== undefined) out.auditBodyLimit = n;
       } else {
-        const s = this.v.string(v, '"audit_body_limit"');
-        if (s !== undefined) {
-          const n = parseSize(s);
-          if (n === undefined) this.r.error(v.pos, 'Invalid size', `"audit_body_limit": "${s}" is not a size; ${SIZE_HINT}, or 0 to record no body`);
-          else out.auditBodyLimit = n;
-        }
+        const n = this.v.size(v, '"audit_body_limit"', '0 to record no body');
+        if (n !== undefined) out.auditBodyLimit = n;
       }
     }
     if ((v = b.get('audit_backlog'))) {
@@ -561,12 +557,8 @@ class Builder {
       limits.checkShape(this.r, 'the limits block', GATEWAY_BLOCK_ATTRIBUTES['limits']!);
       const bb = limits.get('body_buffer');
       if (bb) {
-        const s = this.v.string(bb, '"body_buffer"');
-        if (s !== undefined) {
-          const n = parseSize(s);
-          if (n === undefined) this.r.error(bb.pos, 'Invalid size', `"body_buffer": "${s}" is not a size; ${SIZE_HINT}`);
-          else out.limits.bodyBuffer = n;
-        }
+        const n = this.v.size(bb, '"body_buffer"');
+        if (n !== undefined) out.limits.bodyBuffer = n;
       }
       const perDevice = [
         ['connections_per_device', 'connectionsPerDevice'],

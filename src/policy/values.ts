@@ -5,6 +5,7 @@
  */
 import type { Diagnostic, SourcePos } from './types.js';
 import { didYouMean, error } from './diagnostics.js';
+import { parseSize, SIZE_HINT } from './units.js';
 import type { SrcAttribute, SrcBlock, SrcBody, SrcFile, SrcValue } from './hcl-source.js';
 
 export interface Val {
@@ -84,6 +85,15 @@ export class Values {
       return this.r.error(v.pos, 'Invalid value', `${what} must be ${options.map((o) => `"${o}"`).join(' or ')}, not "${s}"`);
     }
     return s as T;
+  }
+
+  /** A size (`"1MiB"`) in bytes; `alternative` names what else the attribute takes, for the hint. */
+  size(v: Val, what: string, alternative?: string): number | undefined {
+    const s = this.string(v, what);
+    if (s === undefined) return undefined;
+    const n = parseSize(s);
+    if (n === undefined) return this.r.error(v.pos, 'Invalid size', `${what}: "${s}" is not a size; ${SIZE_HINT}${alternative ? `, or ${alternative}` : ''}`);
+    return n;
   }
 
   int(v: Val, what: string, min = -Infinity, max = Infinity): number | undefined {
