@@ -195,8 +195,10 @@ export async function readStdin(prompt: string, multiline: boolean): Promise<str
 
 function promptHidden(prompt: string): Promise<string> {
   const stdin = process.stdin;
-  process.stderr.write(prompt);
+  // Echo goes off before the prompt invites typing: a user (or a script) who types as soon as
+  // the prompt shows must never see the secret echoed, however late this process gets the CPU.
   stdin.setRawMode(true);
+  process.stderr.write(prompt);
   stdin.setEncoding('utf8');
   stdin.resume();
   return new Promise((resolve, reject) => {
