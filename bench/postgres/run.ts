@@ -155,7 +155,19 @@ interface Run {
   latenciesUs: number[];
   /** CPU time of this Node process (every thread: gateway, relay, audit writer) per transaction, µs. */
   nodeCpuUsPerTx?: number;
+  /** Busy CPU time of the whole machine (PostgreSQL, pgbench, this process, the kernel) per transaction, µs. */
+  machineCpuUsPerTx?: number;
+  /** Share of the machine's CPU time left idle during the run. */
+  machineIdle?: number;
 }
+
+/** The machine's CPU times from /proc/stat, in clock ticks: total and idle (idle + iowait). */
+function machineTicks(): { total: number; idle: number } {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  return { total: cpu.reduce((a, b) => a + b, 0), idle: cpu[3]! + cpu[4]! };
+}
+/** Clock ticks per second of /proc/stat (USER_HZ, 100 on Linux). */
+const USER_HZ = 100;
 
 function pgbench(port: number, user: string, workload: 'select-only' | 'mixed', clients: number, dir: string): Promise<Run> {
   const logDir = mkdtempSync(join(dir, 'log-'));
@@ -340,13 +352,19 @@ async function main(): Promise<void> {
           const profiled = profiler && t.name === (only('profile-path') ?? 'gateway');
           if (profiled) await profiler.post('Profiler.start');
           const cpu0 = process.cpuUsage();
+          const ticks0 = machineTicks();
           const r = await pgbench(t.port, t.user, c.workload, c.clients, dir);
           const cpu = process.cpuUsage(cpu0);
+          const ticks1 = machineTicks();
           if (profiled) {
             const { profile } = (await profiler.post('Profiler.stop')) as { profile: unknown };
             writeFileSync(join(profileDir!, `${t.name.replace(/\W+/g, '-')}-${c.workload}-c${c.clients}-r${round + 1}.cpuprofile`), JSON.stringify(profile));
           }
           r.nodeCpuUsPerTx = (cpu.user + cpu.system) / Math.max(1, r.latenciesUs.length);
+          const total = ticks1.total - ticks0.total;
+          const busy = total - (ticks1.idle - ticks0.idle);
+          r.machineCpuUsPerTx = (busy * 1e6) / USER_HZ / Math.max(1, r.latenciesUs.length);
+          r.machineIdle = total > 0 ? 1 - busy / total : NaN;
           const key = `${c.workload}|${c.clients}|${t.name}`;
           if (!results.has(key)) results.set(key, []);
           results.get(key)!.push(r);
@@ -359,10 +377,10 @@ async function main(): Promise<void> {
     const rows: string[] = [
       `pgbench ${SECONDS}s × ${ROUNDS} rounds, scale ${SCALE}, simple protocol; TPS = median of rounds; latency over all transactions of all rounds; gateway modules from ${root === '../../src' ? 'src/ through tsx' : 'dist/'}.`,
       '',
-      '"vs relay, paired" is the median over rounds of this path\'s TPS over the relay\'s in the same round; "node CPU" is this process\'s CPU time (all threads) per transaction.',
+      '"vs relay, paired" is the median over rounds of this path\'s TPS over the relay\'s in the same round; "node CPU" is this process\'s CPU time (all threads) per transaction; "machine CPU" is the whole machine\'s busy time per transaction (pgbench\'s run, pgbench and PostgreSQL included) and "idle" the share of the machine left idle meanwhile (/proc/stat).',
       '',
-      '| workload | clients | path | TPS | vs direct | vs node relay | vs relay, paired | node CPU µs/tx | p50 µs | p99 µs | added p50 µs |',
-      '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+      '| workload | clients | path | TPS | vs direct | vs node relay | vs relay, paired | node CPU µs/tx | machine CPU µs/tx | idle | p50 µs | p99 µs | added p50 µs |',
+      '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ];
     for (const c of cases) {
       const runsOf = (name: string): Run[] => results.get(`${c.workload}|${c.clients}|${name}`) ?? [];
@@ -374,6 +392,8 @@ async function main(): Promise<void> {
           tps: median(runs.map((r) => r.tps)),
           paired: median(runs.flatMap((r, i) => (relayRuns[i] ? [r.tps / relayRuns[i]!.tps] : []))),
           cpu: median(runs.map((r) => r.nodeCpuUsPerTx ?? NaN)),
+          machine: median(runs.map((r) => r.machineCpuUsPerTx ?? NaN)),
+          idle: median(runs.map((r) => r.machineIdle ?? NaN)),
           p50: percentile(lat, 50),
           p99: percentile(lat, 99),
         };
@@ -384,7 +404,7 @@ async function main(): Promise<void> {
         const s = stat(t.name);
         const cpu = t.name === 'direct' || t.name === 'pgbouncer' ? '—' : s.cpu.toFixed(0);
         rows.push(
-          `| ${c.workload} | ${c.clients} | ${t.name} | ${s.tps.toFixed(0)} | ${(s.tps / direct.tps).toFixed(2)} | ${(s.tps / relayS.tps).toFixed(2)} | ${s.paired.toFixed(2)} | ${cpu} | ${s.p50.toFixed(0)} | ${s.p99.toFixed(0)} | ${t.name === 'direct' ? '—' : (s.p50 - direct.p50).toFixed(0)} |`,
+          `| ${c.workload} | ${c.clients} | ${t.name} | ${s.tps.toFixed(0)} | ${(s.tps / direct.tps).toFixed(2)} | ${(s.tps / relayS.tps).toFixed(2)} | ${s.paired.toFixed(2)} | ${cpu} | ${s.machine.toFixed(0)} | ${(s.idle * 100).toFixed(0)} % | ${s.p50.toFixed(0)} | ${s.p99.toFixed(0)} | ${t.name === 'direct' ? '—' : (s.p50 - direct.p50).toFixed(0)} |`,
         );
       }
     }
