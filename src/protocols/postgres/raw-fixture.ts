@@ -54,7 +54,8 @@ export function parsePostgresRaw(bytes: Buffer, ctx: RawParseContext): Action[] 
   };
   const emit = (input: DecisionInput): void => {
     const seen = memory.decisionInput(input);
-    memory.allowed(input, seen.analysis, seen.text, batch);
+    // A replay has no server: every allowed message is taken to succeed.
+    memory.allowed(input, seen.analysis, seen.text, batch).confirmed?.();
     push(messageAction(actx, seen));
   };
 
@@ -115,7 +116,7 @@ export function parsePostgresRaw(bytes: Buffer, ctx: RawParseContext): Action[] 
             executed = false;
             return;
           case 'C':
-            if (m.target === 'S') memory.closeStatement(m.name);
+            if (m.target === 'S') memory.closing(m.name).confirmed?.();
             else memory.closePortal(m.name);
             return;
           case 'S':

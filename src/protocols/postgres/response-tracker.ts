@@ -70,12 +70,28 @@ export class AuditGroup {
   }
 }
 
+/**
+ * What the session's statement memory does once the server has answered a
+ * message: the gateway must not believe a statement was deallocated, closed
+ * or re-parsed before the server says so, or its memory and the server's
+ * drift apart (and `EXECUTE p` is decided as something p is not).
+ */
+export interface Effects {
+  /** The message (a Query: every statement in it) completed without error. */
+  confirmed?(): void;
+  /** The server failed the message or skipped it (after an earlier error in the batch). */
+  voided?(): void;
+}
+
 interface Expectation {
   kind: ExpectKind;
   seq: number;
   group: AuditGroup | null;
   /** For probes: the ErrorResponse the agent gets instead of the probe's. */
   replacement?: Buffer;
+  effects?: Effects;
+  /** An ErrorResponse arrived for it (a Query's later statements did not run). */
+  failed?: boolean;
 }
 
 export interface TrackerHooks {
@@ -128,9 +144,10 @@ export class ResponseTracker {
   }
 
   /** Forward a message that expects a response. */
-  expect(kind: ExpectKind, group: AuditGroup | null, replacement?: Buffer): void {
+  expect(kind: ExpectKind, group: AuditGroup | null, replacement?: Buffer, effects?: Effects): void {
     const e: Expectation = { kind, seq: this.forwarded(), group };
     if (replacement) e.replacement = replacement;
+    if (effects) e.effects = effects;
     if (group) {
       group.lastSeq = e.seq;
       if (!this.groups.includes(group)) this.groups.push(group);
@@ -288,7 +305,9 @@ export class ResponseTracker {
         }
         if (h && !endsWithReady(h.kind)) {
           this.q.shift();
-          this.skipExtended();
+          this.skipExtended(h);
+        } else if (h) {
+          h.failed = true;
         }
         return KEPT;
       }
@@ -322,7 +341,7 @@ export class ResponseTracker {
         this.expectHead('B', 'BindComplete');
         return KEPT;
       case 0x33: /* 3 CloseComplete */
-        this.expectHead('C', 'CloseComplete');
+        this.expectHead('C', 'CloseComplete')?.effects?.confirmed?.();
         return KEPT;
       case 0x74: /* t ParameterDescription */
         if (!h || h.kind !== 'D') this.fail('unexpected ParameterDescription from the server');
@@ -359,22 +378,26 @@ export class ResponseTracker {
     this.q.shift();
   }
 
-  private expectHead(kind: ExpectKind, what: string): void {
+  private expectHead(kind: ExpectKind, what: string): Expectation | undefined {
     const h = this.head();
     if (!h || h.kind !== kind) {
       this.fail(`unexpected ${what} from the server`);
-      return;
+      return undefined;
     }
-    this.q.shift();
+    return this.q.shift();
   }
 
   /**
    * After an extended-protocol error the server skips every message up to the
    * next Sync — Query and FunctionCall included (postgres.c ignore_till_sync),
-   * so they produce no ReadyForQuery either.
+   * so they produce no ReadyForQuery either. `failed` (the message the error
+   * is about) and the skipped ones are voided, latest first, so that each
+   * undo restores the state the one before it left.
    */
-  private skipExtended(): void {
-    while (this.q.length > 0 && this.q[0]!.kind !== 'S') this.q.shift();
+  private skipExtended(failed?: Expectation): void {
+    const voided = failed ? [failed] : [];
+    while (this.q.length > 0 && this.q[0]!.kind !== 'S') voided.push(this.q.shift()!);
+    for (let i = voided.length - 1; i >= 0; i--) voided[i]!.effects?.voided?.();
     if (this.q.length === 0) this.hooks.skippingUntilSync();
   }
 
@@ -392,6 +415,7 @@ export class ResponseTracker {
       this.copyOwner = null;
       this.hooks.copyIn(false);
     }
+    if (!h.failed) h.effects?.confirmed?.();
     for (let i = 0; i < this.groups.length; ) {
       const g = this.groups[i]!;
       if (g.lastSeq <= h.seq) {

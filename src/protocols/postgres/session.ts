@@ -328,9 +328,9 @@ export class PostgresSession {
           this.forward(m.raw, 'D', this.batchGroup);
           break;
         case 'C':
-          if (m.target === 'S') this.memory.closeStatement(m.name);
-          else this.memory.closePortal(m.name);
-          this.forward(m.raw, 'C', this.batchGroup);
+          if (m.target === 'P') this.memory.closePortal(m.name);
+          this.io.toUpstream(m.raw);
+          this.tracker.expect('C', this.batchGroup, undefined, m.target === 'S' ? this.memory.closing(m.name) : undefined);
           break;
         case 'S':
           this.forwardSync(m.raw);
@@ -462,8 +462,7 @@ export class PostgresSession {
     const item = p.item;
     const kind = p.input.kind;
     if (item.kind === 'msg') this.io.toUpstream(item.msg.raw);
-    this.tracker.expect(kind, group);
-    this.memory.allowed(p.input, p.analysis, p.text, this.batch);
+    this.tracker.expect(kind, group, undefined, this.memory.allowed(p.input, p.analysis, p.text, this.batch));
     switch (kind) {
       case 'Q':
       case 'F':

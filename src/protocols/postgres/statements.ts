@@ -15,6 +15,7 @@ import type { Enforcement } from '../../gateway/contracts.js';
 import { analyzeSql, mergeAnalyses, toSqlFacts, type SqlAnalysis } from './sql.js';
 import { uninspected } from './sql-analysis.js';
 import { sqlNameKey, wireNameKey } from './wire.js';
+import type { Effects } from './response-tracker.js';
 
 export interface StatementInfo {
   /** SQL text as the client sent it. */
@@ -107,7 +108,14 @@ export class StatementMemory {
     return mergeAnalyses(parts);
   }
 
-  /** An allowed Query ran: remember its PREPAREs, forget its DEALLOCATEs. */
+  /**
+   * A Query ran to completion without error: forget its DEALLOCATEs, then
+   * remember its PREPAREs. Only a Query the server completed may make the
+   * gateway forget a name: a DEALLOCATE that never ran (an earlier statement
+   * of the message failed, the transaction was aborted) leaves the server's
+   * statement in place, and a later PREPARE of that name fails upstream —
+   * the gateway would then decide `EXECUTE p` on a body p does not have.
+   */
   applyQuery(a: SqlAnalysis, text: string): void {
     if (!a.inspected) return;
     if (a.deallocates === 'all') {
@@ -115,6 +123,12 @@ export class StatementMemory {
     } else {
       for (const name of a.deallocates) this.prepared.delete(sqlNameKey(name));
     }
+    this.rememberPrepares(a, text);
+  }
+
+  /** PREPAREs in an allowed text, remembered before they run (merged with what the name had: errs on the side of remembering). */
+  private rememberPrepares(a: SqlAnalysis, text: string): void {
+    if (!a.inspected) return;
     for (const p of a.prepares) {
       // decidedBatch -1: SQL-level statements never cover a protocol Execute.
       this.remember(sqlNameKey(p.name), { text, analysis: p.analysis, decidedBatch: -1 }, true);
@@ -195,15 +209,47 @@ export class StatementMemory {
     }
   }
 
-  /** Remember what an allowed Query/Parse defines. */
-  allowed(d: DecisionInput, analysis: SqlAnalysis, text: string, batch: number): void {
-    if (d.kind === 'P') this.parse(d.name, { text, analysis, decidedBatch: batch });
-    // PREPARE/DEALLOCATE inside the text (also when sent through Parse) change the session's statements.
-    if (d.kind === 'Q' || d.kind === 'P') this.applyQuery(analysis, text);
+  /**
+   * Remember what an allowed Query/Parse defines as it is forwarded (its
+   * Executes in the same batch rely on it), and return what to do once the
+   * server has answered it (see `Effects`).
+   */
+  allowed(d: DecisionInput, analysis: SqlAnalysis, text: string, batch: number): Effects {
+    if (d.kind === 'Q') {
+      this.rememberPrepares(analysis, text);
+      return { confirmed: () => this.applyQuery(analysis, text) };
+    }
+    if (d.kind !== 'P') return {};
+    const key = wireNameKey(d.name);
+    const before = this.prepared.get(key);
+    this.parse(d.name, { text, analysis, decidedBatch: batch });
+    const after = this.prepared.get(key);
+    // A PREPARE inside a Parse runs only when executed; a DEALLOCATE inside
+    // one is never applied, for the same reason: it may never run.
+    this.rememberPrepares(analysis, text);
+    return {
+      // The server failed or skipped the Parse: it still has what the name had before.
+      voided: () => {
+        if (this.prepared.get(key) !== after) return;
+        if (before) this.prepared.set(key, before);
+        else this.prepared.delete(key);
+      },
+    };
   }
 
-  closeStatement(name: string): void {
-    this.prepared.delete(wireNameKey(name));
+  /**
+   * A Close of a statement was forwarded; forget the statement only once the
+   * server confirms the Close (a Close it skips after an error leaves the
+   * statement in place), and only if the name was not parsed again since.
+   */
+  closing(name: string): Effects {
+    const key = wireNameKey(name);
+    const st = this.prepared.get(key);
+    return {
+      confirmed: () => {
+        if (this.prepared.get(key) === st) this.prepared.delete(key);
+      },
+    };
   }
 
   closePortal(name: string): void {

@@ -1,0 +1,159 @@
+/**
+ * Adversarial QA of the Postgres gateway (issue #7): real psql, pg and raw
+ * frames through the real listener to a real PostgreSQL 15, probing where
+ * the gateway's picture of the session could drift from the server's.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { serialize } from 'pg-protocol';
+import { RawClient } from './support/raw-client.js';
+import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
+
+/**
+ * Rules keyed on what a message runs (`sql.verb`), as docs/sql-facts.md
+ * describes it: `PREPARE p AS DELETE …` is a `prepare`, `EXECUTE p` a `delete`.
+ */
+const RULES = `
+rule "no-deletes" {
+  endpoint  = postgres.db
+  priority  = 50
+  condition = "sql.verb == 'delete' || sql.verb == 'drop' || sql.verb == 'truncate'"
+  verdict   = "deny"
+  reason    = "agents do not delete"
+}
+rule "item-inserts-need-approval" {
+  endpoint  = postgres.db
+  priority  = 40
+  condition = "sql.verb == 'insert' && 'items' in sql.tables"
+  approve   = [builtin.dashboard]
+  reason    = "new items need a human"
+}
+`;
+
+const RESTORE_ACCOUNTS = "INSERT INTO accounts SELECT g, 'owner' || g, g * 10 FROM generate_series(1, 100) g ON CONFLICT DO NOTHING";
+
+describe('the gateway forgets a prepared statement only when the server did', () => {
+  let f: GatewayFixture;
+  let raw: RawClient | null = null;
+
+  beforeAll(async () => {
+    f = await startGatewayFixture(RULES);
+  });
+  afterAll(async () => {
+    await f?.stop();
+  });
+  afterEach(() => {
+    raw?.close();
+    raw = null;
+    f.pg.sql(RESTORE_ACCOUNTS);
+  });
+
+  /** A raw session with `p` prepared (SQL level, allowed: it is a `prepare`) as a DELETE of every account. */
+  const withPreparedDelete = async (): Promise<RawClient> => {
+    raw = await RawClient.connect(f.port, { user: 'PH_scram', database: 'postgres' });
+    raw.send(serialize.query('PREPARE p AS DELETE FROM accounts'));
+    await raw.readyCount(2);
+    return raw;
+  };
+  /** Re-prepare `p` harmlessly (the server refuses: p still exists), then run p at the protocol level. */
+  const reprepareAndExecute = async (c: RawClient, readySoFar: number): Promise<void> => {
+    c.send(serialize.parse({ name: 'p', text: 'SELECT 1' }), serialize.sync());
+    c.send(serialize.bind({ statement: 'p' }), serialize.execute({}), serialize.sync());
+    const got = await c.readyCount(readySoFar + 2);
+    expect(got.find((m) => m.name === 'error' && m.code === '42P05'), 'the server kept the old p').toBeDefined();
+    expect(got.at(-2)).toMatchObject({ name: 'error', code: '42501', message: 'agents do not delete' });
+    expect(f.count('accounts')).toBe(100);
+  };
+
+  it('a DEALLOCATE behind a failing statement of the same Query never ran: EXECUTE p is still the DELETE', async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: f.port, user: 'PH_scram', database: 'postgres' });
+    await c.connect();
+    try {
+      await c.query('PREPARE p AS DELETE FROM accounts');
+      await expect(c.query('SELECT 1/0; DEALLOCATE p')).rejects.toMatchObject({ code: '22012' });
+      await expect(c.query('PREPARE p AS SELECT 1')).rejects.toMatchObject({ code: '42P05' });
+      await expect(c.query('EXECUTE p')).rejects.toMatchObject({ code: '42501', message: 'agents do not delete' });
+      expect(f.count('accounts')).toBe(100);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('a DEALLOCATE in an aborted transaction never ran', async () => {
+    const c = await withPreparedDelete();
+    c.send(serialize.query('BEGIN; SELECT 1/0'), serialize.query('DEALLOCATE p'), serialize.query('ROLLBACK'));
+    const got = await c.readyCount(5);
+    expect(got.filter((m) => m.name === 'error').map((m) => m.code)).toEqual(['22012', '25P02']);
+    await reprepareAndExecute(c, 5);
+  });
+
+  it('a Close the server skipped (an earlier Execute of the batch failed) closed nothing', async () => {
+    const c = await withPreparedDelete();
+    c.send(serialize.parse({ text: 'SELECT 1/0' }), serialize.bind({}), serialize.execute({}), serialize.close({ type: 'S', name: 'p' }), serialize.sync());
+    await c.readyCount(3);
+    await reprepareAndExecute(c, 3);
+  });
+
+  it('a Parse of "DEALLOCATE p" that is never executed deallocates nothing', async () => {
+    const c = await withPreparedDelete();
+    c.send(serialize.parse({ text: 'DEALLOCATE p' }), serialize.sync());
+    await c.readyCount(3);
+    await reprepareAndExecute(c, 3);
+  });
+
+  it('a DEALLOCATE or Close that did run lets the name be prepared afresh', async () => {
+    const c = await withPreparedDelete();
+    c.send(serialize.query('DEALLOCATE p'), serialize.query('PREPARE p AS SELECT 1 AS one'), serialize.query('EXECUTE p'));
+    c.send(serialize.close({ type: 'S', name: 'p' }), serialize.parse({ name: 'p', text: 'SELECT 2 AS two' }), serialize.sync());
+    c.send(serialize.bind({ statement: 'p' }), serialize.execute({}), serialize.sync());
+    const got = await c.readyCount(7);
+    expect(got.filter((m) => m.name === 'error')).toEqual([]);
+    expect(got.filter((m) => m.name === 'commandComplete').map((m) => m.text)).toEqual(['PREPARE', 'DEALLOCATE', 'PREPARE', 'SELECT 1', 'SELECT 1']);
+  });
+});
+
+describe('a Parse the server skipped does not replace the statement the gateway decides on', () => {
+  let f: GatewayFixture;
+
+  beforeAll(async () => {
+    f = await startGatewayFixture(RULES);
+  });
+  afterAll(async () => {
+    await f?.stop();
+  });
+
+  it('an approved INSERT in the unnamed statement cannot be run again without approval', async () => {
+    let approvals = 0;
+    f.h.approve = async () => {
+      approvals++;
+      return { verdict: 'allow', reason: 'approved in test', stages: [] };
+    };
+    const c = await RawClient.connect(f.port, { user: 'PH_scram', database: 'postgres' });
+    try {
+      c.send(serialize.parse({ text: "INSERT INTO items VALUES (1, 'approved once')" }), serialize.bind({}), serialize.execute({}), serialize.sync());
+      await c.readyCount(2);
+      expect(approvals).toBe(1);
+      // The Execute fails, so the server skips the Parse behind it: its unnamed statement is still the INSERT.
+      c.send(
+        serialize.parse({ name: 'x', text: 'SELECT 1/0' }),
+        serialize.bind({ statement: 'x' }),
+        serialize.execute({}),
+        serialize.parse({ text: 'SELECT 2' }),
+        serialize.sync(),
+      );
+      await c.readyCount(3);
+      f.h.approve = async () => {
+        approvals++;
+        return { verdict: 'deny', reason: 'not twice', stages: [] };
+      };
+      c.send(serialize.bind({}), serialize.execute({}), serialize.sync());
+      const got = await c.readyCount(4);
+      expect(approvals).toBe(2);
+      expect(got.at(-2)).toMatchObject({ name: 'error', code: '42501' });
+      expect(f.count('items')).toBe(1);
+    } finally {
+      c.close();
+      f.pg.sql('DELETE FROM items');
+    }
+  });
+});
