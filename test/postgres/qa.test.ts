@@ -3,11 +3,13 @@
  * frames through the real listener to a real PostgreSQL 15, probing where
  * the gateway's picture of the session could drift from the server's.
  */
+import { execFileSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { RawClient } from './support/raw-client.js';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
+import { settle } from './support/harness.js';
 
 /**
  * Rules keyed on what a message runs (`sql.verb`), as docs/sql-facts.md
@@ -155,5 +157,40 @@ describe('a Parse the server skipped does not replace the statement the gateway 
       c.close();
       f.pg.sql('DELETE FROM items');
     }
+  });
+});
+
+describe('the server dies in the middle of a result', () => {
+  let f: GatewayFixture;
+
+  beforeAll(async () => {
+    f = await startGatewayFixture(RULES);
+  });
+  afterAll(async () => {
+    await f?.stop();
+  });
+
+  it('the agent sees the connection end at once (no hang), and the gateway keeps no socket of it', async () => {
+    const c = new pg.Client({ host: '127.0.0.1', port: f.port, user: 'PH_scram', database: 'postgres' });
+    c.on('error', () => {});
+    await c.connect();
+    const pid = Number((await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
+    const rows: unknown[] = [];
+    const query = new Promise<unknown>((resolve) => {
+      const q = c.query(new pg.Query('SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 5000000) g'));
+      q.on('row', (r: unknown) => rows.push(r));
+      q.on('error', resolve);
+      q.on('end', () => resolve(null));
+    });
+    while (rows.length < 1000) await settle(5);
+    // SIGKILL: the backend vanishes without a word (the postmaster then restarts the cluster).
+    execFileSync('kill', ['-9', String(pid)]);
+    // The server's last bytes end mid-message (it writes 8 KiB blocks): nothing can be appended to them, so the
+    // agent's client reports the lost connection itself, as it would without the gateway.
+    await expect(query).resolves.toMatchObject({ message: 'Connection terminated unexpectedly' });
+    expect(rows.length).toBeLessThan(5_000_000);
+    for (let i = 0; i < 100 && f.listener.connections > 0; i++) await settle(20);
+    expect(f.listener.connections).toBe(0);
+    await c.end().catch(() => {});
   });
 });
