@@ -8,8 +8,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { RawClient } from './support/raw-client.js';
-import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
-import { settle } from './support/harness.js';
+import { psql, startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
+import { makeHarness, oneCredentialPolicy, settle } from './support/harness.js';
+import { PostgresSession } from '../../src/protocols/postgres/session.js';
+import { readyForQuery } from '../../src/protocols/postgres/backend-messages.js';
+import { initSqlParser } from '../../src/protocols/postgres/sql.js';
 
 /**
  * Rules keyed on what a message runs (`sql.verb`), as docs/sql-facts.md
@@ -34,16 +37,17 @@ rule "item-inserts-need-approval" {
 
 const RESTORE_ACCOUNTS = "INSERT INTO accounts SELECT g, 'owner' || g, g * 10 FROM generate_series(1, 100) g ON CONFLICT DO NOTHING";
 
+let f: GatewayFixture;
+beforeAll(async () => {
+  f = await startGatewayFixture(RULES);
+});
+afterAll(async () => {
+  await f?.stop();
+});
+
 describe('the gateway forgets a prepared statement only when the server did', () => {
-  let f: GatewayFixture;
   let raw: RawClient | null = null;
 
-  beforeAll(async () => {
-    f = await startGatewayFixture(RULES);
-  });
-  afterAll(async () => {
-    await f?.stop();
-  });
   afterEach(() => {
     raw?.close();
     raw = null;
@@ -115,15 +119,6 @@ describe('the gateway forgets a prepared statement only when the server did', ()
 });
 
 describe('a Parse the server skipped does not replace the statement the gateway decides on', () => {
-  let f: GatewayFixture;
-
-  beforeAll(async () => {
-    f = await startGatewayFixture(RULES);
-  });
-  afterAll(async () => {
-    await f?.stop();
-  });
-
   it('an approved INSERT in the unnamed statement cannot be run again without approval', async () => {
     let approvals = 0;
     f.h.approve = async () => {
@@ -160,18 +155,34 @@ describe('a Parse the server skipped does not replace the statement the gateway 
   });
 });
 
+describe('psql ON_ERROR_ROLLBACK around a denied statement', () => {
+  it('the savepoint psql sets before each statement undoes only the denial: the transaction commits the rest', async () => {
+    try {
+      const r = await psql(f.port, ['-v', 'ON_ERROR_ROLLBACK=on', '-v', 'ON_ERROR_STOP=0'], {
+        input: "BEGIN;\nUPDATE accounts SET balance = 0 WHERE id = 1;\nDELETE FROM accounts;\nUPDATE accounts SET balance = 0 WHERE id = 2;\nCOMMIT;\n",
+      });
+      expect(r.stderr).toContain('ERROR:  agents do not delete');
+      expect(r.stdout.trim().split('\n')).toEqual(['BEGIN', 'UPDATE 1', 'UPDATE 1', 'COMMIT']);
+      expect(f.pg.sql('SELECT count(*) FILTER (WHERE balance = 0) || \'/\' || count(*) FROM accounts').trim()).toBe('2/100');
+    } finally {
+      f.pg.sql('UPDATE accounts SET balance = id * 10');
+    }
+  });
+});
+
 describe('the server dies in the middle of a result', () => {
-  let f: GatewayFixture;
+  // Its own cluster: killing a backend makes the postmaster restart every session.
+  let dying: GatewayFixture;
 
   beforeAll(async () => {
-    f = await startGatewayFixture(RULES);
+    dying = await startGatewayFixture(RULES);
   });
   afterAll(async () => {
-    await f?.stop();
+    await dying?.stop();
   });
 
   it('the agent sees the connection end at once (no hang), and the gateway keeps no socket of it', async () => {
-    const c = new pg.Client({ host: '127.0.0.1', port: f.port, user: 'PH_scram', database: 'postgres' });
+    const c = new pg.Client({ host: '127.0.0.1', port: dying.port, user: 'PH_scram', database: 'postgres' });
     c.on('error', () => {});
     await c.connect();
     const pid = Number((await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid);
@@ -189,8 +200,36 @@ describe('the server dies in the middle of a result', () => {
     // agent's client reports the lost connection itself, as it would without the gateway.
     await expect(query).resolves.toMatchObject({ message: 'Connection terminated unexpectedly' });
     expect(rows.length).toBeLessThan(5_000_000);
-    for (let i = 0; i < 100 && f.listener.connections > 0; i++) await settle(20);
-    expect(f.listener.connections).toBe(0);
+    for (let i = 0; i < 100 && dying.listener.connections > 0; i++) await settle(20);
+    expect(dying.listener.connections).toBe(0);
     await c.end().catch(() => {});
+  });
+});
+
+describe('portals are forgotten when the server drops them', () => {
+  it('a named Bind per transaction does not grow the session for ever', async () => {
+    await initSqlParser();
+    const h = await makeHarness(oneCredentialPolicy({ host: 'db.test:5432', credential: 'db', user: 'app' }), {
+      'postgres_credential.db': { password: 'vault-pw-0123' },
+    });
+    try {
+      const session = new PostgresSession(
+        { endpointId: 'postgres.db', host: 'db.test', port: 5432, user: 'app', database: 'app', maxBuffered: 65536, credentialId: 'postgres_credential.db', scrubber: null },
+        { toAgent: () => {}, toUpstream: () => {}, decide: (a) => h.enforcer.enforceNow!(a) ?? undefined, close: () => {} },
+      );
+      const bindComplete = Buffer.from([0x32, 0, 0, 0, 4]);
+      for (let i = 0; i < 500; i++) {
+        session.fromAgent(Buffer.concat([serialize.bind({ portal: `portal_${i}`, statement: 's' }), serialize.sync()]));
+        // Outside a transaction block the server drops the portal at Sync.
+        session.fromUpstream(Buffer.concat([bindComplete, readyForQuery('I')]));
+      }
+      expect(session.memory.portalCount).toBe(0);
+      // Inside a transaction the portal lives on, and so does the gateway's memory of it.
+      session.fromAgent(Buffer.concat([serialize.bind({ portal: 'held', statement: 's' }), serialize.sync()]));
+      session.fromUpstream(Buffer.concat([bindComplete, readyForQuery('T')]));
+      expect(session.memory.portalCount).toBe(1);
+    } finally {
+      h.cleanup();
+    }
   });
 });

@@ -141,6 +141,11 @@ export class PostgresSession {
       parameter: (name, value) => this.onParameter(name, value),
       ready: (status) => {
         this.txStatus = status;
+        // Portals live until the end of their transaction; the server drops them
+        // all then. Forget them too (else every named Bind is kept forever), but
+        // only when nothing forwarded later is unanswered: a Bind of the next
+        // batch may already be in flight.
+        if (status === 'I' && this.tracker.outstanding === 0) this.memory.transactionEnded();
       },
       skippingUntilSync: () => {
         this.discarding = true;

@@ -256,9 +256,19 @@ export class StatementMemory {
     this.portals.delete(wireNameKey(name));
   }
 
+  /** The server left every transaction and has answered everything: no portal exists upstream. */
+  transactionEnded(): void {
+    if (this.portals.size > 0) this.portals.clear();
+  }
+
   /** For tests and diagnostics. */
   preparedNames(): string[] {
     return [...this.prepared.keys()];
+  }
+
+  /** For tests and diagnostics. */
+  get portalCount(): number {
+    return this.portals.size;
   }
 }
 
