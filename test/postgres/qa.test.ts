@@ -170,6 +170,42 @@ describe('psql ON_ERROR_ROLLBACK around a denied statement', () => {
   });
 });
 
+describe('the agent vanishes mid-statement: nothing of it reaches the database', () => {
+  const noSessionLeft = async (): Promise<void> => {
+    const sessions = (): string => f.pg.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_scram'").trim();
+    for (let i = 0; i < 100 && sessions() !== '0'; i++) await settle(50);
+    expect(sessions()).toBe('0');
+  };
+
+  it('mid-COPY FROM STDIN: the rows already sent are not committed', async () => {
+    const c = await RawClient.connect(f.port, { user: 'PH_scram', database: 'postgres' });
+    c.send(serialize.query('COPY items FROM STDIN'));
+    await c.until((ms) => ms.some((m) => m.name === 'copyInResponse'));
+    c.send(serialize.copyData(Buffer.from('1\tone\n2\ttwo\n')));
+    await settle(100);
+    c.close();
+    await noSessionLeft();
+    expect(f.count('items')).toBe(0);
+  });
+
+  it('mid-approval: the statement is not run when the approval comes after the agent left', async () => {
+    let approvalAsked!: () => void;
+    const asked = new Promise<void>((resolve) => (approvalAsked = resolve));
+    f.h.approve = async () => {
+      approvalAsked();
+      await settle(300);
+      return { verdict: 'allow', reason: 'approved too late', stages: [] };
+    };
+    const c = await RawClient.connect(f.port, { user: 'PH_scram', database: 'postgres' });
+    c.send(serialize.query("INSERT INTO items VALUES (1, 'after the agent left')"));
+    await asked;
+    c.close();
+    await settle(400);
+    await noSessionLeft();
+    expect(f.count('items')).toBe(0);
+  });
+});
+
 describe('the server dies in the middle of a result', () => {
   // Its own cluster: killing a backend makes the postmaster restart every session.
   let dying: GatewayFixture;
