@@ -83,6 +83,8 @@ export const FUNCTION_CALL_ANALYSIS: SqlAnalysis = {
 /** The session start carries no statement; rules never see it (decide stops after resolving the credential). */
 const SESSION_START_ANALYSIS = uninspected('the session start carries no statement');
 
+const NO_EFFECTS: Effects = Object.freeze({});
+
 export class StatementMemory {
   private readonly prepared = new Map<string, StatementInfo>();
   private readonly portals = new Map<string, PortalInfo>();
@@ -217,9 +219,11 @@ export class StatementMemory {
   allowed(d: DecisionInput, analysis: SqlAnalysis, text: string, batch: number): Effects {
     if (d.kind === 'Q') {
       this.rememberPrepares(analysis, text);
+      // Nothing to forget (the common case): no callback to keep per statement.
+      if (!analysis.inspected || (analysis.deallocates !== 'all' && analysis.deallocates.length === 0)) return NO_EFFECTS;
       return { confirmed: () => this.applyQuery(analysis, text) };
     }
-    if (d.kind !== 'P') return {};
+    if (d.kind !== 'P') return NO_EFFECTS;
     const key = wireNameKey(d.name);
     const before = this.prepared.get(key);
     this.parse(d.name, { text, analysis, decidedBatch: batch });
