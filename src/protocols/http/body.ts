@@ -30,6 +30,8 @@ export interface InspectOptions {
   complete: boolean;
   /** The request's Content-Encoding field value(s), combined. */
   contentEncoding?: string | undefined;
+  /** The request's Content-Type (its `charset` says how the text is encoded). */
+  contentType?: string | undefined;
   /** `limits.body_buffer`: cap for both the raw and the decoded body. */
   limit: number;
 }
@@ -39,10 +41,36 @@ export function inspectBody(bytes: Buffer, opts: InspectOptions): BodyFacts {
   if (bytes.length === 0) return EMPTY_BODY;
   const decoded = decodeContent(bytes, opts.contentEncoding, opts.limit);
   if (decoded === null) return UNKNOWN_BODY;
-  const body = decoded.toString('utf8');
+  const body = decodeText(decoded, opts.contentType);
+  if (body === null) return UNKNOWN_BODY;
   const json = parseJsonBody(body);
   if (json === AMBIGUOUS) return UNKNOWN_BODY;
   return { body, body_json: json === NOT_JSON ? {} : json };
+}
+
+const utf16le = new TextDecoder('utf-16le');
+const utf16be = new TextDecoder('utf-16be');
+
+/**
+ * The body as text, in the encoding the upstream will read it in. Servers
+ * honour a UTF-16 `charset` or byte-order mark (Express's body-parser,
+ * ASP.NET): read as UTF-8, such a JSON body would be `{}` to the rules while
+ * the upstream acts on its fields. UTF-16 is decoded; what cannot be read
+ * reliably (UTF-32, `charset=utf-16` without a BOM, whose byte order servers
+ * guess differently) is null — unknown, so rules that read the body fail closed.
+ */
+function decodeText(bytes: Buffer, contentType: string | undefined): string | null {
+  const b0 = bytes[0];
+  const b1 = bytes[1];
+  if ((b0 === 0xff && b1 === 0xfe && bytes[2] === 0 && bytes[3] === 0) || (b0 === 0 && b1 === 0 && bytes[2] === 0xfe && bytes[3] === 0xff)) return null;
+  // TextDecoder drops the BOM itself.
+  if (b0 === 0xff && b1 === 0xfe) return utf16le.decode(bytes);
+  if (b0 === 0xfe && b1 === 0xff) return utf16be.decode(bytes);
+  const charset = contentType === undefined ? undefined : /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType)?.[1]?.toLowerCase();
+  if (charset === 'utf-16le') return utf16le.decode(bytes);
+  if (charset === 'utf-16be') return utf16be.decode(bytes);
+  if (charset !== undefined && /^(?:utf-?16|utf-?32|ucs-?[24])/.test(charset)) return null;
+  return bytes.toString('utf8');
 }
 
 /** Decoded bytes, or null when the encoding is unknown, corrupt, or expands past `cap`. */

@@ -14,9 +14,9 @@ import type { Enforcement } from '../../gateway/contracts.js';
 import { placeholdersFromHeaders, placeholderHeaders } from '../../policy/placeholders.js';
 import { injectHttpCredential, mtlsOptions, InjectionError } from '../../vault/inject.js';
 import type { Scrubber } from '../../vault/scrub.js';
-import { currentScrubber } from './scrubbing.js';
+import { currentNameScrubber, currentScrubber } from './scrubbing.js';
 import { recordRefusal } from './refusals.js';
-import { HttpParseError } from './h1-parser.js';
+import { HttpParseError, isRequestTarget } from './h1-parser.js';
 import { parseAuthority, parseRequestTarget, formatAuthority, type ParsedTarget } from './target.js';
 import { normalisePath, type NormalisedPath } from './path.js';
 import { EMPTY_BODY, inspectBody, type BodyFacts } from './body.js';
@@ -127,6 +127,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
       bodyFacts = inspectBody(Buffer.concat(got.chunks), {
         complete: got.complete,
         contentEncoding: fieldValue(req.headers, 'content-encoding'),
+        contentType: fieldValue(req.headers, 'content-type'),
         limit,
       });
     } else {
@@ -179,13 +180,20 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
 
   // ── forward ───────────────────────────────────────────────────────────
   const scrubber = currentScrubber(core);
+  const names = currentNameScrubber(core);
   const websocket = req.protocol === 'h1' && req.upgrade === 'websocket' && req.method === 'GET' && sink.takeOver !== undefined;
   let headers: Record<string, string | string[]> = upstreamRequestHeaders(req.headers, { websocket, keepTeTrailers: req.protocol === 'h2' });
   let clientCert: ReturnType<typeof mtlsOptions> | undefined;
   try {
     if (enf.material && !enf.decision.passthrough) {
       if (enf.material.credential.type === 'mtls_credential') clientCert = mtlsOptions(enf.material);
-      else headers = injectHttpCredential(headers, enf.material) as Record<string, string | string[]>;
+      else {
+        headers = injectHttpCredential(headers, enf.material) as Record<string, string | string[]>;
+        // The upstream now holds the secret and may echo it (a 401 page, a
+        // debug endpoint). Scrubbing reads the bytes as sent, so a compressed
+        // echo would reach the agent intact: ask for an uncompressed answer.
+        headers['accept-encoding'] = 'identity';
+      }
     }
   } catch (err) {
     const reason = err instanceof InjectionError ? err.message : 'the credential could not be injected';
@@ -271,7 +279,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   // ── response ──────────────────────────────────────────────────────────
   const status = response.status;
   const bodyless = req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
-  const fields = sanitiseResponseHeaders(response.headers, { scrubber });
+  const fields = sanitiseResponseHeaders(response.headers, { scrubber, names });
   let length: BodyLength = 'none';
   if (!bodyless) {
     // The gateway frames the body itself: Content-Length leaves the list and
@@ -284,7 +292,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   try {
     if (!bodyless) await pump(response.body, scrubber, sink);
     else response.body.destroy();
-    const responseTrailers = req.acceptsTrailers ? sanitiseTrailers(response.trailers(), scrubber) : [];
+    const responseTrailers = req.acceptsTrailers ? sanitiseTrailers(response.trailers(), { scrubber, names }) : [];
     sink.end(responseTrailers);
     done(String(status));
   } catch (err) {
@@ -336,6 +344,11 @@ function headersFor(model: PolicyModel): ReturnType<typeof placeholderHeaders> {
 
 function routeRequest(conn: ConnectionInfo, req: IncomingRequest, policy: HttpPolicy): Route {
   if (req.method === 'CONNECT') throw new HttpParseError(405, 'CONNECT is only accepted by the proxy listener');
+  // The HTTP/1.1 parser already holds its targets to this; an HTTP/2 `:path`
+  // may carry `#` or non-ASCII bytes, and `POST /v1/refunds#x` would skip a
+  // rule on `http.path == '/v1/refunds'` while most upstream routers cut the
+  // fragment off and serve /v1/refunds.
+  if (!isRequestTarget(req.target)) throw new HttpParseError(400, 'invalid request-target');
   const target = parseRequestTarget(req.target, req.method);
   if (req.protocol === 'h2' && target.form === 'absolute') throw new HttpParseError(400, ':path must be origin-form');
   if (conn.proxy && conn.identity === null && target.form !== 'absolute') {
@@ -497,6 +510,7 @@ async function forwardWebSocket(
   bytesIn: () => number,
   outcome: (extra?: Partial<ExchangeOutcome>) => ExchangeOutcome,
 ): Promise<ExchangeOutcome> {
+  const names = currentNameScrubber(core);
   let res: UpstreamResponse & { upgraded?: { socket: Duplex; head: Buffer } };
   try {
     res = await core.upstream.h1(target, { method: 'GET', path, headers, body: null, upgrade: true });
@@ -508,7 +522,7 @@ async function forwardWebSocket(
     return outcome({ close: true });
   }
   if (res.upgraded) {
-    const fields = sanitiseResponseHeaders(res.headers, { websocket: true, scrubber });
+    const fields = sanitiseResponseHeaders(res.headers, { websocket: true, scrubber, names });
     const { socket, head } = sink.takeOver!(101, fields);
     const baseOut = sink.bytesOut;
     relayWebSocket({
@@ -524,7 +538,7 @@ async function forwardWebSocket(
     return outcome({ upgraded: true, close: false, bodyDone: true });
   }
   // The upstream refused the upgrade: relay its answer as a normal response, then close.
-  const fields = sanitiseResponseHeaders(res.headers, { scrubber });
+  const fields = sanitiseResponseHeaders(res.headers, { scrubber, names });
   const cl = fields.find(isContentLength);
   sink.closeAfter();
   sink.head(res.status, fields.filter((f) => !isContentLength(f)), cl ? Number(cl[1]) : null);

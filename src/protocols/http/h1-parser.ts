@@ -489,6 +489,11 @@ const TARGET = /^[\x21-\x22\x24-\x7e]+$/;
 /** field-content: VCHAR / obs-text / SP / HTAB — no other control characters. */
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
+/** A request-target HTTP/1.1 accepts (and the gateway forwards): visible ASCII, no `#`. */
+export function isRequestTarget(s: string): boolean {
+  return TARGET.test(s);
+}
+
 export function isToken(s: string): boolean {
   return TCHAR.test(s);
 }

@@ -72,6 +72,10 @@ export function upstreamRequestHeaders(fields: readonly HeaderField[], opts: Ups
     if (opts.websocket && key === 'sec-websocket-extensions') continue;
     const prev = out[key];
     if (prev === undefined) out[key] = value;
+    // HTTP/2 splits cookies across fields; towards HTTP/1.1 they must be one
+    // field joined with "; " (RFC 9113 §8.2.3) — an upstream reading only the
+    // first would see fewer cookies than the rules (http.headers.cookie) did.
+    else if (key === 'cookie') out[key] = `${String(prev)}; ${value}`;
     else if (Array.isArray(prev)) prev.push(value);
     else out[key] = [prev, value];
   }
@@ -97,6 +101,17 @@ export interface ResponseHeaderOptions {
   websocket?: boolean;
   /** Secrets to remove from values. */
   scrubber: Scrubber;
+  /** Lower-cased secrets to look for in (lower-cased) field names. */
+  names: Scrubber;
+}
+
+/**
+ * A field name that holds a secret: an upstream reflecting the credential as
+ * a name (`x-<token>: 1`). Scrubbing would leave a meaningless name, so the
+ * field is dropped. `key` is lower case, as `names` expects.
+ */
+function nameHoldsSecret(key: string, names: Scrubber): boolean {
+  return names.scrubText(key) !== key;
 }
 
 /** Response fields safe to hand to the agent: hop-by-hop and credential-bearing ones removed, secrets scrubbed. */
@@ -109,7 +124,7 @@ export function sanitiseResponseHeaders(fields: readonly [string, string][], opt
       out.push([name, value]);
       continue;
     }
-    if (HOP_BY_HOP.has(key) || listed.has(key) || CREDENTIAL_BEARING.has(key)) continue;
+    if (HOP_BY_HOP.has(key) || listed.has(key) || CREDENTIAL_BEARING.has(key) || nameHoldsSecret(key, opts.names)) continue;
     if (key === 'www-authenticate' && !BASIC_REALM.test(value.trim())) continue;
     if (opts.websocket && key === 'sec-websocket-extensions') continue;
     out.push([name, opts.scrubber.scrubText(value)]);
@@ -125,12 +140,13 @@ export function pairs(raw: readonly string[]): FieldList {
 }
 
 /** Trailers from an upstream: only end-to-end fields, scrubbed; never framing or routing fields. */
-export function sanitiseTrailers(fields: Iterable<[string, string]>, scrubber: Scrubber): FieldList {
+export function sanitiseTrailers(fields: Iterable<[string, string]>, opts: ResponseHeaderOptions): FieldList {
   const out: FieldList = [];
   for (const [name, value] of fields) {
     const key = name.toLowerCase();
     if (HOP_BY_HOP.has(key) || CREDENTIAL_BEARING.has(key) || key === 'content-length' || key === 'host' || key.startsWith(':')) continue;
-    out.push([name, scrubber.scrubText(value)]);
+    if (nameHoldsSecret(key, opts.names)) continue;
+    out.push([name, opts.scrubber.scrubText(value)]);
   }
   return out;
 }

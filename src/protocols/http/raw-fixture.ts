@@ -51,7 +51,7 @@ function toAction(head: RequestHead, body: Buffer, ctx: RawParseContext, limit: 
     rawQuery: target.rawQuery,
     host,
     headers: head.headers,
-    body: inspectBody(body, { complete: true, contentEncoding: fieldValue(head.headers, 'content-encoding'), limit }),
+    body: inspectBody(body, { complete: true, contentEncoding: fieldValue(head.headers, 'content-encoding'), contentType: fieldValue(head.headers, 'content-type'), limit }),
     normalised: normalisePath(target.rawPath),
   });
   const shaped = shapeAction(ctx.endpoint, http);
