@@ -400,6 +400,8 @@ async function serveSession(
         credentialId,
         scrubber,
         txStatus: up.txStatus,
+        clientEncoding: params.get('client_encoding') ?? 'UTF8',
+        serverEncoding: params.get('server_encoding') ?? 'UTF8',
       },
       {
         toAgent: (data) => {

@@ -56,6 +56,9 @@ export interface SessionConfig extends ActionContext {
   scrubber: Scrubber | null;
   /** Transaction status of the server's first ReadyForQuery. */
   txStatus?: TxStatus;
+  /** `client_encoding` / `server_encoding` the server reported at login (default UTF8). */
+  clientEncoding?: string;
+  serverEncoding?: string;
   /** Random portal names for probes (tests inject a fixed one). */
   probeName?: () => string;
 }
@@ -108,8 +111,17 @@ const PROBE_QUERY = serialize.query('clawpatrol: statement denied by policy');
 /** Held agent bytes above which the adapter should stop reading the agent socket. */
 export const AGENT_HIGH_WATER = 4 * 1024 * 1024;
 
+/** PostgreSQL spells it UTF8; it also accepts `utf-8`, `unicode` as input. */
+function isUtf8(encoding: string): boolean {
+  return ['utf8', 'unicode'].includes(encoding.toLowerCase().replace(/[-_]/g, ''));
+}
+
+/** A name outside ASCII (wire names are latin1 strings: one char per byte). */
+const NON_ASCII_NAME = /[^\u0000-\u007f]/;
+
 export class PostgresSession {
-  readonly memory = new StatementMemory();
+  /** Non-ASCII names and text are unknown unless both encodings are known to be UTF-8 (see StatementMemory). */
+  readonly memory = new StatementMemory(() => !this.utf8Both || this.ranSinceReady);
   private readonly tracker: ResponseTracker;
   private readonly queue: Item[] = [];
   private heldBytes = 0;
@@ -120,6 +132,8 @@ export class PostgresSession {
   private batch = 0;
   /** A Bind/Execute ran since the last message answered with ReadyForQuery. */
   private executedSinceReady = false;
+  /** An Execute ran since the last message answered with ReadyForQuery (it may have changed client_encoding unseen). */
+  private ranSinceReady = false;
   /** The server is reading COPY FROM STDIN data. */
   private copyIn = false;
   /** Audit group that Bind/Describe/covered Execute of the current batch add their bytes to. */
@@ -128,6 +142,9 @@ export class PostgresSession {
   private closed = false;
   private scrubState = 0;
   private scrubHeld: Buffer | null = null;
+  private clientEncoding: string;
+  private serverEncoding: string;
+  private utf8Both: boolean;
   txStatus: TxStatus;
 
   constructor(
@@ -137,6 +154,9 @@ export class PostgresSession {
   ) {
     this.decoder.phase = 'typed';
     this.txStatus = cfg.txStatus ?? 'I';
+    this.clientEncoding = cfg.clientEncoding ?? 'UTF8';
+    this.serverEncoding = cfg.serverEncoding ?? 'UTF8';
+    this.utf8Both = isUtf8(this.clientEncoding) && isUtf8(this.serverEncoding);
     this.tracker = new ResponseTracker({
       parameter: (name, value) => this.onParameter(name, value),
       ready: (status) => {
@@ -313,10 +333,12 @@ export class PostgresSession {
           }
           continue; // decided at once: the item is consumed
         case 'E':
+          if (this.awaitEncoding(m.portal)) return;
           if (this.memory.covers(m.portal, this.batch)) {
             // Parsed and decided in this very batch: that decision covers its execution.
             this.forward(m.raw, 'E', this.batchGroup);
             this.executedSinceReady = true;
+            this.ranSinceReady = true;
             break;
           }
           if (!this.startDecision(item, { kind: 'E', portal: m.portal }, m.raw.length)) return;
@@ -325,6 +347,7 @@ export class PostgresSession {
           if (!this.startDecision(item, { kind: 'F' }, m.raw.length)) return;
           continue;
         case 'B':
+          if (this.awaitEncoding(m.portal, m.statement)) return;
           this.memory.bind(m.portal, m.statement, this.batch);
           this.forward(m.raw, 'B', this.batchGroup);
           this.executedSinceReady = true;
@@ -333,6 +356,7 @@ export class PostgresSession {
           this.forward(m.raw, 'D', this.batchGroup);
           break;
         case 'C':
+          if (this.awaitEncoding(m.name)) return;
           if (m.target === 'P') this.memory.closePortal(m.name);
           this.io.toUpstream(m.raw);
           this.tracker.expect('C', this.batchGroup, undefined, m.target === 'S' ? this.memory.closing(m.name) : undefined);
@@ -360,6 +384,17 @@ export class PostgresSession {
       }
       this.shift();
     }
+  }
+
+  /**
+   * A non-ASCII name means whatever the server's encodings make of its bytes;
+   * a `SET client_encoding` still unanswered may change that, and the server
+   * reports the change only just before ReadyForQuery. Such a message waits
+   * for every earlier ReadyForQuery (like Query/Parse do), so StatementMemory
+   * judges its name with the encodings it will be read in.
+   */
+  private awaitEncoding(...names: string[]): boolean {
+    return this.tracker.readyOutstanding > 0 && names.some((n) => NON_ASCII_NAME.test(n));
   }
 
   /** Returns true when the item is done and the loop may continue. */
@@ -395,6 +430,7 @@ export class PostgresSession {
             if (!this.startDecision(item, { kind: 'F' }, item.frameLength)) return false;
             break;
           case 'B':
+            if (this.awaitEncoding(item.head.portal, item.head.statement)) return false;
             this.memory.bind(item.head.portal, item.head.statement, this.batch);
             this.tracker.expect('B', this.batchGroup);
             this.executedSinceReady = true;
@@ -479,6 +515,7 @@ export class PostgresSession {
       case 'E':
         this.batchGroup = group;
         this.executedSinceReady = true;
+        this.ranSinceReady = true;
         break;
     }
     if (item.kind === 'large') item.mode = 'forward'; // pumpLarge streams the bytes
@@ -534,6 +571,7 @@ export class PostgresSession {
     this.batch++;
     this.batchGroup = null;
     this.executedSinceReady = false;
+    this.ranSinceReady = false;
   }
 
   private terminate(raw: Buffer): void {
@@ -543,6 +581,9 @@ export class PostgresSession {
 
   private onParameter(name: string, value: string): void {
     const key = name.toLowerCase();
+    if (key === 'client_encoding') this.clientEncoding = value;
+    if (key === 'server_encoding') this.serverEncoding = value;
+    this.utf8Both = isUtf8(this.clientEncoding) && isUtf8(this.serverEncoding);
     if (key === 'standard_conforming_strings' && value.toLowerCase() !== 'on') {
       this.fatalAfterFeed ??= {
         code: SQLSTATE.featureNotSupported,

@@ -36,6 +36,9 @@ export type DecisionInput =
 /** Text whose tokens could change with standard_conforming_strings or a multibyte client encoding. */
 const PARSE_SENSITIVE = /[\\\u0080-\uffff]/;
 
+/** A byte/char outside ASCII: SQL text is UTF-8 text, wire names latin1 strings (one char per byte). */
+const NON_ASCII = /[^\u0000-\u007f]/;
+
 export interface PortalInfo {
   /** null: bound from a statement the gateway does not know. */
   statement: StatementInfo | null;
@@ -88,6 +91,23 @@ const NO_EFFECTS: Effects = Object.freeze({});
 export class StatementMemory {
   private readonly prepared = new Map<string, StatementInfo>();
   private readonly portals = new Map<string, PortalInfo>();
+
+  /**
+   * `nonAsciiUnknown()`: true while the gateway cannot be sure that both the
+   * client and the server encoding are UTF-8. The gateway reads SQL as UTF-8
+   * and keys names by their bytes; the server converts text and names from
+   * the client encoding to its own and truncates names to 63 bytes of *that*.
+   * Under LATIN1, `PREPARE "\xe9"` and `PREPARE "\xe8"` are two statements
+   * upstream but one name (U+FFFD) here, so a DEALLOCATE of one made the
+   * gateway forget the other. Only ASCII means the same on both sides, so
+   * non-ASCII text and names are then treated as unknown (fail closed).
+   */
+  constructor(private readonly nonAsciiUnknown: () => boolean = () => false) {}
+
+  /** A name whose server-side identity the gateway cannot know right now. */
+  private unknownName(name: string): boolean {
+    return NON_ASCII.test(name) && this.nonAsciiUnknown();
+  }
 
   /**
    * Analyse SQL text and merge in what every `EXECUTE name` in it runs:
@@ -158,14 +178,16 @@ export class StatementMemory {
   }
 
   bind(portal: string, statementName: string, batch: number): void {
+    if (this.unknownName(portal)) return; // portal() will not find it either
     this.portals.set(wireNameKey(portal), {
-      statement: this.prepared.get(wireNameKey(statementName)) ?? null,
+      statement: this.unknownName(statementName) ? null : (this.prepared.get(wireNameKey(statementName)) ?? null),
       statementName,
       boundBatch: batch,
     });
   }
 
   portal(name: string): PortalInfo | undefined {
+    if (this.unknownName(name)) return undefined;
     return this.portals.get(wireNameKey(name));
   }
 
@@ -199,6 +221,12 @@ export class StatementMemory {
             text: d.sql,
           };
         }
+        if ((NON_ASCII.test(d.sql) || (d.kind === 'P' && NON_ASCII.test(d.name))) && this.nonAsciiUnknown()) {
+          return {
+            analysis: uninspected('non-ASCII text or name while the client or server encoding is not UTF-8: the server reads it differently'),
+            text: d.sql,
+          };
+        }
         return { analysis: this.analyze(d.sql), text: d.sql };
       case 'E': {
         const st = this.portal(d.portal)?.statement;
@@ -223,7 +251,7 @@ export class StatementMemory {
       if (!analysis.inspected || (analysis.deallocates !== 'all' && analysis.deallocates.length === 0)) return NO_EFFECTS;
       return { confirmed: () => this.applyQuery(analysis, text) };
     }
-    if (d.kind !== 'P') return NO_EFFECTS;
+    if (d.kind !== 'P' || this.unknownName(d.name)) return NO_EFFECTS;
     const key = wireNameKey(d.name);
     const before = this.prepared.get(key);
     this.parse(d.name, { text, analysis, decidedBatch: batch });
@@ -247,6 +275,8 @@ export class StatementMemory {
    * statement in place), and only if the name was not parsed again since.
    */
   closing(name: string): Effects {
+    // The server closes whatever these bytes name in its encoding, not necessarily our entry: forget nothing.
+    if (this.unknownName(name)) return NO_EFFECTS;
     const key = wireNameKey(name);
     const st = this.prepared.get(key);
     return {

@@ -1,0 +1,164 @@
+/**
+ * Adversarial QA of the Postgres gateway, round 2 (issue #7): real pg and raw
+ * frames through the real listener to a real PostgreSQL 15, probing where the
+ * gateway's idea of what a name stands for can drift from the server's —
+ * here through client and server encodings other than UTF-8.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { serialize } from 'pg-protocol';
+import { RawClient, type BackendMsg } from './support/raw-client.js';
+import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
+
+const RULES = `
+rule "no-deletes" {
+  endpoint  = postgres.db
+  priority  = 50
+  condition = "sql.verb == 'delete'"
+  verdict   = "deny"
+  reason    = "agents do not delete"
+}
+`;
+
+const RESTORE_ACCOUNTS = "INSERT INTO accounts SELECT g, 'owner' || g, g * 10 FROM generate_series(1, 100) g ON CONFLICT DO NOTHING";
+
+/** A simple Query whose text is exactly `bytes` (serialize.query would UTF-8-encode a string). */
+function queryBytes(bytes: Buffer): Buffer {
+  const head = Buffer.alloc(5);
+  head.write('Q');
+  head.writeInt32BE(bytes.length + 5, 1);
+  return Buffer.concat([head, bytes, Buffer.from([0])]);
+}
+const latin1 = (text: string): Buffer => queryBytes(Buffer.from(text, 'latin1'));
+const utf8 = (text: string): Buffer => queryBytes(Buffer.from(text, 'utf8'));
+
+const outcomes = (ms: BackendMsg[]): string[] =>
+  ms.filter((m) => m.name === 'error' || m.name === 'commandComplete').map((m) => (m.name === 'error' ? `${m.code}` : `${m.text}`));
+
+let f: GatewayFixture;
+let raw: RawClient | null = null;
+beforeAll(async () => {
+  f = await startGatewayFixture(RULES);
+  f.pg.sql(`
+    CREATE DATABASE latin1db ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+  `);
+  f.pg.sql(
+    `CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL, balance int NOT NULL);
+     ${RESTORE_ACCOUNTS};
+     GRANT SELECT, INSERT, UPDATE, DELETE ON accounts TO app_scram;`,
+    'latin1db',
+  );
+});
+afterAll(async () => {
+  await f?.stop();
+});
+afterEach(() => {
+  raw?.close();
+  raw = null;
+  f.pg.sql(RESTORE_ACCOUNTS);
+});
+
+const connect = async (database = 'postgres'): Promise<RawClient> => {
+  raw = await RawClient.connect(f.port, { user: 'PH_scram', database });
+  return raw;
+};
+const accountsIn = (database: string): number => Number(f.pg.sql('SELECT count(*) FROM accounts', database).trim());
+
+describe('prepared-statement names under encodings other than UTF-8', () => {
+  it('client_encoding LATIN1: two names the gateway read as one cannot hide a DELETE behind a harmless twin', async () => {
+    const c = await connect();
+    // Read as UTF-8, "\xe9" and "\xe8" are both U+FFFD; upstream they are é and è, two statements.
+    c.send(
+      latin1("SET client_encoding TO 'LATIN1'"),
+      latin1('PREPARE "\xe9" AS DELETE FROM accounts'),
+      latin1('PREPARE "\xe8" AS SELECT 1'),
+      latin1('DEALLOCATE "\xe8"'),
+      latin1('PREPARE "\xe8" AS SELECT 1'),
+      latin1('EXECUTE "\xe9"'),
+    );
+    const got = await c.readyCount(7);
+    expect(outcomes(got)).not.toContain('DELETE 100');
+    expect(outcomes(got).at(-1)).toBe('42501');
+    expect(f.count('accounts')).toBe(100);
+  });
+
+  it('a Bind pipelined right behind SET client_encoding names the statement the server will find', async () => {
+    const c = await connect();
+    // Under UTF-8: "é" (bytes c3 a9) is harmless; "Ã©" (c3 83 c2 a9) is a DELETE.
+    c.send(utf8('PREPARE "é" AS SELECT 1'), utf8('PREPARE "Ã©" AS DELETE FROM accounts'));
+    await c.readyCount(3);
+    // Read as LATIN1, the bytes c3 a9 are "Ã©": the server binds the DELETE.
+    c.send(
+      utf8("SET client_encoding TO 'LATIN1'"),
+      serialize.bind({ statement: 'é' }), // pg-protocol writes names as UTF-8: bytes c3 a9
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    const got = await c.readyCount(5);
+    expect(outcomes(got)).not.toContain('DELETE 100');
+    expect(outcomes(got).at(-1)).toBe('42501');
+    expect(f.count('accounts')).toBe(100);
+  });
+
+  it('nor a Bind behind a SET client_encoding executed earlier in the same batch (reported only at Sync)', async () => {
+    const c = await connect();
+    c.send(utf8('PREPARE "é" AS SELECT 1'), utf8('PREPARE "Ã©" AS DELETE FROM accounts'));
+    await c.readyCount(3);
+    c.send(
+      serialize.parse({ text: "SET client_encoding TO 'LATIN1'" }),
+      serialize.bind({}),
+      serialize.execute({}),
+      serialize.bind({ statement: 'é' }),
+      serialize.execute({}),
+      serialize.sync(),
+    );
+    const got = await c.readyCount(4);
+    expect(outcomes(got).slice(-2)).toEqual(['SET', '42501']);
+    expect(f.count('accounts')).toBe(100);
+  });
+
+  it('a Close under LATIN1 does not make the gateway forget the UTF-8 statement of the same bytes', async () => {
+    const c = await connect();
+    c.send(utf8('PREPARE "é" AS DELETE FROM accounts'), utf8("SET client_encoding TO 'LATIN1'"));
+    await c.readyCount(3);
+    // Upstream this closes "Ã©" (nothing: CloseComplete all the same); "é" stays.
+    c.send(serialize.close({ type: 'S', name: 'é' }), serialize.sync());
+    await c.readyCount(4);
+    c.send(utf8("SET client_encoding TO 'UTF8'"), utf8('PREPARE "é" AS SELECT 1'), utf8('EXECUTE "é"'));
+    const got = await c.readyCount(7);
+    expect(outcomes(got).slice(-2)).toEqual(['42P05', '42501']);
+    expect(f.count('accounts')).toBe(100);
+  });
+
+  it('server_encoding LATIN1: names that share their first 63 UTF-8 bytes are still two statements upstream', async () => {
+    const c = await connect('latin1db');
+    // 'x' + 31 × é is 63 bytes in UTF-8 (where the gateway's parser truncates) but 32 in LATIN1.
+    const stem = `x${'é'.repeat(32)}`;
+    const [a, b] = [`"${stem}a"`, `"${stem}b"`];
+    c.send(
+      utf8(`PREPARE ${a} AS DELETE FROM accounts`),
+      utf8(`PREPARE ${b} AS SELECT 1`),
+      utf8(`DEALLOCATE ${b}`),
+      utf8(`PREPARE ${b} AS SELECT 1`),
+      utf8(`EXECUTE ${a}`),
+    );
+    const got = await c.readyCount(6);
+    expect(outcomes(got)).not.toContain('DELETE 100');
+    expect(outcomes(got).at(-1)).toBe('42501');
+    expect(accountsIn('latin1db')).toBe(100);
+  });
+
+  it('plain UTF-8 sessions keep non-ASCII names working, pipelined or not', async () => {
+    const c = await connect();
+    c.send(
+      serialize.parse({ name: 'état', text: 'SELECT 1 AS one' }),
+      serialize.sync(),
+      serialize.bind({ statement: 'état', portal: 'curseur_é' }),
+      serialize.execute({ portal: 'curseur_é' }),
+      serialize.sync(),
+      utf8('PREPARE "été" AS SELECT 2'),
+      utf8('EXECUTE "été"'),
+    );
+    const got = await c.readyCount(5);
+    expect(outcomes(got)).toEqual(['SELECT 1', 'PREPARE', 'SELECT 1']);
+  });
+});
