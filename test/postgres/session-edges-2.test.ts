@@ -162,3 +162,27 @@ describe('prepared-statement names under encodings other than UTF-8', () => {
     expect(outcomes(got)).toEqual(['SELECT 1', 'PREPARE', 'SELECT 1']);
   });
 });
+
+describe('DISCARD ALL deallocates every prepared statement, upstream and in the gateway', () => {
+  it('a name prepared afresh after DISCARD ALL is what it now is, not what it was', async () => {
+    const c = await connect();
+    c.send(utf8('PREPARE p AS DELETE FROM accounts'), utf8('DISCARD ALL'), utf8('PREPARE p AS SELECT 1'), utf8('EXECUTE p'));
+    const got = await c.readyCount(5);
+    expect(outcomes(got)).toEqual(['PREPARE', 'DISCARD ALL', 'PREPARE', 'SELECT 1']);
+  });
+
+  it('a DISCARD ALL the server refused (inside a transaction block) forgets nothing', async () => {
+    const c = await connect();
+    c.send(
+      utf8('PREPARE p AS DELETE FROM accounts'),
+      utf8('BEGIN'),
+      utf8('DISCARD ALL'),
+      utf8('ROLLBACK'),
+      utf8('PREPARE p AS SELECT 1'),
+      utf8('EXECUTE p'),
+    );
+    const got = await c.readyCount(7);
+    expect(outcomes(got)).toEqual(['PREPARE', 'BEGIN', '25001', 'ROLLBACK', '42P05', '42501']);
+    expect(f.count('accounts')).toBe(100);
+  });
+});

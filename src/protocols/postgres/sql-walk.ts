@@ -337,6 +337,12 @@ export class SqlWalker {
         this.addVerb('deallocate', ctx);
         if (ctx.mode === 'now') deallocate(n, ctx.acc);
         return;
+      case 'DiscardStmt':
+        this.addVerb('discard', ctx);
+        // DISCARD ALL includes DEALLOCATE ALL. Unless the gateway forgets too, a
+        // name prepared afresh afterwards keeps the dead statement's verbs merged in.
+        if (ctx.mode === 'now' && n.target === 'DISCARD_ALL') ctx.acc.deallocates = 'all';
+        return;
       case 'CopyStmt':
         this.addVerb('copy', ctx);
         if (n.is_program === true) ctx.acc.copyProgram = true;
