@@ -3,16 +3,18 @@
  * what an agent under prompt injection (or an upstream that reflects what it
  * got) can try against the real gateway with real curl and node:http2.
  *
- * - the secret reflected as a response header or trailer *name*, or in a
- *   compressed body (scrubbing reads the bytes as sent);
+ * - the secret reflected as a response header or trailer *name*, in a
+ *   compressed body (scrubbing reads the bytes as sent), in an interim 1xx;
  * - HTTP/2 requests the HTTP/1.1 parser would refuse (`#` in `:path`), and
  *   cookies split across HTTP/2 fields on their way to an HTTP/1.1 upstream;
  * - JSON bodies in UTF-16/32, which servers decode and a UTF-8 reading
  *   turns into `{}`;
- * - lower-case methods and an HTTP/2 content-length the DATA frames contradict.
+ * - lower-case methods, an HTTP/2 content-length the DATA frames contradict,
+ *   an HTTP/2 header list past the limits.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
+import tls from 'node:tls';
 import zlib from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import { writeFileSync } from 'node:fs';
@@ -26,6 +28,34 @@ let reflector: http2.Http2SecureServer;
 let port = 0;
 /** What the reflector received (its accept-encoding, cookies, url). */
 const seen: Array<{ url: string; headers: http2.IncomingHttpHeaders; rawHeaders: string[] }> = [];
+/** An HTTP/1.1 upstream of endpoint `api` written byte for byte: interim responses, one-byte chunks. */
+let rawUpstream: tls.Server;
+let rawPort = 0;
+
+/** Answers each request head it reads with the bytes `/early` or `/bytes` call for, quoting the bearer token. */
+function serveRaw(socket: tls.TLSSocket): void {
+  let head = '';
+  socket.on('error', () => undefined);
+  socket.on('data', (d: Buffer) => {
+    head += d.toString('latin1');
+    if (!head.includes('\r\n\r\n')) return;
+    const token = /authorization: Bearer (\S+)/i.exec(head)?.[1] ?? '';
+    const path = head.split(' ')[1];
+    head = '';
+    if (path === '/early') {
+      socket.write(`HTTP/1.1 103 Early Hints\r\nlink: </${token}.css>; rel=preload\r\nx-${token}: 1\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n`);
+      return;
+    }
+    void (async () => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n');
+      for (const ch of `data: ${token} end\n\n`) {
+        socket.write(`1\r\n${ch}\r\n`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      socket.write('0\r\n\r\n');
+    })();
+  });
+}
 
 beforeAll(async () => {
   env = await startEnv();
@@ -47,6 +77,12 @@ beforeAll(async () => {
       } else {
         res.end(page);
       }
+    } else if (req.url === '/gzip-always' || req.url === '/zstd-always') {
+      // Compressed whatever the client accepts (pre-compressed files, misconfigured servers).
+      const zstd = req.url === '/zstd-always';
+      res.statusCode = 401;
+      res.setHeader('content-encoding', zstd ? 'zstd' : 'gzip');
+      res.end(zstd ? Buffer.from(`not really zstd ${token}`) : zlib.gzipSync(`<html>invalid token ${token}</html>`));
     } else {
       res.end('ok');
     }
@@ -54,8 +90,13 @@ beforeAll(async () => {
   await new Promise<void>((r) => reflector.listen(0, UPSTREAM_IP, r));
   port = (reflector.address() as AddressInfo).port;
   await env.gw.tlsIngress(port);
+  rawUpstream = tls.createServer({ cert: env.pki.serverCertPem, key: env.pki.serverKeyPem, ALPNProtocols: ['http/1.1'] }, serveRaw);
+  await new Promise<void>((r) => rawUpstream.listen(0, UPSTREAM_IP, r));
+  rawPort = (rawUpstream.address() as AddressInfo).port;
+  await env.gw.tlsIngress(rawPort);
 });
 afterAll(async () => {
+  rawUpstream?.close();
   await new Promise<void>((r) => {
     reflector?.close(() => r());
     // Gateway sessions to the reflector end with the gateway.
@@ -116,6 +157,31 @@ describe('the secret reflected where a value scrubber does not look', () => {
     expect(r.stdout).toContain('invalid token ****');
     expect(r.stdout).not.toContain(CANARY);
   });
+
+  it.each(['--http1.1', '--http2'] as const)('in a body compressed although identity was asked for (%s): decoded, scrubbed, sent uncompressed', async (proto) => {
+    const r = await curl([...viaTunnel(env, 'api.test', port), proto, '-i', '-H', 'accept-encoding: gzip', '-H', `Authorization: Bearer ${PLACEHOLDER}`, `https://api.test:${port}/gzip-always`]);
+    expect(r.stdout).toMatch(/ 401/);
+    expect(r.stdout).not.toMatch(/content-encoding/i);
+    expect(r.stdout).toContain('<html>invalid token ****');
+    expect(r.stdout).not.toContain(CANARY);
+  });
+
+  it('in a content coding the gateway cannot decode: 502 with the reason, the body never reaches the agent', async () => {
+    const r = await curl([...viaTunnel(env, 'api.test', port), '-i', '-H', `Authorization: Bearer ${PLACEHOLDER}`, `https://api.test:${port}/zstd-always`]);
+    expect(r.stdout).toMatch(/ 502/);
+    expect(r.stdout).toContain('content coding the gateway cannot decode (zstd)');
+    expect(r.stdout).not.toContain('not really zstd');
+  });
+
+  it.each(['--http1.1', '--http2'] as const)('in a 103 Early Hints, and one byte per chunk (%s): never reaches the agent', async (proto) => {
+    const args = [...viaTunnel(env, 'api.test', rawPort), proto, '-i', '-H', `Authorization: Bearer ${PLACEHOLDER}`];
+    const early = await curl([...args, `https://api.test:${rawPort}/early`]);
+    expect(early.stdout).toMatch(/ 204/);
+    expect(early.stdout).not.toContain(CANARY);
+    const bytes = await curl([...args, '-N', `https://api.test:${rawPort}/bytes`]);
+    expect(bytes.stdout).toContain(`data: ${'*'.repeat(CANARY.length)} end`);
+    expect(bytes.stdout).not.toContain(CANARY);
+  });
 });
 
 describe('HTTP/2 requests translated for an HTTP/1.1 world', () => {
@@ -134,6 +200,28 @@ describe('HTTP/2 requests translated for an HTTP/1.1 world', () => {
     const raw = env.api.seen.at(-1)!.rawHeaders;
     const cookies = raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toLowerCase() === 'cookie');
     expect(cookies).toEqual(['a=1; b=2']);
+  });
+
+  it('a header list past the limits (an HPACK bomb of 100 × 8 KB fields) refuses that stream and never reaches the upstream', async () => {
+    const session = http2.connect(`https://api.test:${env.api.port}`, { ca: env.gw.ca.caCertPem, lookup: lookupTo(GATEWAY_IP), maxHeaderListPairs: 1000 } as http2.SecureClientSessionOptions);
+    session.on('error', () => undefined);
+    const bomb: http2.OutgoingHttpHeaders = { ':path': '/v1/bomb' };
+    for (let i = 0; i < 100; i++) bomb[`x-h${i}`] = 'a'.repeat(8000);
+    try {
+      const rst = await new Promise<number>((resolve) => {
+        const s = session.request(bomb);
+        s.on('response', () => resolve(-1));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve(s.rstCode ?? 0));
+      });
+      expect(rst).toBe(http2.constants.NGHTTP2_REFUSED_STREAM);
+    } finally {
+      session.destroy();
+    }
+    expect(env.api.seen.some((s) => s.url === '/v1/bomb')).toBe(false);
+    // The gateway is unharmed: the next connection is served.
+    const after = await h2Request('api.test', env.api.port, { ':path': '/v1/after-bomb' });
+    expect(after.headers[':status']).toBe(200);
   });
 
   it('a content-length the DATA frames contradict resets the stream; the upstream never sees a complete request', async () => {

@@ -75,12 +75,8 @@ function decodeText(bytes: Buffer, contentType: string | undefined): string | nu
 
 /** Decoded bytes, or null when the encoding is unknown, corrupt, or expands past `cap`. */
 export function decodeContent(bytes: Buffer, contentEncoding: string | undefined, cap: number): Buffer | null {
-  const codings = (contentEncoding ?? '')
-    .split(',')
-    .map((c) => c.trim().toLowerCase())
-    .filter((c) => c !== '' && c !== 'identity');
   let data = bytes;
-  for (const coding of codings.reverse()) {
+  for (const coding of contentCodings(contentEncoding).reverse()) {
     const opts = { maxOutputLength: Math.max(cap, 1) };
     try {
       if (coding === 'gzip' || coding === 'x-gzip') data = zlib.gunzipSync(data, opts);
@@ -93,6 +89,14 @@ export function decodeContent(bytes: Buffer, contentEncoding: string | undefined
     if (data.length > cap) return null;
   }
   return data;
+}
+
+/** A Content-Encoding value as the list of codings in the order they were applied, lower case, `identity` left out. */
+export function contentCodings(contentEncoding: string | undefined): string[] {
+  return (contentEncoding ?? '')
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
 }
 
 /** RFC 9110 says zlib-wrapped; some clients send raw deflate. Accept both. */

@@ -28,6 +28,7 @@ import { relayWebSocket } from './websocket.js';
 import type { UpstreamTarget } from './upstream.js';
 import { readableSource, type BodySource } from './h1-client.js';
 import { drained } from './drain.js';
+import { decodedBody, responseCodings, withoutContentEncoding } from './decode-response.js';
 import type { BodyLength, ConnectionInfo, EngineCore, ExchangeOutcome, HttpPolicy, IncomingRequest, ResponseSink } from './types.js';
 
 /** Facts of a body the gateway did not read (no rule needs it): unknown, so nothing can rely on it. */
@@ -184,6 +185,8 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   const websocket = req.protocol === 'h1' && req.upgrade === 'websocket' && req.method === 'GET' && sink.takeOver !== undefined;
   let headers: Record<string, string | string[]> = upstreamRequestHeaders(req.headers, { websocket, keepTeTrailers: req.protocol === 'h2' });
   let clientCert: ReturnType<typeof mtlsOptions> | undefined;
+  /** A secret went upstream in a header: the response may echo it (see decode-response.ts). */
+  let credentialSent = false;
   try {
     if (enf.material && !enf.decision.passthrough) {
       if (enf.material.credential.type === 'mtls_credential') clientCert = mtlsOptions(enf.material);
@@ -193,6 +196,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
         // debug endpoint). Scrubbing reads the bytes as sent, so a compressed
         // echo would reach the agent intact: ask for an uncompressed answer.
         headers['accept-encoding'] = 'identity';
+        credentialSent = true;
       }
     }
   } catch (err) {
@@ -279,8 +283,24 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   // ── response ──────────────────────────────────────────────────────────
   const status = response.status;
   const bodyless = req.method === 'HEAD' || status === 204 || status === 304 || status < 200;
-  const fields = sanitiseResponseHeaders(response.headers, { scrubber, names });
+  let fields = sanitiseResponseHeaders(response.headers, { scrubber, names });
   let length: BodyLength = 'none';
+  let responseBody = response.body;
+  const codings = credentialSent && !bodyless ? responseCodings(fields) : [];
+  if (codings.length > 0) {
+    // Compressed although identity was asked for: decoded so it can be scrubbed.
+    const decoded = decodedBody(response.body, codings);
+    if (decoded === null) {
+      response.body.destroy();
+      sink.closeAfter();
+      answer(sink, req, { status: 502, reason: `the upstream answered in a content coding the gateway cannot decode (${codings.join(', ')}), so it could not be checked for secrets`, kind: 'upstream_error' });
+      done('502');
+      return outcome({ close: true });
+    }
+    responseBody = decoded;
+    fields = withoutContentEncoding(fields);
+    removeAll(fields, isContentLength);
+  }
   if (!bodyless) {
     // The gateway frames the body itself: Content-Length leaves the list and
     // comes back from `length` (unknown → chunked).
@@ -290,7 +310,7 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   }
   sink.head(status, fields, length, { trailers: response.mayHaveTrailers });
   try {
-    if (!bodyless) await pump(response.body, scrubber, sink);
+    if (!bodyless) await pump(responseBody, scrubber, sink);
     else response.body.destroy();
     const responseTrailers = req.acceptsTrailers ? sanitiseTrailers(response.trailers(), { scrubber, names }) : [];
     sink.end(responseTrailers);
