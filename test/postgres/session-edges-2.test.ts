@@ -6,8 +6,14 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { serialize } from 'pg-protocol';
+import { Parser } from 'pg-protocol/dist/parser.js';
 import { RawClient, type BackendMsg } from './support/raw-client.js';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
+import { makeHarness, oneCredentialPolicy } from './support/harness.js';
+import { PostgresSession } from '../../src/protocols/postgres/session.js';
+import { errorResponse, readyForQuery } from '../../src/protocols/postgres/backend-messages.js';
+import { MAX_REMEMBERED_STATEMENTS } from '../../src/protocols/postgres/statements.js';
+import { initSqlParser } from '../../src/protocols/postgres/sql.js';
 
 const RULES = `
 rule "no-deletes" {
@@ -186,3 +192,34 @@ describe('DISCARD ALL deallocates every prepared statement, upstream and in the 
     expect(f.count('accounts')).toBe(100);
   });
 });
+
+describe('the gateway never remembers more statements than a session is allowed', () => {
+  it('PREPAREs the server refused cannot grow the gateway without bound: past the limit the session ends', async () => {
+    await initSqlParser();
+    const h = await makeHarness(oneCredentialPolicy({ host: 'db.test:5432', credential: 'db', user: 'app' }), {
+      'postgres_credential.db': { password: 'vault-pw-0123' },
+    });
+    try {
+      const toAgent: Buffer[] = [];
+      let closed: string | null = null;
+      const session = new PostgresSession(
+        { endpointId: 'postgres.db', host: 'db.test', port: 5432, user: 'app', database: 'app', maxBuffered: 65536, credentialId: 'postgres_credential.db', scrubber: null },
+        { toAgent: (b) => toAgent.push(b), toUpstream: () => {}, decide: (a) => h.enforcer.enforceNow!(a) ?? undefined, close: (r) => (closed = r) },
+      );
+      // The server stores none of these (the table does not exist); the gateway remembers each name.
+      const refused = Buffer.concat([errorResponse({ severity: 'ERROR', code: '42P01', message: 'relation "missing" does not exist' }), readyForQuery('I')]);
+      for (let i = 0; i <= MAX_REMEMBERED_STATEMENTS && closed === null; i++) {
+        session.fromAgent(serialize.query(`PREPARE p_${i} AS SELECT * FROM missing`));
+        session.fromUpstream(refused);
+      }
+      expect(session.memory.preparedNames().length).toBe(MAX_REMEMBERED_STATEMENTS + 1);
+      expect(closed).toMatch(/more than 10000 prepared statements/);
+      const last: BackendMsg[] = [];
+      new Parser().parse(toAgent.at(-1)!, (m) => last.push(m as unknown as BackendMsg));
+      expect(last).toMatchObject([{ name: 'error', severity: 'FATAL', code: '54000' }]);
+    } finally {
+      h.cleanup();
+    }
+  });
+});
+

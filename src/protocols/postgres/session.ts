@@ -504,6 +504,12 @@ export class PostgresSession {
     const kind = p.input.kind;
     if (item.kind === 'msg') this.io.toUpstream(item.msg.raw);
     this.tracker.expect(kind, group, undefined, this.memory.allowed(p.input, p.analysis, p.text, this.batch));
+    const over = this.memory.overLimit();
+    if (over) {
+      // The message was allowed and goes on; the session ends behind it, before anything else is read.
+      this.fatal(SQLSTATE.programLimitExceeded, over);
+      return;
+    }
     switch (kind) {
       case 'Q':
       case 'F':

@@ -88,9 +88,15 @@ const SESSION_START_ANALYSIS = uninspected('the session start carries no stateme
 
 const NO_EFFECTS: Effects = Object.freeze({});
 
+/** Limits of what one session's StatementMemory holds (see `overLimit`). */
+export const MAX_REMEMBERED_STATEMENTS = 10_000;
+export const MAX_REMEMBERED_TEXT_CHARS = 64 * 1024 * 1024;
+
 export class StatementMemory {
   private readonly prepared = new Map<string, StatementInfo>();
   private readonly portals = new Map<string, PortalInfo>();
+  /** Sum of the remembered statements' text lengths. */
+  private textChars = 0;
 
   /**
    * `nonAsciiUnknown()`: true while the gateway cannot be sure that both the
@@ -141,9 +147,9 @@ export class StatementMemory {
   applyQuery(a: SqlAnalysis, text: string): void {
     if (!a.inspected) return;
     if (a.deallocates === 'all') {
-      this.prepared.clear();
+      this.forgetAll();
     } else {
-      for (const name of a.deallocates) this.prepared.delete(sqlNameKey(name));
+      for (const name of a.deallocates) this.forget(sqlNameKey(name));
     }
     this.rememberPrepares(a, text);
   }
@@ -167,14 +173,50 @@ export class StatementMemory {
   private remember(key: string, info: StatementInfo, merge: boolean): void {
     const old = this.prepared.get(key);
     if (merge && old) {
-      this.prepared.set(key, {
+      this.store(key, {
         text: old.text === info.text ? info.text : `${old.text}\n;\n${info.text}`,
         analysis: mergeAnalyses([old.analysis, info.analysis]),
         decidedBatch: info.decidedBatch,
       });
     } else {
-      this.prepared.set(key, info);
+      this.store(key, info);
     }
+  }
+
+  /**
+   * Every write to the map goes through here, to keep `textChars` exact. The
+   * gateway remembers more than the server holds (a PREPARE that failed
+   * upstream, the union of a name re-prepared while it existed), so a session
+   * could otherwise grow the gateway's memory without growing the server's.
+   */
+  private store(key: string, info: StatementInfo): void {
+    this.textChars += info.text.length - (this.prepared.get(key)?.text.length ?? 0);
+    this.prepared.set(key, info);
+  }
+
+  private forget(key: string): void {
+    this.textChars -= this.prepared.get(key)?.text.length ?? 0;
+    this.prepared.delete(key);
+  }
+
+  private forgetAll(): void {
+    this.prepared.clear();
+    this.textChars = 0;
+  }
+
+  /**
+   * Why the session must end (it remembers more than MAX_REMEMBERED_*), or
+   * null. Forgetting instead would be unsafe: a name the gateway forgot but
+   * the server kept could be re-prepared here as something harmless.
+   */
+  overLimit(): string | null {
+    if (this.prepared.size > MAX_REMEMBERED_STATEMENTS) {
+      return `more than ${MAX_REMEMBERED_STATEMENTS} prepared statements in one session (including PREPAREs that failed); reconnect`;
+    }
+    if (this.textChars > MAX_REMEMBERED_TEXT_CHARS) {
+      return `prepared statements of one session hold more than ${MAX_REMEMBERED_TEXT_CHARS} characters of SQL; reconnect`;
+    }
+    return null;
   }
 
   bind(portal: string, statementName: string, batch: number): void {
@@ -263,8 +305,8 @@ export class StatementMemory {
       // The server failed or skipped the Parse: it still has what the name had before.
       voided: () => {
         if (this.prepared.get(key) !== after) return;
-        if (before) this.prepared.set(key, before);
-        else this.prepared.delete(key);
+        if (before) this.store(key, before);
+        else this.forget(key);
       },
     };
   }
@@ -281,7 +323,7 @@ export class StatementMemory {
     const st = this.prepared.get(key);
     return {
       confirmed: () => {
-        if (this.prepared.get(key) === st) this.prepared.delete(key);
+        if (this.prepared.get(key) === st) this.forget(key);
       },
     };
   }

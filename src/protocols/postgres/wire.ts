@@ -39,6 +39,7 @@ export const SQLSTATE = {
   invalidAuthorization: '28000',
   invalidPassword: '28P01',
   internalError: 'XX000',
+  programLimitExceeded: '54000',
 } as const;
 
 /** Server-encoding-safe client encodings: every byte < 0x80 is the ASCII character it looks like. */
