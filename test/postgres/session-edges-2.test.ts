@@ -169,6 +169,38 @@ describe('prepared-statement names under encodings other than UTF-8', () => {
   });
 });
 
+describe('a portal bound at the protocol level runs its statement wherever it is run from', () => {
+  /** In a transaction block (portals live until its end): `s` is a DELETE … RETURNING, prepared (allowed: a `prepare`). */
+  const withDeletePortalStatement = async (): Promise<RawClient> => {
+    const c = await connect();
+    c.send(utf8('PREPARE s AS DELETE FROM accounts RETURNING id'), utf8('PREPARE t AS SELECT 1'), utf8('BEGIN'));
+    await c.readyCount(4);
+    return c;
+  };
+
+  it('SQL FETCH / MOVE of the portal is decided as the statement it runs', async () => {
+    const c = await withDeletePortalStatement();
+    c.send(serialize.bind({ statement: 's', portal: 'c' }), serialize.sync(), utf8('MOVE ALL IN c'), utf8('ROLLBACK'));
+    c.send(utf8('BEGIN'), serialize.bind({ statement: 's', portal: 'c' }), serialize.sync(), utf8('FETCH ALL FROM c'), utf8('COMMIT'));
+    // A cursor DECLAREd in SQL is a query, decided when it was declared: fetching from it stays allowed.
+    c.send(utf8('BEGIN'), utf8('DECLARE k CURSOR FOR SELECT id FROM accounts'), utf8('FETCH 2 FROM k'), utf8('COMMIT'));
+    const got = await c.readyCount(14);
+    expect(outcomes(got).slice(3)).toEqual(['42501', 'ROLLBACK', 'BEGIN', '42501', 'ROLLBACK', 'BEGIN', 'DECLARE CURSOR', 'FETCH 2', 'COMMIT']);
+    expect(f.count('accounts')).toBe(100);
+  });
+
+  it('a Bind the server refused (the portal exists) does not replace what the gateway knows of the portal', async () => {
+    const c = await withDeletePortalStatement();
+    c.send(serialize.bind({ statement: 's', portal: 'c' }), serialize.sync());
+    // The second Bind fails (42P03 cursor "c" already exists); ROLLBACK TO keeps c, bound in the outer transaction.
+    c.send(utf8('SAVEPOINT sp'), serialize.bind({ statement: 't', portal: 'c' }), serialize.sync(), utf8('ROLLBACK TO sp'));
+    c.send(serialize.execute({ portal: 'c' }), serialize.sync(), utf8('COMMIT'));
+    const got = await c.readyCount(10);
+    expect(outcomes(got).slice(3)).toEqual(['SAVEPOINT', '42P03', 'ROLLBACK', '42501', 'ROLLBACK']);
+    expect(f.count('accounts')).toBe(100);
+  });
+});
+
 describe('DISCARD ALL deallocates every prepared statement, upstream and in the gateway', () => {
   it('a name prepared afresh after DISCARD ALL is what it now is, not what it was', async () => {
     const c = await connect();

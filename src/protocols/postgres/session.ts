@@ -348,8 +348,8 @@ export class PostgresSession {
           continue;
         case 'B':
           if (this.awaitEncoding(m.portal, m.statement)) return;
-          this.memory.bind(m.portal, m.statement, this.batch);
-          this.forward(m.raw, 'B', this.batchGroup);
+          this.io.toUpstream(m.raw);
+          this.tracker.expect('B', this.batchGroup, undefined, this.memory.bind(m.portal, m.statement, this.batch));
           this.executedSinceReady = true;
           break;
         case 'D':
@@ -431,8 +431,7 @@ export class PostgresSession {
             break;
           case 'B':
             if (this.awaitEncoding(item.head.portal, item.head.statement)) return false;
-            this.memory.bind(item.head.portal, item.head.statement, this.batch);
-            this.tracker.expect('B', this.batchGroup);
+            this.tracker.expect('B', this.batchGroup, undefined, this.memory.bind(item.head.portal, item.head.statement, this.batch));
             this.executedSinceReady = true;
             item.mode = 'forward';
             break;

@@ -24,6 +24,8 @@ export interface SqlAnalysis {
   prepares: Array<{ name: string; analysis: SqlAnalysis }>;
   /** EXECUTE name (statements that run now), in message order, deduplicated. */
   executes: string[];
+  /** FETCH / MOVE cursor (statements that run now), deduplicated: a protocol-level portal runs its statement. */
+  fetches: string[];
   /** DEALLOCATE name / DEALLOCATE ALL. */
   deallocates: string[] | 'all';
 }
@@ -39,6 +41,7 @@ export class Collected {
   copyProgram = false;
   readonly prepares: Array<{ name: string; analysis: SqlAnalysis }> = [];
   readonly executes = new Set<string>();
+  readonly fetches = new Set<string>();
   deallocates: Set<string> | 'all' = new Set<string>();
 }
 
@@ -60,6 +63,7 @@ export function buildAnalysis(c: Collected, statementCount: number): SqlAnalysis
     copyProgram: c.copyProgram,
     prepares: c.prepares,
     executes: [...c.executes],
+    fetches: [...c.fetches],
     deallocates: c.deallocates === 'all' ? 'all' : [...c.deallocates],
   };
 }
@@ -76,6 +80,7 @@ export function uninspected(error: string): SqlAnalysis {
     copyProgram: false,
     prepares: [],
     executes: [],
+    fetches: [],
     deallocates: [],
   };
 }
@@ -104,6 +109,7 @@ export function mergeAnalyses(parts: SqlAnalysis[]): SqlAnalysis {
     copyProgram,
     prepares: parts.flatMap((p) => p.prepares),
     executes: [...new Set(parts.flatMap((p) => p.executes))],
+    fetches: [...new Set(parts.flatMap((p) => p.fetches))],
     deallocates: allDeallocated ? 'all' : [...new Set(parts.flatMap((p) => p.deallocates as string[]))],
   };
 }
@@ -123,6 +129,7 @@ export function freezeAnalysis(a: SqlAnalysis): SqlAnalysis {
   Object.freeze(a.functions);
   Object.freeze(a.prepares);
   Object.freeze(a.executes);
+  Object.freeze(a.fetches);
   if (Array.isArray(a.deallocates)) Object.freeze(a.deallocates);
   return Object.freeze(a);
 }
@@ -131,7 +138,7 @@ export function freezeAnalysis(a: SqlAnalysis): SqlAnalysis {
 export function analysisBytes(a: SqlAnalysis): number {
   const strings = (xs: readonly string[]): number => xs.reduce((n, s) => n + 16 + 2 * s.length, 0);
   let bytes = 200 + 2 * (a.verb.length + (a.error?.length ?? 0));
-  bytes += strings(a.verbs) + strings(a.tables) + strings(a.functions) + strings(a.executes);
+  bytes += strings(a.verbs) + strings(a.tables) + strings(a.functions) + strings(a.executes) + strings(a.fetches);
   if (Array.isArray(a.deallocates)) bytes += strings(a.deallocates);
   for (const p of a.prepares) bytes += 48 + 2 * p.name.length + analysisBytes(p.analysis);
   return bytes;

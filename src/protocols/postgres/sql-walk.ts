@@ -337,6 +337,12 @@ export class SqlWalker {
         this.addVerb('deallocate', ctx);
         if (ctx.mode === 'now') deallocate(n, ctx.acc);
         return;
+      case 'FetchStmt':
+        // FETCH/MOVE on a portal the agent bound at the protocol level runs that
+        // portal's statement (a DELETE … RETURNING runs in full on the first FETCH).
+        this.addVerb(statementVerb(tag, n) ?? 'fetch', ctx);
+        if (ctx.mode === 'now' && typeof n.portalname === 'string') ctx.acc.fetches.add(n.portalname);
+        return;
       case 'DiscardStmt':
         this.addVerb('discard', ctx);
         // DISCARD ALL includes DEALLOCATE ALL. Unless the gateway forgets too, a

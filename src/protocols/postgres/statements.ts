@@ -80,6 +80,7 @@ export const FUNCTION_CALL_ANALYSIS: SqlAnalysis = {
   copyProgram: false,
   prepares: [],
   executes: [],
+  fetches: [],
   deallocates: [],
 };
 
@@ -116,13 +117,21 @@ export class StatementMemory {
   }
 
   /**
-   * Analyse SQL text and merge in what every `EXECUTE name` in it runs:
-   * statements prepared earlier in the session or earlier in the same text.
+   * Analyse SQL text and merge in what every `EXECUTE name` in it runs
+   * (statements prepared earlier in the session or earlier in the same
+   * text), and what every `FETCH`/`MOVE` of a protocol-level portal runs.
    */
   analyze(text: string): SqlAnalysis {
     const own = analyzeSql(literalShape(text));
-    if (!own.inspected || own.executes.length === 0) return own;
+    if (!own.inspected || (own.executes.length === 0 && own.fetches.length === 0)) return own;
     const parts: SqlAnalysis[] = [own];
+    for (const name of own.fetches) {
+      // Not a portal bound here: a cursor DECLAREd in SQL (decided then: a query), or nothing.
+      const portal = this.portal(sqlNameKey(name));
+      if (portal) {
+        parts.push(portal.statement?.analysis ?? uninspected(`FETCH from portal "${name}" whose statement the gateway has not seen`));
+      }
+    }
     for (const name of own.executes) {
       const key = sqlNameKey(name);
       const inText = own.prepares.filter((p) => sqlNameKey(p.name) === key).map((p) => p.analysis);
@@ -219,13 +228,30 @@ export class StatementMemory {
     return null;
   }
 
-  bind(portal: string, statementName: string, batch: number): void {
-    if (this.unknownName(portal)) return; // portal() will not find it either
-    this.portals.set(wireNameKey(portal), {
+  /**
+   * A Bind was forwarded. It counts at once (an Execute behind it in the same
+   * batch relies on it), but a Bind the server failed or skipped leaves the
+   * portal what it was: `Bind c` of a harmless statement failing because `c`
+   * exists ("cursor already exists") must not hide the `c` that does — it
+   * survives a ROLLBACK TO SAVEPOINT and runs on the next Execute or FETCH.
+   */
+  bind(portal: string, statementName: string, batch: number): Effects {
+    if (this.unknownName(portal)) return NO_EFFECTS; // portal() will not find it either
+    const key = wireNameKey(portal);
+    const before = this.portals.get(key);
+    const after: PortalInfo = {
       statement: this.unknownName(statementName) ? null : (this.prepared.get(wireNameKey(statementName)) ?? null),
       statementName,
       boundBatch: batch,
-    });
+    };
+    this.portals.set(key, after);
+    return {
+      voided: () => {
+        if (this.portals.get(key) !== after) return;
+        if (before) this.portals.set(key, before);
+        else this.portals.delete(key);
+      },
+    };
   }
 
   portal(name: string): PortalInfo | undefined {
