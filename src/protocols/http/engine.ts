@@ -40,6 +40,8 @@ export interface HttpEngineOptions {
   log?: ((line: string) => void) | undefined;
   /** Upstream connect timeout (default 10 s). */
   connectTimeoutMs?: number | undefined;
+  /** A request body that gets no bytes from the agent for this long is refused with 408 (default 60 s). */
+  bodyIdleTimeoutMs?: number | undefined;
 }
 
 export interface HttpEngine {
@@ -64,6 +66,7 @@ export function createHttpEngine(opts: HttpEngineOptions): HttpEngine {
     audit: opts.audit,
     log,
     sockets: new Set(),
+    bodyIdleTimeoutMs: opts.bodyIdleTimeoutMs,
   };
   const listeners = new Set<ProxyListener>();
 

@@ -31,6 +31,9 @@ import { drained } from './drain.js';
 import { decodedBody, responseCodings, withoutContentEncoding } from './decode-response.js';
 import type { BodyLength, ConnectionInfo, EngineCore, ExchangeOutcome, HttpPolicy, IncomingRequest, ResponseSink } from './types.js';
 
+/** How long a request body may go without a byte from the agent while the gateway waits for one. */
+export const DEFAULT_BODY_IDLE_TIMEOUT_MS = 60_000;
+
 /** Facts of a body the gateway did not read (no rule needs it): unknown, so nothing can rely on it. */
 const NOT_INSPECTED: BodyFacts = Object.freeze({ body: '', body_json: {}, body_truncated: true }) as BodyFacts;
 
@@ -44,20 +47,66 @@ interface Route {
 }
 
 /** Pulls the request body once, counting bytes. */
+/**
+ * The agent's request body, read chunk by chunk. A read that gets no bytes
+ * for `idleMs` fails with 408: an agent that stops mid-body (slowloris)
+ * would otherwise hold its connection, the upstream request and a buffered
+ * prefix for ever. Only a pending read is timed — while the gateway itself
+ * waits (an approval, a slow upstream's backpressure) nothing runs.
+ */
 class BodyReader {
   bytes = 0;
   done = false;
-  constructor(private readonly it: AsyncIterator<Buffer>) {}
+  /** One timer per body, restarted for each read (`refresh`), cleared when the body ends. */
+  private timer: NodeJS.Timeout | null = null;
+  private failPending: ((err: Error) => void) | null = null;
+  constructor(
+    private readonly it: AsyncIterator<Buffer>,
+    private readonly idleMs: number,
+  ) {}
 
   async next(): Promise<Buffer | null> {
     if (this.done) return null;
-    const r = await this.it.next();
+    const r = await this.read();
     if (r.done) {
       this.done = true;
+      this.release();
       return null;
     }
     this.bytes += r.value.length;
     return r.value;
+  }
+
+  /** Stop timing (the exchange is over, read to the end or not). */
+  release(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    this.failPending = null;
+  }
+
+  private read(): Promise<IteratorResult<Buffer>> {
+    if (!(this.idleMs > 0)) return this.it.next();
+    return new Promise((resolve, reject) => {
+      this.failPending = reject;
+      if (this.timer === null) this.timer = setTimeout(() => this.stalled(), this.idleMs).unref();
+      else this.timer.refresh();
+      this.it.next().then(
+        (r) => {
+          this.failPending = null;
+          resolve(r);
+        },
+        (err: unknown) => {
+          this.failPending = null;
+          reject(err);
+        },
+      );
+    });
+  }
+
+  private stalled(): void {
+    const fail = this.failPending;
+    this.failPending = null;
+    fail?.(new HttpParseError(408, `no body bytes from the agent for ${this.idleMs / 1000} s`));
   }
 
   /** Read until the body ends or more than `limit` bytes are held. */
@@ -75,13 +124,16 @@ class BodyReader {
 }
 
 export async function exchange(core: EngineCore, conn: ConnectionInfo, req: IncomingRequest, sink: ResponseSink): Promise<ExchangeOutcome> {
-  const body = new BodyReader(req.body);
-  const outcome = (extra: Partial<ExchangeOutcome> = {}): ExchangeOutcome => ({
-    bodyDone: !req.hasBody || body.done,
-    close: req.hasBody && !body.done,
-    upgraded: false,
-    ...extra,
-  });
+  const body = new BodyReader(req.body, core.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS);
+  const outcome = (extra: Partial<ExchangeOutcome> = {}): ExchangeOutcome => {
+    body.release();
+    return {
+      bodyDone: !req.hasBody || body.done,
+      close: req.hasBody && !body.done,
+      upgraded: false,
+      ...extra,
+    };
+  };
   /** Answer a request refused before the policy saw it, and record the refusal. */
   const refuse = (status: number, reason: string, route: Route | null, kind: LocalAnswer['kind'] = 'bad_request'): ExchangeOutcome => {
     sink.closeAfter();
@@ -234,8 +286,8 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
       try {
         c = await body.next();
       } catch (err) {
-        // The agent's side failed (framing error, disconnect): a 400, not an upstream failure.
-        throw new ClientBodyError(messageOf(err));
+        // The agent's side failed (framing error, disconnect, a stalled body): the agent's fault, not an upstream failure.
+        throw new ClientBodyError(messageOf(err), err instanceof HttpParseError ? err.status : 400);
       }
       if (c === null) break;
       yield c;
@@ -269,8 +321,9 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
   } catch (err) {
     sink.closeAfter();
     if (err instanceof HttpParseError || err instanceof ClientBodyError) {
-      answer(sink, req, { status: 400, reason: `request body: ${messageOf(err)}`, kind: 'bad_request' });
-      done('400');
+      const status = err.status;
+      answer(sink, req, { status, reason: `request body: ${messageOf(err)}`, kind: 'bad_request' });
+      done(String(status));
       return outcome({ close: true });
     }
     const reason = `upstream ${up.host}:${up.port} failed: ${describeUpstreamError(err)}`;
@@ -430,7 +483,14 @@ interface UpstreamResponse {
 }
 
 /** The agent's body failed (framing error, disconnect, refused trailers) while it was being forwarded. */
-class ClientBodyError extends Error {}
+class ClientBodyError extends Error {
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message);
+  }
+}
 
 function sendH2(
   session: http2.ClientHttp2Session,

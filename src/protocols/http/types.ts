@@ -43,6 +43,8 @@ export interface EngineCore {
   log: (line: string) => void;
   /** Sockets open now (closed by `engine.close()`). */
   sockets: Set<Duplex>;
+  /** A request body read that gets no bytes for this long fails with 408 (default 60 s). */
+  bodyIdleTimeoutMs?: number | undefined;
 }
 
 /** What the transport knows about one agent connection. */

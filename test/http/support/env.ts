@@ -140,7 +140,9 @@ rule "no-grpc-delete" {
 `;
 }
 
-export async function startEnv(opts: { unknownHost?: 'passthrough' | 'deny'; bodyBuffer?: string; frameHook?: WebSocketFrameHook } = {}): Promise<Env> {
+export async function startEnv(
+  opts: { unknownHost?: 'passthrough' | 'deny'; bodyBuffer?: string; frameHook?: WebSocketFrameHook; bodyIdleTimeoutMs?: number } = {},
+): Promise<Env> {
   const dir = mkdtempSync(join(tmpdir(), 'clawpatrol-http-'));
   const pki = makeTestPki(
     dir,
@@ -164,6 +166,7 @@ export async function startEnv(opts: { unknownHost?: 'passthrough' | 'deny'; bod
     },
     files: { 'upstream-ca.pem': pki.caPem },
     ...(opts.frameHook ? { frameHook: opts.frameHook } : {}),
+    ...(opts.bodyIdleTimeoutMs !== undefined ? { bodyIdleTimeoutMs: opts.bodyIdleTimeoutMs } : {}),
   });
   await gw.tlsIngress(api.port);
   await gw.tlsIngress(h2.port);

@@ -100,6 +100,7 @@ export async function startTestGateway(opts: {
   env: Record<string, string>;
   frameHook?: WebSocketFrameHook;
   files?: Record<string, string>;
+  bodyIdleTimeoutMs?: number;
 }): Promise<TestGateway> {
   mkdirSync(opts.dir, { recursive: true });
   for (const [name, text] of Object.entries(opts.files ?? {})) writeFileSync(join(opts.dir, name), text);
@@ -131,6 +132,7 @@ export async function startTestGateway(opts: {
     audit,
     log: (l) => logs.push(l),
     ...(opts.frameHook ? { onWebSocketFrame: opts.frameHook } : {}),
+    bodyIdleTimeoutMs: opts.bodyIdleTimeoutMs,
   });
   const proxy = await engine.startHttpProxy({ listen: '127.0.0.1:0' });
   const servers: net.Server[] = [];
