@@ -69,6 +69,21 @@ const connect = async (database = 'postgres'): Promise<RawClient> => {
 };
 const accountsIn = (database: string): number => Number(f.pg.sql('SELECT count(*) FROM accounts', database).trim());
 
+/** The hidden DELETE was refused by policy and never ran. */
+const expectDeleteDenied = (got: BackendMsg[], accountsLeft: number): void => {
+  expect(outcomes(got)).not.toContain('DELETE 100');
+  expect(outcomes(got).at(-1)).toBe('42501');
+  expect(accountsLeft).toBe(100);
+};
+
+/** Under UTF-8, "é" (bytes c3 a9) is harmless and "Ã©" (c3 83 c2 a9) a DELETE; read as LATIN1, the bytes c3 a9 are "Ã©". */
+const withEncodingTwins = async (): Promise<RawClient> => {
+  const c = await connect();
+  c.send(utf8('PREPARE "é" AS SELECT 1'), utf8('PREPARE "Ã©" AS DELETE FROM accounts'));
+  await c.readyCount(3);
+  return c;
+};
+
 describe('prepared-statement names under encodings other than UTF-8', () => {
   it('client_encoding LATIN1: two names the gateway read as one cannot hide a DELETE behind a harmless twin', async () => {
     const c = await connect();
@@ -82,17 +97,11 @@ describe('prepared-statement names under encodings other than UTF-8', () => {
       latin1('EXECUTE "\xe9"'),
     );
     const got = await c.readyCount(7);
-    expect(outcomes(got)).not.toContain('DELETE 100');
-    expect(outcomes(got).at(-1)).toBe('42501');
-    expect(f.count('accounts')).toBe(100);
+    expectDeleteDenied(got, f.count('accounts'));
   });
 
   it('a Bind pipelined right behind SET client_encoding names the statement the server will find', async () => {
-    const c = await connect();
-    // Under UTF-8: "é" (bytes c3 a9) is harmless; "Ã©" (c3 83 c2 a9) is a DELETE.
-    c.send(utf8('PREPARE "é" AS SELECT 1'), utf8('PREPARE "Ã©" AS DELETE FROM accounts'));
-    await c.readyCount(3);
-    // Read as LATIN1, the bytes c3 a9 are "Ã©": the server binds the DELETE.
+    const c = await withEncodingTwins();
     c.send(
       utf8("SET client_encoding TO 'LATIN1'"),
       serialize.bind({ statement: 'é' }), // pg-protocol writes names as UTF-8: bytes c3 a9
@@ -100,15 +109,11 @@ describe('prepared-statement names under encodings other than UTF-8', () => {
       serialize.sync(),
     );
     const got = await c.readyCount(5);
-    expect(outcomes(got)).not.toContain('DELETE 100');
-    expect(outcomes(got).at(-1)).toBe('42501');
-    expect(f.count('accounts')).toBe(100);
+    expectDeleteDenied(got, f.count('accounts'));
   });
 
   it('nor a Bind behind a SET client_encoding executed earlier in the same batch (reported only at Sync)', async () => {
-    const c = await connect();
-    c.send(utf8('PREPARE "é" AS SELECT 1'), utf8('PREPARE "Ã©" AS DELETE FROM accounts'));
-    await c.readyCount(3);
+    const c = await withEncodingTwins();
     c.send(
       serialize.parse({ text: "SET client_encoding TO 'LATIN1'" }),
       serialize.bind({}),
@@ -148,9 +153,7 @@ describe('prepared-statement names under encodings other than UTF-8', () => {
       utf8(`EXECUTE ${a}`),
     );
     const got = await c.readyCount(6);
-    expect(outcomes(got)).not.toContain('DELETE 100');
-    expect(outcomes(got).at(-1)).toBe('42501');
-    expect(accountsIn('latin1db')).toBe(100);
+    expectDeleteDenied(got, accountsIn('latin1db'));
   });
 
   it('plain UTF-8 sessions keep non-ASCII names working, pipelined or not', async () => {
@@ -184,7 +187,7 @@ describe('a portal bound at the protocol level runs its statement wherever it is
     c.send(utf8('BEGIN'), serialize.bind({ statement: 's', portal: 'c' }), serialize.sync(), utf8('FETCH ALL FROM c'), utf8('COMMIT'));
     // A cursor DECLAREd in SQL is a query, decided when it was declared: fetching from it stays allowed.
     c.send(utf8('BEGIN'), utf8('DECLARE k CURSOR FOR SELECT id FROM accounts'), utf8('FETCH 2 FROM k'), utf8('COMMIT'));
-    const got = await c.readyCount(14);
+    const got = await c.readyCount(15);
     expect(outcomes(got).slice(3)).toEqual(['42501', 'ROLLBACK', 'BEGIN', '42501', 'ROLLBACK', 'BEGIN', 'DECLARE CURSOR', 'FETCH 2', 'COMMIT']);
     expect(f.count('accounts')).toBe(100);
   });
