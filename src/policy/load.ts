@@ -560,6 +560,12 @@ class Builder {
         const n = this.v.size(bb, '"body_buffer"');
         if (n !== undefined) out.limits.bodyBuffer = n;
       }
+      const idle = limits.get('body_idle_timeout');
+      if (idle) {
+        const sec = this.seconds(idle, '"body_idle_timeout"');
+        if (sec === 0) this.r.error(idle.pos, 'Invalid duration', '"body_idle_timeout" must be at least 1s: with 0 every request body would be refused');
+        else if (sec !== undefined) out.limits.bodyIdleTimeoutSec = sec;
+      }
       const perDevice = [
         ['connections_per_device', 'connectionsPerDevice'],
         ['wildcard_names_per_device', 'wildcardNamesPerDevice'],

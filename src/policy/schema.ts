@@ -118,7 +118,7 @@ export const POLICY_TEXT_ATTRIBUTES = ['text'];
 export const GATEWAY_ATTRIBUTES = ['dashboard_listen', 'public_url', 'state_dir', 'local_profile', 'actions_keep', 'audit_backlog', 'audit_body_limit'];
 export const GATEWAY_BLOCKS = ['limits', 'wireguard', 'proxy', 'store'];
 export const GATEWAY_BLOCK_ATTRIBUTES: Record<string, string[]> = {
-  limits: ['body_buffer', 'connections_per_device', 'wildcard_names_per_device'],
+  limits: ['body_buffer', 'body_idle_timeout', 'connections_per_device', 'wildcard_names_per_device'],
   wireguard: ['subnet_cidr', 'listen_port', 'endpoint'],
   proxy: ['listen'],
   store: ['postgres'],

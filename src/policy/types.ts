@@ -374,6 +374,8 @@ export interface GatewayConfig {
   stateDir: string;
   limits: {
     bodyBuffer: number;
+    /** (ours; `body_idle_timeout`) Seconds a request body may go without a byte while the gateway waits for one (default 60). */
+    bodyIdleTimeoutSec?: number;
     /** (ours; `connections_per_device`) Concurrent tunnel connections one device may hold. */
     connectionsPerDevice?: number;
     /** (ours; `wildcard_names_per_device`) Names under wildcard endpoints one device may get virtual IPs for. */

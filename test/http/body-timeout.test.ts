@@ -98,3 +98,21 @@ describe('a request body that stops arriving', () => {
     expect(env.api.seen.at(-1)).toMatchObject({ url: '/v1/transfers', complete: true });
   });
 });
+
+describe('gateway { limits { body_idle_timeout } }', () => {
+  let policyEnv: Env;
+  beforeAll(async () => {
+    policyEnv = await startEnv({ bodyIdleTimeout: '1s' });
+  }, 60_000);
+  afterAll(async () => {
+    await policyEnv?.close();
+  });
+
+  it('sets the idle limit when the engine is given none', async () => {
+    const started = Date.now();
+    const out = await rawExchange(() => tlsToGateway(policyEnv, 'api.test', policyEnv.api.port), stalledPost('api.test', '/v1/transfers', '{'), 10_000);
+    expect(out).toMatch(/^HTTP\/1\.1 408 /);
+    expect(out).toContain('no body bytes from the agent for 1 s');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+  });
+});

@@ -165,6 +165,16 @@ const cases: Array<{ name: string; files: string | Record<string, string>; want:
     want: [{ line: 3, col: 19, summary: 'Invalid value', hint: '"audit_backlog" must be at least 1, not 0' }],
   },
   {
+    name: 'a body idle timeout of zero',
+    files: `${V}gateway {\n  limits {\n    body_idle_timeout = "0s"\n  }\n}\n`,
+    want: [{ line: 4, col: 25, summary: 'Invalid duration', hint: '"body_idle_timeout" must be at least 1s' }],
+  },
+  {
+    name: 'a body idle timeout that is not a duration',
+    files: `${V}gateway {\n  limits {\n    body_idle_timeout = "1 minute"\n  }\n}\n`,
+    want: [{ line: 4, col: 25, summary: 'Invalid duration', hint: '"1 minute" is not a duration' }],
+  },
+  {
     name: 'a per-device connection limit of none',
     files: `${V}gateway {\n  limits {\n    connections_per_device = 0\n  }\n}\n`,
     want: [{ line: 4, col: 30, summary: 'Invalid value', hint: '"connections_per_device" must be at least 1, not 0' }],

@@ -91,6 +91,9 @@ profile "agents" { credentials = [] }
     const q = await compile(`${HEADER}gateway {\n  limits {\n    connections_per_device    = 64\n    wildcard_names_per_device = 100\n  }\n}\n`);
     expect(q.model.gateway.limits).toEqual({ bodyBuffer: 1024 * 1024, connectionsPerDevice: 64, wildcardNamesPerDevice: 100 });
     expect(p.model.gateway.limits.bodyBuffer).toBe(2_000_000);
+    expect(p.model.gateway.limits.bodyIdleTimeoutSec).toBeUndefined();
+    expect((await compile(`${HEADER}gateway {\n  limits { body_idle_timeout = "2m" }\n}\n`)).model.gateway.limits.bodyIdleTimeoutSec).toBe(120);
+    expect((await compile(`${HEADER}gateway {\n  limits { body_idle_timeout = 15 }\n}\n`)).model.gateway.limits.bodyIdleTimeoutSec).toBe(15);
   });
 
   it('a gateway without a way in is a warning, not an error', async () => {

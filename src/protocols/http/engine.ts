@@ -40,7 +40,7 @@ export interface HttpEngineOptions {
   log?: ((line: string) => void) | undefined;
   /** Upstream connect timeout (default 10 s). */
   connectTimeoutMs?: number | undefined;
-  /** A request body that gets no bytes from the agent for this long is refused with 408 (default 60 s). */
+  /** Overrides the policy's `limits.body_idle_timeout` (tests want less than a second). */
   bodyIdleTimeoutMs?: number | undefined;
 }
 

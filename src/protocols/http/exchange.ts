@@ -124,7 +124,9 @@ class BodyReader {
 }
 
 export async function exchange(core: EngineCore, conn: ConnectionInfo, req: IncomingRequest, sink: ResponseSink): Promise<ExchangeOutcome> {
-  const body = new BodyReader(req.body, core.bodyIdleTimeoutMs ?? DEFAULT_BODY_IDLE_TIMEOUT_MS);
+  const policy = core.policy();
+  const idleSec = policy.model.gateway.limits.bodyIdleTimeoutSec;
+  const body = new BodyReader(req.body, core.bodyIdleTimeoutMs ?? (idleSec !== undefined ? idleSec * 1000 : DEFAULT_BODY_IDLE_TIMEOUT_MS));
   const outcome = (extra: Partial<ExchangeOutcome> = {}): ExchangeOutcome => {
     body.release();
     return {
@@ -153,7 +155,6 @@ export async function exchange(core: EngineCore, conn: ConnectionInfo, req: Inco
     return outcome({ close: true });
   };
 
-  const policy = core.policy();
   let route: Route;
   try {
     route = routeRequest(conn, req, policy);

@@ -43,7 +43,7 @@ export interface EngineCore {
   log: (line: string) => void;
   /** Sockets open now (closed by `engine.close()`). */
   sockets: Set<Duplex>;
-  /** A request body read that gets no bytes for this long fails with 408 (default 60 s). */
+  /** A request body read that gets no bytes for this long fails with 408; overrides `limits.body_idle_timeout` (tests). */
   bodyIdleTimeoutMs?: number | undefined;
 }
 

@@ -33,7 +33,7 @@ export interface Env {
   close(): Promise<void>;
 }
 
-export function policyText(opts: { unknownHost?: 'passthrough' | 'deny'; bodyBuffer?: string; apiPort?: number } = {}): string {
+export function policyText(opts: { unknownHost?: 'passthrough' | 'deny'; bodyBuffer?: string; bodyIdleTimeout?: string; apiPort?: number } = {}): string {
   return `
 schema_version = 1
 
@@ -41,7 +41,7 @@ gateway {
   local_profile = "agent"
   limits {
     body_buffer = "${opts.bodyBuffer ?? '64KiB'}"
-  }
+${opts.bodyIdleTimeout ? `    body_idle_timeout = "${opts.bodyIdleTimeout}"\n` : ''}  }
   proxy {
     listen = "127.0.0.1:0"
   }
@@ -141,7 +141,7 @@ rule "no-grpc-delete" {
 }
 
 export async function startEnv(
-  opts: { unknownHost?: 'passthrough' | 'deny'; bodyBuffer?: string; frameHook?: WebSocketFrameHook; bodyIdleTimeoutMs?: number } = {},
+  opts: { unknownHost?: 'passthrough' | 'deny'; bodyBuffer?: string; bodyIdleTimeout?: string; frameHook?: WebSocketFrameHook; bodyIdleTimeoutMs?: number } = {},
 ): Promise<Env> {
   const dir = mkdtempSync(join(tmpdir(), 'clawpatrol-http-'));
   const pki = makeTestPki(
