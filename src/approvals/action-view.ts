@@ -68,7 +68,9 @@ export function buildActionView(action: Action, decision: Decision, opts: ViewOp
   for (const h of opts.sensitiveHeaders ?? []) sensitive.add(h.toLowerCase());
   let listsTruncated = false;
 
-  const clean = (text: unknown, max = limits.string): string => clamp(opts.scrub(String(text ?? '')), max).text;
+  // A cut string says so, with its full length: a silent cut let an agent pad a path, header or
+  // exec argument so the part that matters was simply not there for the approver to see.
+  const clean = (text: unknown, max = limits.string): string => marked(clamp(opts.scrub(String(text ?? '')), max));
   const list = (items: readonly unknown[] | undefined, max = limits.string): string[] => {
     const all = items ?? [];
     if (all.length > limits.items) listsTruncated = true;
@@ -113,13 +115,12 @@ export function buildActionView(action: Action, decision: Decision, opts: ViewOp
     };
   }
   if (http) {
-    const headers: Record<string, string> = {};
+    const headers = freshRecord<string>();
     for (const [name, value] of entries(http.headers)) {
-      const key = clean(name.toLowerCase(), 200);
-      headers[key] = sensitive.has(name.toLowerCase()) ? REDACTED : clean(value);
+      put(headers, clean(name.toLowerCase(), 200), sensitive.has(name.toLowerCase()) ? REDACTED : clean(value));
     }
-    const query: Record<string, string[]> = {};
-    for (const [name, values] of entries(http.query)) query[clean(name, 200)] = list(values);
+    const query = freshRecord<string[]>();
+    for (const [name, values] of entries(http.query)) put(query, clean(name, 200), list(values));
     view.http = {
       method: clean(http.method, 32),
       path: clean(http.path),
@@ -132,8 +133,8 @@ export function buildActionView(action: Action, decision: Decision, opts: ViewOp
     };
   }
   if (k8s) {
-    const params: Record<string, string> = {};
-    for (const [name, value] of entries(k8s.params)) params[clean(name, 200)] = clean(value);
+    const params = freshRecord<string>();
+    for (const [name, value] of entries(k8s.params)) put(params, clean(name, 200), clean(value));
     view.k8s = {
       verb: clean(k8s.verb, 64),
       resource: clean(k8s.resource),
@@ -151,6 +152,27 @@ export function buildActionView(action: Action, decision: Decision, opts: ViewOp
   }
   view.lists_truncated = listsTruncated;
   return view;
+}
+
+/** An excerpt as one string: the text, and when it was cut, a marker with the full length. */
+function marked(excerpt: Excerpt): string {
+  return excerpt.truncated ? `${excerpt.text}…[cut: ${excerpt.text.length} of ${excerpt.length} characters shown]` : excerpt.text;
+}
+
+/** A map for agent-named keys: no prototype, so a key `__proto__` is a member like any other. */
+function freshRecord<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}
+
+/**
+ * Add a member whose key is agent-controlled text after scrubbing and cutting. Two different names can
+ * end up the same (a shared 200-character prefix, a scrubbed secret); the later one gets a ` #n`
+ * suffix instead of overwriting — an overwrite hid the earlier value from the approver.
+ */
+function put<T>(record: Record<string, T>, key: string, value: T): void {
+  let name = key;
+  for (let n = 2; Object.hasOwn(record, name); n++) name = `${key} #${n}`;
+  record[name] = value;
 }
 
 /** Cut on a code-point boundary so a surrogate pair is never split. */

@@ -185,7 +185,10 @@ export class ApprovalQueue {
       entry.settle({ verdict: 'deny', reason: cleanReason || defaultReason('deny', token), decidedBy: token });
       return { ok: true, state: 'decided', entry: view };
     }
-    if (view.approvals.includes(token)) return { ok: false, status: 409, error: `${token} has already approved ${id}` };
+    // One person, one vote: `cli:alice` and `dashboard:alice` are the same person through two doors
+    // (both behind the admin token), so the quorum compares users, not `<via>:<user>` tokens.
+    const earlier = view.approvals.find((t) => t.slice(t.indexOf(':') + 1) === decider.user);
+    if (earlier) return { ok: false, status: 409, error: `${earlier} has already approved ${id}` };
     view.approvals = [...view.approvals, token];
     if (cleanReason) entry.reasons.push(`${token}: ${cleanReason}`);
     if (view.approvals.length >= view.requiredApprovals) {

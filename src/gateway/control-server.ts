@@ -207,7 +207,15 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   http.emit('listening');
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://control.invalid');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://control.invalid');
+    } catch {
+      // A target like `//[` is no URL. This runs before any try below, and `handle` is not awaited:
+      // a throw here was an unhandled rejection, which ends the gateway — for anyone who can connect.
+      sendJson(res, 400, { error: 'invalid request target' });
+      return;
+    }
     const secure = req.socket instanceof TLSSocket;
     const admin = tokenMatches(req.headers.authorization, opts.adminToken);
     if (admin && tls && !secure && !isLoopbackAddress(req.socket.remoteAddress)) {
