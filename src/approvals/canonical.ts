@@ -16,7 +16,10 @@ export function canonicalJson(value: unknown): string {
 function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
+    // No prototype: a key `__proto__` (an agent's header, query or JSON body member) must stay a member.
+    // On `{}` it set the prototype instead and vanished, so actions differing only there shared a
+    // fingerprint — one judge verdict (cached) or one human answer (coalesced) for both.
+    const out = Object.create(null) as Record<string, unknown>;
     for (const key of Object.keys(value).sort()) {
       const v = (value as Record<string, unknown>)[key];
       if (v !== undefined) out[key] = sortKeys(v);

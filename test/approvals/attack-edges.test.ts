@@ -8,7 +8,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
 import { buildActionView } from '../../src/approvals/action-view.js';
-import { createChainRunner } from '../../src/approvals/chain.js';
+import { createChainRunner, type ChainRunner } from '../../src/approvals/chain.js';
 import { createJudge } from '../../src/approvals/judge/judge.js';
 import { pendingCard } from '../../src/approvals/slack/card.js';
 import type { StageDriver } from '../../src/approvals/stages.js';
@@ -23,6 +23,7 @@ import { useApprovalServices } from './support/service.js';
 const JUDGE_KEY = 'sk-ant-judge-key-attack-edges-0123';
 const vault = secrets({ 'anthropic_manual_key.judge': { token: JUDGE_KEY } });
 const scrub = (text: string) => scrubberFor(vault.allValues()).scrubText(text);
+const judgeOnly = approveDecision(['llm_approver.judge']);
 const unused: StageDriver = { ask: () => Promise.reject(new Error('not configured in this test')) };
 
 /** One raw HTTP/1.1 exchange: the status line, or null when the server never answers. */
@@ -103,12 +104,16 @@ describe('what approvers are shown cannot be hidden by padding or key tricks', (
     fake.reply = () => toolMessage({ verdict: 'deny', reason: 'test' });
   });
   afterAll(() => fake.close());
+  let runners: ChainRunner[] = [];
   afterEach(() => {
+    for (const r of runners) r.close();
+    runners = [];
     fake.calls.length = 0;
+    fake.reply = () => toolMessage({ verdict: 'deny', reason: 'test' });
   });
 
-  /** The action data block of the prompt the real judge sent for `action`. */
-  async function judgedData(action: Action): Promise<Record<string, any>> {
+  /** A chain runner over the real judge (verdict cache on), and the user turns it sent. */
+  function judgeChain(): { runner: ChainRunner; prompts: string[] } {
     const prompts: string[] = [];
     const policy = model({ approvers: [llmApprover({ baseUrl: fake.url })] });
     const judge = createJudge({ secrets: vault, scrub, maxRetries: 0, onPrompt: (p) => prompts.push(p.user) });
@@ -118,11 +123,14 @@ describe('what approvers are shown cannot be hidden by padding or key tricks', (
       view: (a, d) => buildActionView(a, d, { scrub }),
       scrub,
     });
-    try {
-      await runner.run(action, approveDecision(['llm_approver.judge']));
-    } finally {
-      runner.close();
-    }
+    runners.push(runner);
+    return { runner, prompts };
+  }
+
+  /** The action data block of the prompt the real judge sent for `action`. */
+  async function judgedData(action: Action): Promise<Record<string, any>> {
+    const { runner, prompts } = judgeChain();
+    await runner.run(action, judgeOnly);
     const lines = prompts[0]!.split('\n');
     const open = lines.findIndex((l) => l.startsWith('<<<ACTION-DATA '));
     const close = lines.findIndex((l) => l.startsWith('<<<END-ACTION-DATA '));
@@ -198,6 +206,20 @@ describe('what approvers are shown cannot be hidden by padding or key tricks', (
     expect(JSON.stringify(data.http.headers)).toContain('hidden-value');
   });
 
+  it('asks the judge again for an action that differs only in a `__proto__` header (the cache key dropped that member)', async () => {
+    const { runner } = judgeChain();
+    const withProtoHeader = (value: string): Action => {
+      const headers: Record<string, string> = {};
+      Object.defineProperty(headers, '__proto__', { value, enumerable: true, writable: true, configurable: true });
+      return httpPost({}, headers);
+    };
+    fake.reply = () => toolMessage({ verdict: 'allow', reason: 'harmless header' });
+    await expect(runner.run(withProtoHeader('harmless'), judgeOnly)).resolves.toMatchObject({ verdict: 'allow' });
+    fake.reply = () => toolMessage({ verdict: 'deny', reason: 'dangerous header' });
+    await expect(runner.run(withProtoHeader('x-evil'), judgeOnly)).resolves.toMatchObject({ verdict: 'deny' });
+    expect(fake.calls).toHaveLength(2);
+  });
+
   it('says on the Slack card how much of a long statement it shows (a bare "…" hid the tail)', () => {
     const statement = `UPDATE accounts SET note = '${'x'.repeat(4000)}' WHERE true`;
     const view = buildActionView(sqlAction(statement), approveDecision(['human_approver.ops']), { scrub });
@@ -219,3 +241,4 @@ describe('what approvers are shown cannot be hidden by padding or key tricks', (
     expect(text).toContain(`[cut: 2440 of ${statement.length} characters shown]`);
   });
 });
+
