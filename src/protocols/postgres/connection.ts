@@ -136,18 +136,37 @@ function nextStartupPacket(
   });
 }
 
-async function upgradeToTls(socket: Socket, provider: LeafProvider, host: string): Promise<TLSSocket> {
+/**
+ * TLS with the agent, or null when the agent did not complete the handshake
+ * by `deadline`. The startup deadline covers the handshake too (PostgreSQL's
+ * authentication_timeout does): an agent that is answered 'S' and then sends
+ * nothing, or half a ClientHello, must not hold its socket for ever.
+ */
+async function upgradeToTls(socket: Socket, provider: LeafProvider, host: string, deadline: number): Promise<TLSSocket | null> {
   const leaf = await provider.leaf(host);
   const tls = new TLSSocket(socket, {
     isServer: true,
     secureContext: createSecureContext({ cert: leaf.certPem, key: leaf.keyPem }),
   });
-  await new Promise<void>((resolve, reject) => {
-    tls.once('secure', () => resolve());
-    tls.once('error', reject);
-    tls.once('close', () => reject(new Error('the agent closed the connection during the TLS handshake')));
+  const done = await new Promise<boolean>((resolve, reject) => {
+    const timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+    tls.once('secure', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    tls.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    tls.once('close', () => {
+      clearTimeout(timer);
+      reject(new Error('the agent closed the connection during the TLS handshake'));
+    });
   });
-  return tls;
+  if (done) return tls;
+  tls.on('error', () => {});
+  tls.destroy();
+  return null;
 }
 
 /**
@@ -193,7 +212,9 @@ export async function handlePostgresConnection(socket: Socket, ctx: PostgresConn
         }
         if (p.type === 'SSLRequest' && !tls && ctx.ca && endpoint) {
           agent.write(SSL_ACCEPT);
-          agent = await upgradeToTls(agent, ctx.ca, endpoint.hosts[0]?.host ?? ctx.dialedHost ?? 'localhost');
+          const secured = await upgradeToTls(agent, ctx.ca, endpoint.hosts[0]?.host ?? ctx.dialedHost ?? 'localhost', deadline);
+          if (!secured) return; // mid-handshake: there is no way left to send the agent an error
+          agent = secured;
           agent.on('error', () => {});
           tls = true;
         } else {

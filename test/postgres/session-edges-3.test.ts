@@ -1,0 +1,87 @@
+/**
+ * Adversarial QA of the Postgres gateway, round 3 (issue #7): startup and TLS
+ * from the agent, cancels, extended-protocol volume and COPY edges, through
+ * the real listener to a real PostgreSQL 15.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { connect as tlsConnect } from 'node:tls';
+import { serialize } from 'pg-protocol';
+import { RawClient, type BackendMsg } from './support/raw-client.js';
+import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
+import { settle } from './support/harness.js';
+import { startPostgresListener } from '../../src/protocols/postgres/listener.js';
+import type { PostgresEngineDeps } from '../../src/protocols/postgres/connection.js';
+
+const RULES = `
+rule "no-deletes" {
+  endpoint  = postgres.db
+  priority  = 50
+  condition = "sql.verb == 'delete'"
+  verdict   = "deny"
+  reason    = "agents do not delete"
+}
+rule "account-inserts-need-approval" {
+  endpoint  = postgres.db
+  priority  = 40
+  condition = "sql.verb == 'insert' && 'accounts' in sql.tables"
+  approve   = [builtin.dashboard]
+  reason    = "new accounts need a human"
+}
+`;
+
+const outcomes = (ms: BackendMsg[]): string[] =>
+  ms.filter((m) => m.name === 'error' || m.name === 'commandComplete').map((m) => (m.name === 'error' ? `${m.code}` : `${m.text}`));
+
+let f: GatewayFixture;
+let raw: RawClient | null = null;
+beforeAll(async () => {
+  f = await startGatewayFixture(RULES);
+});
+afterAll(async () => {
+  await f?.stop();
+});
+afterEach(() => {
+  raw?.close();
+  raw = null;
+});
+const connect = async (): Promise<RawClient> => {
+  raw = await RawClient.connect(f.port, { user: 'PH_scram', database: 'postgres' });
+  return raw;
+};
+
+/** A second listener on the fixture's policy and cluster, with its own engine options. */
+const withListener = async (opts: Partial<PostgresEngineDeps>, run: (port: number) => Promise<void>): Promise<void> => {
+  const l = await startPostgresListener({
+    endpoint: 'postgres.db',
+    listen: '127.0.0.1:0',
+    enforcer: f.h.enforcer,
+    policy: () => f.h.policy,
+    ca: { leaf: (host) => f.ca.leaf(host) },
+    cancels: f.cancels,
+    profile: 'default',
+    ...opts,
+  });
+  try {
+    await run(l.address.port);
+  } finally {
+    await l.close();
+  }
+};
+
+describe('startup and TLS from the agent', () => {
+  it('an agent answered S that never completes the TLS handshake is dropped at the startup deadline', async () => {
+    await withListener({ startupTimeoutMs: 300 }, async (port) => {
+      for (const afterAnswer of [Buffer.alloc(0), Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])]) {
+        const c = await RawClient.connect(port);
+        raw = c;
+        c.send(serialize.requestSsl());
+        await c.until(() => c.allBytes().length >= 1);
+        expect(c.allBytes().toString('latin1')).toBe('S');
+        c.send(afterAnswer); // nothing, or the first bytes of a ClientHello
+        await c.until(() => c.closed, 5_000);
+        expect(c.closed).toBe(true);
+        c.close();
+      }
+    });
+  });
+});
