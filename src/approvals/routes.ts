@@ -24,7 +24,14 @@ export function queueRoute(queue: ApprovalQueue): ControlRoute {
       sendJson(res, 401, { error: 'the approvals API needs the gateway admin token (Authorization: Bearer …)' });
       return true;
     }
-    const parts = path.slice(APPROVALS_PATH.length).split('/').filter(Boolean).map(decodeURIComponent);
+    let parts: string[];
+    try {
+      parts = path.slice(APPROVALS_PATH.length).split('/').filter(Boolean).map(decodeURIComponent);
+    } catch {
+      // `%E0` is no UTF-8: the caller's mistake (400), not the gateway's (it was a logged 500).
+      sendJson(res, 400, { error: 'the approval id is not valid percent-encoding' });
+      return true;
+    }
     const method = req.method ?? 'GET';
 
     if (parts.length === 0) {

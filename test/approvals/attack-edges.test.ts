@@ -95,6 +95,13 @@ describe('approval quorum over the control API', () => {
     expect(await admin.request('POST', `/api/approvals/${id}/approve`, { user: 'bob', via: 'dashboard' })).toMatchObject({ state: 'decided' });
     await expect(outcome).resolves.toMatchObject({ verdict: 'allow', stages: [{ decidedBy: 'cli:alice,dashboard:bob' }] });
   });
+
+  it('answers 400, not a logged 500, to an id that is not valid percent-encoding', async () => {
+    const { control } = await startService(model({ approvers: [] }), TOKEN, { secrets: vault });
+    const admin = new ControlClient({ baseUrl: control.url, token: TOKEN });
+    await expect(admin.request('POST', '/api/approvals/%E0%A4/approve', { user: 'alice' })).rejects.toMatchObject({ status: 400 });
+    await expect(admin.request('GET', '/api/approvals/%ZZ')).rejects.toMatchObject({ status: 400 });
+  });
 });
 
 describe('what approvers are shown cannot be hidden by padding or key tricks', () => {
