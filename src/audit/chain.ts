@@ -105,6 +105,12 @@ export interface VerifyInput {
    * prev_hash as the anchor instead of genesis / the checkpoint.
    */
   anchorAtFirstRow?: boolean;
+  /**
+   * The rows hold the store's own record text, which the writer made the
+   * canonical JSON it hashed: text that differs from it (while parsing to
+   * the same record) is an edit too. Exports re-serialise records, so not there.
+   */
+  canonicalText?: boolean;
 }
 
 export async function verifyChain(input: VerifyInput): Promise<VerifyResult> {
@@ -156,8 +162,14 @@ export async function verifyChain(input: VerifyInput): Promise<VerifyResult> {
         count,
       );
     }
-    if (chainHash(row.prevHash, canonicalJson(parsed)) !== row.hash) {
+    const canonical = canonicalJson(parsed);
+    if (chainHash(row.prevHash, canonical) !== row.hash) {
       return fail(row.seq, 'edited', `record ${row.seq} was edited: its content does not match its hash`, count);
+    }
+    // The hash covers the parsed record, so an edit JSON.parse undoes — a duplicate key put before the
+    // real one, which a first-wins reader (or a human with grep) takes as the record — passed as intact.
+    if (input.canonicalText && canonical !== row.record) {
+      return fail(row.seq, 'edited', `record ${row.seq} was edited: its stored text is not the JSON that was hashed`, count);
     }
     if (row.prevHash !== expectedPrev) {
       const earlier = seen.get(row.prevHash);

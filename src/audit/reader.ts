@@ -34,7 +34,7 @@ export async function verifyStore(store: Store, key: Buffer | null): Promise<Ver
       yield r;
     }
   }
-  const result = await verifyChain({ rows: bounded(), head, checkpoint, key });
+  const result = await verifyChain({ rows: bounded(), head, checkpoint, key, canonicalText: true });
   if (!result.ok) return result;
   // Records beyond the head we started from are fine if the gateway has linked them since (the head moved
   // past them); records the head has never covered were added behind the gateway's back.

@@ -80,3 +80,28 @@ describe('audit records with hostile text', () => {
     expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 2, problem: 'edited' });
   });
 });
+
+describe('stored text the hash does not cover', () => {
+  let root: string;
+  let store: Store;
+  const key = randomBytes(32);
+  beforeEach(async () => {
+    root = mkdtempSync(join(tmpdir(), 'clawpatrol-audit-dup-'));
+    store = await openStore({ stateDir: join(root, 'state') });
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('an edit that leaves the parsed record equal (a duplicate key a first-wins reader takes, spacing) is still an edit', async () => {
+    const log = new AuditLog({ store, key });
+    for (let i = 1; i <= 5; i++) log.append(record(i));
+    await log.close();
+    const d = new Database(join(root, 'state', 'state.db'));
+    // Record 3 was denied; put a forged `"verdict":"allow"` first — JSON.parse keeps the last one.
+    editStoredRows(d, (all) => all.map((r) => (r.seq === 3 ? { ...r, record: r.record.replace('{', '{"verdict":"allow", ') } : r)));
+    d.close();
+    expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 3, problem: 'edited' });
+  });
+});
