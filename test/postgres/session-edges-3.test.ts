@@ -85,3 +85,36 @@ describe('startup and TLS from the agent', () => {
     });
   });
 });
+
+describe('cancel', () => {
+  it('a pipeline with a statement running upstream and the next waiting for approval: a cancel stops both', async () => {
+    const saved = f.h.approve;
+    f.h.approve = (_a, _d, signal) =>
+      new Promise((resolve) => signal?.addEventListener('abort', () => resolve({ verdict: 'deny', reason: 'aborted', stages: [] })));
+    try {
+      const c = await connect();
+      const key = c.messages.find((m) => m.name === 'backendKeyData')!;
+      const since = c.messages.length;
+      c.send(
+        serialize.parse({ text: 'SELECT pg_sleep(6)' }),
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.parse({ text: "INSERT INTO accounts VALUES (900, 'held', 1)" }), // waits for approval meanwhile
+        serialize.bind({}),
+        serialize.execute({}),
+        serialize.sync(),
+      );
+      await c.until(() => f.h.actions.some((a) => a.facts.sql?.tables?.includes('accounts') && a.facts.sql.verb === 'insert'));
+      await settle(200);
+      const cancel = await RawClient.connect(f.port);
+      cancel.send(serialize.cancel(key.processID!, key.secretKey!));
+      await cancel.until(() => cancel.closed);
+      const got = await c.readyCount(1, since, 15_000);
+      // As PostgreSQL: the running sleep is canceled and the rest of the batch skipped (before, the sleep ran to its end).
+      expect(outcomes(got)).toEqual(['57014']);
+      expect(f.count('accounts')).toBe(100);
+    } finally {
+      f.h.approve = saved;
+    }
+  }, 30_000);
+});

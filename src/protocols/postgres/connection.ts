@@ -396,8 +396,12 @@ async function serveSession(
   const key = cancels.register({
     peerId: ctx.peer.id,
     cancel: () => {
-      if (session?.cancelPending()) pendingAbort?.abort();
-      else if (up.backendKey) void cancelUpstream(target, up.backendKey);
+      // PostgreSQL cancels whatever it is running. Behind the gateway a pipeline can have a
+      // statement running upstream and a later one waiting for its decision at the same
+      // time: cancel both, else the running one goes on to its end.
+      const heldForDecision = session?.cancelPending() ?? false;
+      if (heldForDecision) pendingAbort?.abort();
+      if ((!heldForDecision || session?.upstreamBusy) && up.backendKey) void cancelUpstream(target, up.backendKey);
     },
   });
   const hello: Buffer[] = [];

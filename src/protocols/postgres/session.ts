@@ -225,6 +225,11 @@ export class PostgresSession {
     return true;
   }
 
+  /** Messages forwarded to the server and not answered yet (a cancel must reach them too). */
+  get upstreamBusy(): boolean {
+    return this.tracker.outstanding > 0;
+  }
+
   /** Waiting for a decision (the adapter cancels upstream queries otherwise). */
   get deciding(): boolean {
     return this.pending !== null;
