@@ -133,9 +133,14 @@ export async function verifyChain(input: VerifyInput): Promise<VerifyResult> {
   const seen = new Map<string, number>();
 
   for await (const row of input.rows) {
-    if (firstSeq === null && input.anchorAtFirstRow) {
+    // An export (no head) that starts past record 1 — `export --since`, or a log retention pruned —
+    // has no genesis or checkpoint to start from: it is checked from its first line on, and says so.
+    // Without this, `audit verify --input` failed every such export as "earlier records were removed".
+    const exportFromMidChain = input.head === undefined && cp === null && row.seq > 1;
+    if (firstSeq === null && (input.anchorAtFirstRow || exportFromMidChain)) {
       expectedSeq = row.seq;
       expectedPrev = row.prevHash;
+      if (exportFromMidChain) notes.push(`the export starts at record ${row.seq}: records before it are not covered`);
     }
     if (row.damaged !== undefined) {
       return fail(row.seq, 'unreadable', `record ${row.seq} cannot be read: ${row.damaged} (edited)`, count);

@@ -105,3 +105,33 @@ describe('stored text the hash does not cover', () => {
     expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 3, problem: 'edited' });
   });
 });
+
+describe('verifying an export that starts mid-chain', () => {
+  let root: string;
+  let store: Store;
+  beforeEach(async () => {
+    root = mkdtempSync(join(tmpdir(), 'clawpatrol-audit-since-'));
+    store = await openStore({ stateDir: join(root, 'state') });
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('checks it from its first line on, as `audit verify --input` does for an `export --since` file, and still sees edits in it', async () => {
+    const log = new AuditLog({ store, key: null });
+    for (let i = 1; i <= 40; i++) log.append(record(i));
+    await log.close();
+    const lines: string[] = [];
+    for await (const r of auditRows(store, { afterSeq: 25 })) lines.push(exportLine(r));
+
+    // How cli/audit.ts calls it for --input: rows only, no head, no anchor option.
+    const result = await verifyChain({ rows: rowsFromLines(lines) });
+    expect(result).toMatchObject({ ok: true, count: 15, firstSeq: 26, lastSeq: 40 });
+    expect(result.ok && result.notes).toContain('the export starts at record 26: records before it are not covered');
+
+    const edited = lines.map((l, i) => (i === 3 ? l.replace('"bytesIn":129', '"bytesIn":1') : l));
+    expect(await verifyChain({ rows: rowsFromLines(edited) })).toMatchObject({ ok: false, seq: 29, problem: 'edited' });
+    expect(await verifyChain({ rows: rowsFromLines([...lines.slice(0, 5), ...lines.slice(6)]) })).toMatchObject({ ok: false, seq: 31, problem: 'deleted' });
+  });
+});
