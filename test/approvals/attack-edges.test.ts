@@ -10,7 +10,8 @@ import { connect } from 'node:net';
 import { buildActionView } from '../../src/approvals/action-view.js';
 import { createChainRunner, type ChainRunner } from '../../src/approvals/chain.js';
 import { createJudge } from '../../src/approvals/judge/judge.js';
-import { pendingCard } from '../../src/approvals/slack/card.js';
+import { outcomeCard, pendingCard } from '../../src/approvals/slack/card.js';
+import type { PendingApproval } from '../../src/approvals/queue.js';
 import type { StageDriver } from '../../src/approvals/stages.js';
 import { startControlServer, type ControlServer } from '../../src/gateway/control-server.js';
 import { ControlClient } from '../../src/gateway/control-client.js';
@@ -227,10 +228,9 @@ describe('what approvers are shown cannot be hidden by padding or key tricks', (
     expect(fake.calls).toHaveLength(2);
   });
 
-  it('says on the Slack card how much of a long statement it shows (a bare "…" hid the tail)', () => {
-    const statement = `UPDATE accounts SET note = '${'x'.repeat(4000)}' WHERE true`;
-    const view = buildActionView(sqlAction(statement), approveDecision(['human_approver.ops']), { scrub });
-    const entry = {
+  function pendingEntry(action: Action): PendingApproval {
+    const view = buildActionView(action, approveDecision(['human_approver.ops']), { scrub });
+    return {
       id: '0123456789abcdef',
       approver: 'human_approver.ops',
       channel: 'slack' as const,
@@ -244,8 +244,24 @@ describe('what approvers are shown cannot be hidden by padding or key tricks', (
       approvals: [],
       action: view,
     };
-    const text = JSON.stringify(pendingCard({ entry, interactive: true }).blocks);
+  }
+
+  it('says on the Slack card how much of a long statement it shows (a bare "…" hid the tail)', () => {
+    const statement = `UPDATE accounts SET note = '${'x'.repeat(4000)}' WHERE true`;
+    const text = JSON.stringify(pendingCard({ entry: pendingEntry(sqlAction(statement)), interactive: true }).blocks);
     expect(text).toContain(`[cut: 2440 of ${statement.length} characters shown]`);
+  });
+
+  it('escapes agent text in the notification text of a card, which Slack reads as mrkdwn (the path pinged <!channel>)', () => {
+    const path = '/v1/<!channel>/<https://evil.example|refund-42>';
+    const entry = pendingEntry({ ...httpPost({}, {}), facts: { http: { ...httpPost({}, {}).facts.http!, path } } });
+    const pending = pendingCard({ entry, interactive: true });
+    const decided = outcomeCard(entry, { kind: 'decided', verdict: 'allow', decidedBy: 'slack:U0ALICE', reason: '' });
+    for (const text of [pending.text, decided.text]) {
+      expect(text).not.toMatch(/<!|<https?:/);
+      expect(text).toContain('&lt;!channel&gt;');
+    }
+    expect(decided.text).toContain('<@U0ALICE>'); // our own mention still works
   });
 });
 

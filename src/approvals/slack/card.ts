@@ -94,7 +94,9 @@ export function pendingCard({ entry, interactive }: CardInput): Card {
       ],
     });
   }
-  return { text: cut(`Approval needed: ${what.title} (rule ${entry.rule})`, 300), blocks };
+  // `text` is the notification (mobile shows only it) and Slack reads it as mrkdwn: the title holds
+  // agent text (an HTTP path, a pod name), so it is escaped like every other mrkdwn string here.
+  return { text: cut(escapeMrkdwn(`Approval needed: ${what.title} (rule ${entry.rule})`), 300), blocks };
 }
 
 export type CardOutcome =
@@ -123,7 +125,7 @@ export function outcomeCard(entry: PendingApproval, outcome: CardOutcome): Card 
     { type: 'section', block_id: 'clawpatrol_outcome', text: { type: 'mrkdwn', text: line } },
     { type: 'context', elements: [{ type: 'mrkdwn', text: escapeMrkdwn(`${entry.approver} · id ${entry.id}`) }] },
   ];
-  return { text: cut(`${what.title}: ${line}`, 300), blocks };
+  return { text: cut(`${escapeMrkdwn(what.title)}: ${line}`, 300), blocks };
 }
 
 function common(entry: PendingApproval, what: ReturnType<typeof describeAction>): Block[] {
