@@ -8,8 +8,8 @@
  * calling thread, or `WorkerAuditWriter` (worker-writer.ts), whose thread
  * runs a `StoreAuditWriter` of its own on its own connection.
  */
-import type { AuditRepo } from '../store/types.js';
-import { checkpointMac, linkBatch } from './chain.js';
+import type { AuditRepo, AuditRow } from '../store/types.js';
+import { checkpointMac, linkBatch, verifyChain } from './chain.js';
 import type { EncodedBatch } from './record-json.js';
 
 export interface RetentionPolicy {
@@ -48,6 +48,20 @@ export function hasRetention(r: RetentionPolicy | undefined): r is RetentionPoli
   return !!r && !!(r.maxAgeSec || r.maxRecords);
 }
 
+const PRUNE_CHECK_PAGE = 2000;
+
+/** Milliseconds of a stored record's own `time` (what the writer stored as its ts), or null when it has none. */
+function hashedTime(recordJson: string): number | null {
+  try {
+    const time = (JSON.parse(recordJson) as { time?: unknown } | null)?.time;
+    if (typeof time !== 'string') return null;
+    const t = Date.parse(time);
+    return Number.isFinite(t) ? t : null;
+  } catch {
+    return null; // unreadable: verifyChain says so
+  }
+}
+
 /** Writes through an `AuditRepo` on the calling thread. */
 export class StoreAuditWriter implements AuditWriter {
   readonly kind = 'inline' as const;
@@ -78,8 +92,45 @@ export class StoreAuditWriter implements AuditWriter {
     }
     const first = await audit.firstSeq();
     if (first === null || upto < first) return 0;
+    const problem = await this.unprunable(first, upto);
+    if (problem) throw new Error(`audit: retention refused to prune records ${first}–${upto}: ${problem} (run clawpatrol audit verify)`);
     const key = this.key;
     return audit.prune(upto, (seq, hash) => (key ? checkpointMac(key, seq, hash) : null));
+  }
+
+  /**
+   * Why records first…upto must not be pruned, or null. The checkpoint's MAC is the gateway
+   * vouching for what it removed, so those records are verified first — else someone with write
+   * access to the store could have the gateway delete records for them and sign it: by setting
+   * their stored time back (it is outside the hash; their `time` is inside it), or by editing them
+   * and letting retention remove the evidence.
+   */
+  private async unprunable(first: number, upto: number): Promise<string | null> {
+    const audit = this.audit;
+    const checkpoint = await audit.checkpoint();
+    if (!checkpoint && first !== 1) return `records 1–${first - 1} are missing`;
+    let timeProblem: string | null = null;
+    async function* rows(): AsyncGenerator<AuditRow> {
+      for (let after = first - 1; ; ) {
+        const page = await audit.range({ afterSeq: after, limit: PRUNE_CHECK_PAGE });
+        for (const row of page) {
+          if (row.seq > upto) return;
+          const time = row.damaged === undefined ? hashedTime(row.record) : null;
+          if (time !== null && time !== row.ts) {
+            timeProblem = `record ${row.seq}'s stored time is not the time in its record`;
+            return;
+          }
+          yield row;
+        }
+        if (page.length < PRUNE_CHECK_PAGE) return;
+        after = page[page.length - 1]!.seq;
+      }
+    }
+    const result = await verifyChain({ rows: rows(), checkpoint, key: this.key, canonicalText: true });
+    if (timeProblem !== null) return timeProblem;
+    if (!result.ok) return result.message;
+    if (result.lastSeq !== upto) return `record ${(result.lastSeq ?? first - 1) + 1} is missing`;
+    return null;
   }
 
   async close(): Promise<void> {

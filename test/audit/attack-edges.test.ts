@@ -135,3 +135,50 @@ describe('verifying an export that starts mid-chain', () => {
     expect(await verifyChain({ rows: rowsFromLines([...lines.slice(0, 5), ...lines.slice(6)]) })).toMatchObject({ ok: false, seq: 31, problem: 'deleted' });
   });
 });
+
+describe('retention vouches only for records that were intact', () => {
+  let root: string;
+  let store: Store;
+  const key = randomBytes(32);
+  const now = Date.UTC(2030, 0, 1) + 100_000; // record i is at +i s
+  beforeEach(async () => {
+    root = mkdtempSync(join(tmpdir(), 'clawpatrol-audit-prune-'));
+    store = await openStore({ stateDir: join(root, 'state') });
+  });
+  afterEach(async () => {
+    await store.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  async function filled(): Promise<{ log: AuditLog; errors: Error[] }> {
+    const errors: Error[] = [];
+    const log = new AuditLog({ store, key, retention: { maxAgeSec: 3600 }, pruneIntervalMs: 0, now: () => now, onError: (e) => errors.push(e) });
+    for (let i = 1; i <= 20; i++) log.append(record(i));
+    await log.flush();
+    return { log, errors };
+  }
+
+  it('does not prune young records whose stored time was set back (the deletion got an authentic checkpoint)', async () => {
+    const { log, errors } = await filled();
+    const d = new Database(join(root, 'state', 'state.db'));
+    // The stored time is outside the hash; the record's own `time` is inside it.
+    editStoredRows(d, (all) => all.map((r) => (r.seq <= 8 ? { ...r, ts: 0 } : r)));
+    d.close();
+    await expect(log.prune()).rejects.toThrow(/record 1's stored time is not the time in its record/);
+    expect(await store.audit.firstSeq()).toBe(1);
+    expect(errors.map((e) => e.message).join('\n')).toMatch(/retention refused/);
+    await log.close();
+  });
+
+  it('does not sign a checkpoint over an edited record it is about to prune', async () => {
+    const { log } = await filled();
+    const d = new Database(join(root, 'state', 'state.db'));
+    editStoredRows(d, (all) =>
+      all.map((r) => (r.seq <= 8 ? { ...r, ts: 0, record: r.record.replace(/"time":"[^"]*"/, '"time":"1970-01-01T00:00:00.000Z"') } : r)),
+    );
+    d.close();
+    await expect(log.prune()).rejects.toThrow(/record 1 was edited/);
+    expect(await verifyStore(store, key)).toMatchObject({ ok: false, seq: 1, problem: 'edited' });
+    await log.close();
+  });
+});
