@@ -118,3 +118,35 @@ describe('cancel', () => {
     }
   }, 30_000);
 });
+
+describe('COPY edges', () => {
+  const RESTORE_ACCOUNTS = "INSERT INTO accounts SELECT g, 'owner' || g, g * 10 FROM generate_series(1, 100) g ON CONFLICT DO NOTHING";
+
+  it('CopyDones piled up behind the one that ends a COPY do not make the gateway lose count of ReadyForQuery', async () => {
+    const c = await connect();
+    c.send(serialize.parse({ name: 'slow', text: 'SELECT pg_sleep(1)' }), serialize.sync());
+    await c.readyCount(2);
+    // Under standard_conforming_strings on (how the gateway reads it) a SELECT of two literals;
+    // under off, '\'' escapes the quote and the DELETE is a statement of its own.
+    const twoFaced = "SELECT 'a\\' , '; DELETE FROM accounts; --'";
+    try {
+      c.send(
+        serialize.query('COPY items FROM STDIN'),
+        serialize.copyDone(), // ends the COPY
+        serialize.bind({ statement: 'slow' }),
+        serialize.execute({}),
+        serialize.sync(), // answered after the sleep
+        ...Array.from({ length: 64 }, () => serialize.copyDone()), // outside COPY: ignored by the server
+        // Its ParameterStatus comes only with its own ReadyForQuery, a second after the Sync's.
+        serialize.query('SET standard_conforming_strings = off; SELECT pg_sleep(1)'),
+        serialize.query(twoFaced),
+      );
+      await c.until(() => c.closed, 15_000);
+      await settle(300); // a DELETE forwarded before the session ended would have run by now
+      expect(c.messages.at(-1)).toMatchObject({ name: 'error', severity: 'FATAL', code: '0A000' });
+      expect(f.count('accounts')).toBe(100);
+    } finally {
+      f.pg.sql(RESTORE_ACCOUNTS);
+    }
+  }, 30_000);
+});

@@ -120,6 +120,8 @@ export class ResponseTracker {
   private readonly groups: AuditGroup[] = [];
   /** Sequence numbers of CopyDone/CopyFail sent upstream (to void Syncs the server ignores during COPY). */
   private copyEnds: number[] = [];
+  /** Sequence number of the latest Query/Execute forwarded (the messages that can start a COPY). */
+  private lastCopyCapable = -1;
   private copyOwner: Expectation | null = null;
 
   // framing state
@@ -146,6 +148,7 @@ export class ResponseTracker {
   /** Forward a message that expects a response. */
   expect(kind: ExpectKind, group: AuditGroup | null, replacement?: Buffer, effects?: Effects): void {
     const e: Expectation = { kind, seq: this.forwarded(), group };
+    if (kind === 'Q' || kind === 'E') this.lastCopyCapable = e.seq;
     if (replacement) e.replacement = replacement;
     if (effects) e.effects = effects;
     if (group) {
@@ -157,8 +160,19 @@ export class ResponseTracker {
 
   /** CopyDone / CopyFail forwarded. */
   copyEnd(): void {
-    this.copyEnds.push(this.forwarded());
-    if (this.copyEnds.length > 64) this.copyEnds = this.copyEnds.slice(-32);
+    const seq = this.forwarded();
+    // A COPY is ended by the first CopyDone/CopyFail sent after the message that
+    // started it, so only those are kept: ones older than every outstanding
+    // message, or with no Query/Execute since the previous one, can never be it.
+    // (Keeping "the last 32" instead let an agent push the one that ends the COPY
+    // out with 64 more; the Syncs behind it were then voided though the server
+    // answers them, and a stray ReadyForQuery released the next Query's barrier
+    // before a SET standard_conforming_strings = off was reported.)
+    const oldest = this.q[0]?.seq ?? seq;
+    while (this.copyEnds.length > 0 && this.copyEnds[0]! < oldest) this.copyEnds.shift();
+    const last = this.copyEnds[this.copyEnds.length - 1];
+    if (last !== undefined && last > this.lastCopyCapable) return;
+    this.copyEnds.push(seq);
   }
 
   /** Number of outstanding messages that end with ReadyForQuery. */
