@@ -145,49 +145,21 @@ describe('what approvers are shown cannot be hidden by padding or key tricks', (
     return JSON.parse(lines.slice(open + 1, close).join('\n')) as Record<string, any>;
   }
 
-  function k8sExec(command: string[]): Action {
-    return {
-      family: 'k8s',
-      host: 'k8s.internal',
-      endpoint: 'k8s.prod',
-      peer: { id: 'peer-1' },
-      profile: 'default',
-      facts: {
-        k8s: {
-          verb: 'connect',
-          resource: 'pods/exec',
-          subresource: 'exec',
-          namespace: 'prod',
-          name: 'api-0',
-          api_group: '',
-          api_version: 'v1',
-          params: {},
-          command,
-        },
-      },
-    };
+  /** An action of an agent (peer-1, default profile) with these facts. */
+  function agentAction(family: Action['family'], host: string, endpoint: string, facts: Action['facts']): Action {
+    return { family, host, endpoint, peer: { id: 'peer-1' }, profile: 'default', facts };
   }
 
-  function httpPost(query: Record<string, string[]>, headers: Record<string, string>): Action {
-    return {
-      family: 'http',
-      host: 'api.example.com',
-      endpoint: 'https.api',
-      peer: { id: 'peer-1' },
-      profile: 'default',
-      facts: {
-        http: {
-          method: 'POST',
-          path: '/v1/refunds',
-          raw_path: '/v1/refunds',
-          host: 'api.example.com',
-          query,
-          headers,
-          body: '',
-          body_json: {},
-        },
-      },
-    };
+  function k8sExec(command: string[]): Action {
+    return agentAction('k8s', 'k8s.internal', 'k8s.prod', {
+      k8s: { verb: 'connect', resource: 'pods/exec', subresource: 'exec', namespace: 'prod', name: 'api-0', api_group: '', api_version: 'v1', params: {}, command },
+    });
+  }
+
+  function httpPost(query: Record<string, string[]>, headers: Record<string, string>, path = '/v1/refunds'): Action {
+    return agentAction('http', 'api.example.com', 'https.api', {
+      http: { method: 'POST', path, raw_path: path, host: 'api.example.com', query, headers, body: '', body_json: {} },
+    });
   }
 
   it('marks an exec argument cut at the string limit with its full length (it was cut silently)', async () => {
@@ -254,7 +226,7 @@ describe('what approvers are shown cannot be hidden by padding or key tricks', (
 
   it('escapes agent text in the notification text of a card, which Slack reads as mrkdwn (the path pinged <!channel>)', () => {
     const path = '/v1/<!channel>/<https://evil.example|refund-42>';
-    const entry = pendingEntry({ ...httpPost({}, {}), facts: { http: { ...httpPost({}, {}).facts.http!, path } } });
+    const entry = pendingEntry(httpPost({}, {}, path));
     const pending = pendingCard({ entry, interactive: true });
     const decided = outcomeCard(entry, { kind: 'decided', verdict: 'allow', decidedBy: 'slack:U0ALICE', reason: '' });
     for (const text of [pending.text, decided.text]) {

@@ -26,20 +26,21 @@ const NASTY = [
   'emoji 😀 split? \ud83d',
 ];
 
+
+// Every test gets a fresh state dir and store.
+let root: string;
+let store: Store;
+const key = randomBytes(32);
+beforeEach(async () => {
+  root = mkdtempSync(join(tmpdir(), 'clawpatrol-audit-edges-'));
+  store = await openStore({ stateDir: join(root, 'state') });
+});
+afterEach(async () => {
+  await store.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
 describe('audit records with hostile text', () => {
-  let root: string;
-  let store: Store;
-  const key = randomBytes(32);
-
-  beforeEach(async () => {
-    root = mkdtempSync(join(tmpdir(), 'clawpatrol-audit-edges-'));
-    store = await openStore({ stateDir: join(root, 'state') });
-  });
-  afterEach(async () => {
-    await store.close();
-    rmSync(root, { recursive: true, force: true });
-  });
-
   function hostile(i: number) {
     const headers: Record<string, string> = Object.create(null) as Record<string, string>;
     headers['__proto__'] = NASTY[i % NASTY.length]!;
@@ -82,17 +83,6 @@ describe('audit records with hostile text', () => {
 });
 
 describe('stored text the hash does not cover', () => {
-  let root: string;
-  let store: Store;
-  const key = randomBytes(32);
-  beforeEach(async () => {
-    root = mkdtempSync(join(tmpdir(), 'clawpatrol-audit-dup-'));
-    store = await openStore({ stateDir: join(root, 'state') });
-  });
-  afterEach(async () => {
-    await store.close();
-    rmSync(root, { recursive: true, force: true });
-  });
 
   it('an edit that leaves the parsed record equal (a duplicate key a first-wins reader takes, spacing) is still an edit', async () => {
     const log = new AuditLog({ store, key });
@@ -107,16 +97,6 @@ describe('stored text the hash does not cover', () => {
 });
 
 describe('verifying an export that starts mid-chain', () => {
-  let root: string;
-  let store: Store;
-  beforeEach(async () => {
-    root = mkdtempSync(join(tmpdir(), 'clawpatrol-audit-since-'));
-    store = await openStore({ stateDir: join(root, 'state') });
-  });
-  afterEach(async () => {
-    await store.close();
-    rmSync(root, { recursive: true, force: true });
-  });
 
   it('checks it from its first line on, as `audit verify --input` does for an `export --since` file, and still sees edits in it', async () => {
     const log = new AuditLog({ store, key: null });
@@ -137,18 +117,7 @@ describe('verifying an export that starts mid-chain', () => {
 });
 
 describe('retention vouches only for records that were intact', () => {
-  let root: string;
-  let store: Store;
-  const key = randomBytes(32);
   const now = Date.UTC(2030, 0, 1) + 100_000; // record i is at +i s
-  beforeEach(async () => {
-    root = mkdtempSync(join(tmpdir(), 'clawpatrol-audit-prune-'));
-    store = await openStore({ stateDir: join(root, 'state') });
-  });
-  afterEach(async () => {
-    await store.close();
-    rmSync(root, { recursive: true, force: true });
-  });
 
   async function filled(): Promise<{ log: AuditLog; errors: Error[] }> {
     const errors: Error[] = [];
