@@ -204,9 +204,21 @@ export function summarize(view: ActionView, max = 120): string {
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 
+/**
+ * Bidirectional-text controls (embeddings, overrides, isolates, marks). They are invisible and reorder
+ * what follows on screen ("Trojan Source"): agent text could show an approver a statement or path in
+ * an order other than the one that runs.
+ */
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** `text` with every bidi control shown as `�` (Slack cards, terminals). */
+export function withoutBidiControls(text: string): string {
+  return text.replace(BIDI_CONTROLS, '\ufffd');
+}
+
 function oneLine(text: string): string {
   // Control characters would let content rewrite a terminal line; collapse them.
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(/\s+/g, ' ').trim();
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(BIDI_CONTROLS, '\ufffd').replace(/\s+/g, ' ').trim();
 }
 
 /** What the action does, as the lines an approver reads. */
@@ -253,9 +265,9 @@ export function describeAction(view: ActionView): { title: string; body: string;
 
 /**
  * Text safe to print on an operator's terminal: C0/C1 control characters
- * (ANSI escapes, carriage returns that overwrite a line) become `�`; newlines
- * and tabs stay.
+ * (ANSI escapes, carriage returns that overwrite a line) and bidi controls
+ * become `�`; newlines and tabs stay.
  */
 export function printable(text: string): string {
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, '\ufffd');
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, '\ufffd').replace(BIDI_CONTROLS, '\ufffd');
 }

@@ -7,7 +7,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from 'node:net';
-import { buildActionView } from '../../src/approvals/action-view.js';
+import { buildActionView, describeAction, printable } from '../../src/approvals/action-view.js';
 import { createChainRunner, type ChainRunner } from '../../src/approvals/chain.js';
 import { createJudge } from '../../src/approvals/judge/judge.js';
 import { outcomeCard, pendingCard } from '../../src/approvals/slack/card.js';
@@ -95,6 +95,24 @@ describe('approval quorum over the control API', () => {
     // A second person completes the quorum.
     expect(await admin.request('POST', `/api/approvals/${id}/approve`, { user: 'bob', via: 'dashboard' })).toMatchObject({ state: 'decided' });
     await expect(outcome).resolves.toMatchObject({ verdict: 'allow', stages: [{ decidedBy: 'cli:alice,dashboard:bob' }] });
+  });
+
+  it('shows bidi controls in agent text as � in the queue summary and the terminal view (they reordered what the approver read)', async () => {
+    const policy = model({ approvers: [humanApprover({ id: 'human_approver.dba', name: 'dba', credential: undefined })] });
+    const { service, control } = await startService(policy, TOKEN, { secrets: vault });
+    // Displays as "… WHERE id = 1 -- ;sresu ELBAT PORD" reversed: the override hides the order that runs.
+    const statement = 'SELECT * FROM users WHERE id = 1 /*\u202e*/; DROP TABLE users -- \u2066x\u2069';
+    void service.runner.run(sqlAction(statement), approveDecision(['human_approver.dba']));
+    await expect.poll(() => service.queue.list().length).toBe(1);
+    const admin = new ControlClient({ baseUrl: control.url, token: TOKEN });
+    const listed = await admin.request<{ approvals: PendingApproval[] }>('GET', '/api/approvals');
+    const summary = listed.approvals[0]!.summary;
+    const body = printable(describeAction(listed.approvals[0]!.action).body);
+    for (const shown of [summary, body]) {
+      expect(shown).not.toMatch(/[\u202a-\u202e\u2066-\u2069]/);
+      expect(shown).toContain('/*\ufffd*/; DROP TABLE users');
+    }
+    service.runner.close();
   });
 
   it('answers 400, not a logged 500, to an id that is not valid percent-encoding', async () => {

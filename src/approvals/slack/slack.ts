@@ -23,6 +23,7 @@ import { App, LogLevel, verifySlackRequest, type BlockAction, type ButtonAction,
 import type { HumanApprover, PolicyModel } from '../../policy/types.js';
 import type { ControlRoute, SecretResolver } from '../../gateway/contracts.js';
 import { sendJson } from '../../gateway/control-server.js';
+import { withoutBidiControls } from '../action-view.js';
 import { sha256Hex } from '../canonical.js';
 import type { ApprovalQueue, PendingApproval } from '../queue.js';
 import { quorumOf } from '../queue-stage.js';
@@ -311,9 +312,14 @@ export class SlackApprovals implements StageDriver {
     }
   }
 
-  /** Every string of the card through the vault scrubber (the view already is; this covers our own text too). */
+  /**
+   * Every string of the card through the vault scrubber (the view already is; this covers our own
+   * text too), and with bidi controls made visible: Slack renders them, so agent text could reorder
+   * how a statement or path reads on the card.
+   */
   private clean(card: Card): Card {
-    return deepMapStrings(card, this.opts.scrubSession()) as Card;
+    const scrub = this.opts.scrubSession();
+    return deepMapStrings(card, (text) => withoutBidiControls(scrub(text))) as Card;
   }
 }
 
