@@ -123,6 +123,8 @@ export class ResponseTracker {
   /** Sequence number of the latest Query/Execute forwarded (the messages that can start a COPY). */
   private lastCopyCapable = -1;
   private copyOwner: Expectation | null = null;
+  /** Syncs voided because they were sent inside the running COPY (see onCopyIn). */
+  private copyVoidedSyncs = 0;
 
   // framing state
   private held: Buffer | null = null;
@@ -316,6 +318,14 @@ export class ResponseTracker {
         if (h && this.copyOwner === h) {
           this.copyOwner = null;
           this.hooks.copyIn(false);
+          if (this.copyVoidedSyncs > 0) {
+            // The COPY failed part-way: Syncs the server reads after the failure are
+            // answered after all, and which of the voided ones those are cannot be
+            // known. Counting wrong would release a Query barrier early (fail closed).
+            this.copyVoidedSyncs = 0;
+            this.fail('a COPY failed with Syncs sent inside it; the gateway cannot tell which of them the server will answer');
+            return KEPT;
+          }
         }
         if (h && !endsWithReady(h.kind)) {
           this.q.shift();
@@ -450,10 +460,13 @@ export class ResponseTracker {
     // The server ignores Sync/Flush while it reads COPY data; Syncs sent
     // between the COPY and its CopyDone/CopyFail get no ReadyForQuery.
     const end = this.copyEnds.find((s) => s > owner.seq) ?? Infinity;
+    this.copyVoidedSyncs = 0;
     for (let i = 1; i < this.q.length; ) {
       const e = this.q[i]!;
-      if (e.kind === 'S' && e.seq > owner.seq && e.seq < end) this.q.splice(i, 1);
-      else i++;
+      if (e.kind === 'S' && e.seq > owner.seq && e.seq < end) {
+        this.q.splice(i, 1);
+        this.copyVoidedSyncs++;
+      } else i++;
     }
     // Only when the agent has not already ended the COPY is the server now waiting for its data.
     if (end === Infinity) this.hooks.copyIn(true);
