@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { serialize } from 'pg-protocol';
 import { Parser } from 'pg-protocol/dist/parser.js';
-import { RawClient, type BackendMsg } from './support/raw-client.js';
+import { NO_DELETES_RULE, RawClient, outcomes, type BackendMsg } from './support/raw-client.js';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
 import { makeHarness, oneCredentialPolicy } from './support/harness.js';
 import { PostgresSession } from '../../src/protocols/postgres/session.js';
@@ -15,15 +15,7 @@ import { errorResponse, readyForQuery } from '../../src/protocols/postgres/backe
 import { MAX_REMEMBERED_STATEMENTS } from '../../src/protocols/postgres/statements.js';
 import { initSqlParser } from '../../src/protocols/postgres/sql.js';
 
-const RULES = `
-rule "no-deletes" {
-  endpoint  = postgres.db
-  priority  = 50
-  condition = "sql.verb == 'delete'"
-  verdict   = "deny"
-  reason    = "agents do not delete"
-}
-`;
+const RULES = NO_DELETES_RULE;
 
 const RESTORE_ACCOUNTS = "INSERT INTO accounts SELECT g, 'owner' || g, g * 10 FROM generate_series(1, 100) g ON CONFLICT DO NOTHING";
 
@@ -36,9 +28,6 @@ function queryBytes(bytes: Buffer): Buffer {
 }
 const latin1 = (text: string): Buffer => queryBytes(Buffer.from(text, 'latin1'));
 const utf8 = (text: string): Buffer => queryBytes(Buffer.from(text, 'utf8'));
-
-const outcomes = (ms: BackendMsg[]): string[] =>
-  ms.filter((m) => m.name === 'error' || m.name === 'commandComplete').map((m) => (m.name === 'error' ? `${m.code}` : `${m.text}`));
 
 let f: GatewayFixture;
 let raw: RawClient | null = null;

@@ -6,21 +6,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connect as tlsConnect } from 'node:tls';
 import { serialize } from 'pg-protocol';
-import { RawClient, type BackendMsg } from './support/raw-client.js';
+import { NO_DELETES_RULE, RawClient, outcomes, type BackendMsg } from './support/raw-client.js';
 import { startGatewayFixture, type GatewayFixture } from './support/gateway-fixture.js';
 import { settle } from './support/harness.js';
 import { startPostgresListener } from '../../src/protocols/postgres/listener.js';
 import type { PostgresEngineDeps } from '../../src/protocols/postgres/connection.js';
 
-const RULES = `
-rule "no-deletes" {
-  endpoint  = postgres.db
-  priority  = 50
-  condition = "sql.verb == 'delete'"
-  verdict   = "deny"
-  reason    = "agents do not delete"
-}
-rule "account-inserts-need-approval" {
+const RULES = `${NO_DELETES_RULE}rule "account-inserts-need-approval" {
   endpoint  = postgres.db
   priority  = 40
   condition = "sql.verb == 'insert' && 'accounts' in sql.tables"
@@ -28,9 +20,6 @@ rule "account-inserts-need-approval" {
   reason    = "new accounts need a human"
 }
 `;
-
-const outcomes = (ms: BackendMsg[]): string[] =>
-  ms.filter((m) => m.name === 'error' || m.name === 'commandComplete').map((m) => (m.name === 'error' ? `${m.code}` : `${m.text}`));
 
 let f: GatewayFixture;
 let raw: RawClient | null = null;

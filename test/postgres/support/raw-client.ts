@@ -21,6 +21,21 @@ export interface BackendMsg {
   severity?: string;
 }
 
+/** What each statement came to, in order: its CommandComplete tag or the SQLSTATE of its error. */
+export const outcomes = (ms: BackendMsg[]): string[] =>
+  ms.filter((m) => m.name === 'error' || m.name === 'commandComplete').map((m) => (m.name === 'error' ? `${m.code}` : `${m.text}`));
+
+/** The rule the bypass tests try to get a DELETE past. */
+export const NO_DELETES_RULE = `
+rule "no-deletes" {
+  endpoint  = postgres.db
+  priority  = 50
+  condition = "sql.verb == 'delete'"
+  verdict   = "deny"
+  reason    = "agents do not delete"
+}
+`;
+
 export class RawClient {
   readonly received: Buffer[] = [];
   readonly messages: BackendMsg[] = [];
