@@ -14,7 +14,8 @@
  *     and base64 of its base64 (one level of nesting);
  *   - hex, lower and upper case;
  *   - URL encoding: `encodeURIComponent`, strict RFC 3986, form encoding
- *     (space as `+`) and every byte percent-encoded, each in both hex cases.
+ *     (space as `+`; also as URLSearchParams, Java and PHP write it) and every
+ *     byte percent-encoded, each in both hex cases.
  *
  * Replacement: every matched byte becomes `*` (0x2A). Lengths never change,
  * so Content-Length, chunk sizes, Postgres/ClickHouse message lengths and
@@ -79,6 +80,15 @@ function strictUriEncode(s: string): string {
   return encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
 }
 
+/**
+ * application/x-www-form-urlencoded as WHATWG URLSearchParams and Java's
+ * URLEncoder write it: unlike encodeURIComponent they encode `~ ! ' ( )` and
+ * keep `*`, so a password holding any of those matched neither URI form.
+ */
+function formEncode(s: string): string {
+  return new URLSearchParams([['', s]]).toString().slice(1);
+}
+
 function lowerPercentHex(s: string): string {
   return s.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
 }
@@ -137,7 +147,10 @@ export function secretForms(value: string): Buffer[] {
     text.add(bytes.toString('hex').toUpperCase());
     const uri = encodeURIComponent(value);
     const strict = strictUriEncode(value);
-    for (const u of [uri, strict, uri.replace(/%20/g, '+'), strict.replace(/%20/g, '+'), percentAll(bytes, true)]) {
+    const form = formEncode(value);
+    // PHP's urlencode is the WHATWG form with `*` encoded too.
+    const php = form.replace(/\*/g, '%2A');
+    for (const u of [uri, strict, uri.replace(/%20/g, '+'), strict.replace(/%20/g, '+'), form, php, percentAll(bytes, true)]) {
       text.add(u);
       text.add(lowerPercentHex(u));
     }

@@ -1,0 +1,29 @@
+/**
+ * Adversarial edges of the scrubber and the secret input path: encodings real
+ * encoders produce that a simpler form list misses, data shapes that once
+ * skipped scrubbing, and input that once cost quadratic time.
+ */
+import { describe, it, expect } from 'vitest';
+import { Scrubber } from '../../src/vault/scrub.js';
+import { normaliseSecretInput } from '../../src/vault/slots.js';
+
+/** A password with every character form encoders treat differently from encodeURIComponent. */
+const PUNCTUATED = "pa~ss!wo(rd)*it's x";
+
+describe('scrubber: URL form encodings as real encoders write them', () => {
+  const s = new Scrubber([PUNCTUATED]);
+
+  it('WHATWG URLSearchParams / Java URLEncoder (`~ ! \' ( )` encoded, `*` kept, space as +)', () => {
+    const body = new URLSearchParams({ user: 'ops', password: PUNCTUATED }).toString();
+    const clean = s.scrubText(body);
+    expect(clean).toMatch(/^user=ops&password=\*+$/);
+    expect(clean.length).toBe(body.length);
+  });
+
+  it('PHP urlencode (also `*` and `~` encoded, space as +), both hex cases', () => {
+    const php = new URLSearchParams({ p: PUNCTUATED }).toString().slice(2).replace(/\*/g, '%2A');
+    for (const form of [php, php.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase())]) {
+      expect(s.scrubText(`p=${form}&x=1`)).toBe(`p=${'*'.repeat(form.length)}&x=1`);
+    }
+  });
+});
