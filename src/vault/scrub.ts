@@ -413,11 +413,24 @@ export class Scrubber {
     return { output: target ?? buf, state: end, hold: Math.min(live[end]!, n) };
   }
 
+  private scrubFlattened(value: object): string {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch {
+      // Too deep for the stack, or not JSON: drop it rather than risk a secret.
+    }
+    return text === undefined ? '[not recorded: nested too deeply to scrub]' : this.scrubText(text);
+  }
+
   private deep(value: unknown, level: number): unknown {
     if (typeof value === 'string') return this.scrubText(value);
-    if (level > 64 || value === null || typeof value !== 'object') return value;
-    if (Array.isArray(value)) return value.map((v) => this.deep(v, level + 1));
+    if (value === null || typeof value !== 'object') return value;
     if (Buffer.isBuffer(value)) return this.scrubBuffer(value);
+    // Past the recursion limit the subtree must not pass unscrubbed (it did, secrets included):
+    // it becomes its JSON text, scrubbed, or a marker when even that cannot be produced.
+    if (level > DEEP_LIMIT) return this.scrubFlattened(value);
+    if (Array.isArray(value)) return value.map((v) => this.deep(v, level + 1));
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       // defineProperty, not assignment: a `__proto__` key from a parsed body must stay data.
@@ -460,6 +473,8 @@ export class ScrubCursor {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** scrubDeep recurses this deep; below it a subtree is scrubbed as JSON text. */
+const DEEP_LIMIT = 64;
 
 class ScrubStream extends Transform {
   constructor(private readonly cursor: ScrubCursor) {

@@ -27,3 +27,24 @@ describe('scrubber: URL form encodings as real encoders write them', () => {
     }
   });
 });
+
+describe('scrubber: scrubDeep on deeply nested values', () => {
+  const SECRET = 'deep-secret-0123456789';
+  const s = new Scrubber([SECRET]);
+
+  it('a secret nested deeper than the recursion limit is still overwritten', () => {
+    let value: unknown = { leaf: SECRET, [SECRET]: 1 };
+    for (let i = 0; i < 200; i++) value = i % 2 ? { a: value } : [value];
+    const text = JSON.stringify(s.scrubDeep(value));
+    expect(text).not.toContain(SECRET);
+    expect(text).toContain('*'.repeat(SECRET.length));
+  });
+
+  it('a value too deep even to serialise is dropped with a marker, not passed through or crashing', () => {
+    let value: unknown = { leaf: SECRET };
+    for (let i = 0; i < 200_000; i++) value = { a: value };
+    const text = JSON.stringify(s.scrubDeep({ top: { a: value } }));
+    expect(text).not.toContain(SECRET);
+    expect(text).toContain('nested too deeply to scrub');
+  });
+});
