@@ -6,7 +6,8 @@
  * Forms matched for each secret (UTF-8 bytes):
  *   - raw;
  *   - JSON string escapes: minimal (`JSON.stringify`), with `\/`, ASCII-only
- *     (`\uXXXX` for non-ASCII, as Python), HTML-safe (`\u003c` `\u003e`
+ *     (`\uXXXX` for non-ASCII: Python lower case, Jackson upper, PHP also with
+ *     `\/`), HTML-safe (`\u003c` `\u003e`
  *     `\u0026`, as Go), and every character `\u`-escaped (both hex cases);
  *   - base64 and base64url at each of the three byte alignments the value can
  *     sit at inside a longer encoded blob (only the characters determined by
@@ -102,8 +103,11 @@ function jsonEscapeAll(s: string, upper: boolean): string {
   return out;
 }
 
-function jsonAsciiOnly(inner: string): string {
-  return inner.replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+function jsonAsciiOnly(inner: string, upper: boolean): string {
+  return inner.replace(/[\u007f-\uffff]/g, (c) => {
+    const h = c.charCodeAt(0).toString(16).padStart(4, '0');
+    return '\\u' + (upper ? h.toUpperCase() : h);
+  });
 }
 
 function jsonHtmlSafe(inner: string): string {
@@ -125,7 +129,10 @@ export function secretForms(value: string): Buffer[] {
   if (bytes.length < MIN_SECRET_BYTES) return [];
   const text = new Set<string>();
   const jsonInner = JSON.stringify(value).slice(1, -1);
-  for (const j of [jsonInner, jsonInner.replace(/\//g, '\\/'), jsonAsciiOnly(jsonInner), jsonHtmlSafe(jsonInner)]) text.add(j);
+  // ASCII-only escapes come in both hex cases (Python lower, Jackson's ESCAPE_NON_ASCII upper) and
+  // with `\/` too (PHP's json_encode escapes both by default): each combination is a distinct form.
+  for (const ascii of [jsonAsciiOnly(jsonInner, false), jsonAsciiOnly(jsonInner, true)]) text.add(ascii).add(ascii.replace(/\//g, '\\/'));
+  for (const j of [jsonInner, jsonInner.replace(/\//g, '\\/'), jsonHtmlSafe(jsonInner)]) text.add(j);
   if (/-----BEGIN [A-Z0-9 ]+-----/.test(value)) {
     // Each base64 line of a PEM on its own: an upstream may echo part of a certificate or key.
     for (const line of value.split(/\r?\n/)) {

@@ -48,3 +48,22 @@ describe('scrubber: scrubDeep on deeply nested values', () => {
     expect(text).toContain('nested too deeply to scrub');
   });
 });
+
+describe('scrubber: JSON escapes as other encoders write them', () => {
+  const SECRET = 'tok/é😀-0123';
+  const s = new Scrubber([SECRET]);
+  const asciiOnly = (hex: (h: string) => string) =>
+    JSON.stringify(SECRET).slice(1, -1).replace(/[\u007f-\uffff]/g, (c) => '\\u' + hex(c.charCodeAt(0).toString(16).padStart(4, '0')));
+
+  it("PHP json_encode's default: `\\/` and non-ASCII as lower-case `\\uXXXX` together", () => {
+    const php = asciiOnly((h) => h).replace(/\//g, '\\/');
+    expect(php).toBe('tok\\/\\u00e9\\ud83d\\ude00-0123');
+    expect(s.scrubText(`{"t":"${php}"}`)).toBe(`{"t":"${'*'.repeat(php.length)}"}`);
+  });
+
+  it("Jackson's ESCAPE_NON_ASCII: non-ASCII as upper-case `\\uXXXX` (surrogate pairs too)", () => {
+    const jackson = asciiOnly((h) => h.toUpperCase());
+    expect(jackson).toContain('\\uD83D\\uDE00');
+    expect(s.scrubText(`{"t":"${jackson}"}`)).toBe(`{"t":"${'*'.repeat(jackson.length)}"}`);
+  });
+});
