@@ -19,6 +19,7 @@
 import { Environment, type ASTNode } from '@marcbachmann/cel-js';
 import type { Family } from './types.js';
 import { UNSURE, compileFast } from './cel-fast.js';
+import { compileLinearRegex, linearMatches } from './regex.js';
 
 class SetsNamespace {}
 
@@ -158,6 +159,9 @@ export class ContentFactsValue {
   ) {}
 }
 
+/** What `matches` calls are evaluated as (regex.ts: RE2 syntax, linear time). */
+const LINEAR_MATCHES = 'linearMatches';
+
 function buildEnv(family: Family): Environment {
   const env = new Environment({ homogeneousAggregateLiterals: false })
     .registerType('SetsNamespace', SetsNamespace)
@@ -172,6 +176,10 @@ function buildEnv(family: Family): Environment {
       'SetsNamespace.equivalent(list, list): bool',
       (_ns: unknown, a: unknown[], b: unknown[]) => a.every((x) => setContains(b, x)) && b.every((x) => setContains(a, x)),
     )
+    // `matches` is rewritten to this (see rewriteSource): cel-js's own is a backtracking JS RegExp.
+    .registerFunction(`string.${LINEAR_MATCHES}(string): bool`, (s: string, p: string) => linearMatches(s, p))
+    // CEL's global form, which cel-js lacks.
+    .registerFunction('matches(string, string): bool', (s: string, p: string) => linearMatches(s, p))
     .registerType('ContentFacts', { ctor: ContentFactsValue, fields: { ...CONTENT_FIELDS } })
     .registerVariable('content', 'ContentFacts');
   if (family === 'http' || family === 'k8s') {
@@ -239,9 +247,11 @@ export function compileCondition(source: string, family: Family): CompileResult 
   if (checked.type !== 'bool' && checked.type !== 'dyn') {
     return { ok: false, error: { offset: 0, message: `condition must be a bool, but this expression is ${checked.type}` } };
   }
+  const badPattern = checkPatterns(parsed.ast);
+  if (badPattern) return { ok: false, error: badPattern };
   const reads = new Set<string>();
   collectReads(parsed.ast, reads);
-  const compiled = caseFold(source, parsed.ast);
+  const compiled = rewriteSource(source, parsed.ast);
   let runnable = parsed;
   if (compiled !== source) {
     try {
@@ -337,11 +347,50 @@ function isStringLiteral(n: Node): boolean {
   return n.op === 'value' && typeof n.args === 'string';
 }
 
-/** Rewrites the source so literals compared with case-insensitive facts are lower case. */
-function caseFold(source: string, ast: Node): string {
-  const targets = new Map<number, Node>();
+/** A `text.matches(pattern)` call: where its method name lies, and its pattern argument. */
+function matchesMethod(n: Node): { nameFrom: number; nameTo: number; pattern: Node } | null {
+  if (n.op !== 'rcall') return null;
+  const [name, receiver, args] = n.args as [string, Node, Node[]];
+  if (name !== 'matches' || args.length !== 1) return null;
+  return { nameFrom: receiver.range.end, nameTo: args[0]!.range.start, pattern: args[0]! };
+}
+
+/** The pattern of a `matches` call in either form. */
+function matchesPattern(n: Node): Node | null {
+  if (n.op === 'call') {
+    const [name, args] = n.args as [string, Node[]];
+    return name === 'matches' && args.length === 2 ? args[1]! : null;
+  }
+  return matchesMethod(n)?.pattern ?? null;
+}
+
+/** A literal `matches` pattern that cannot run (bad syntax, or backtracking-only) is a load error, not a deny on every action. */
+function checkPatterns(n: Node): CelError | null {
+  const pattern = matchesPattern(n);
+  if (pattern && isStringLiteral(pattern)) {
+    try {
+      compileLinearRegex(pattern.args as string);
+    } catch (err) {
+      return { offset: pattern.range.start, message: (err as Error).message };
+    }
+  }
+  for (const c of children(n)) {
+    const e = checkPatterns(c);
+    if (e) return e;
+  }
+  return null;
+}
+
+/**
+ * Rewrites the source: literals compared with case-insensitive facts become
+ * lower case, and `matches` calls become `linearMatches` (regex.ts).
+ */
+function rewriteSource(source: string, ast: Node): string {
+  const targets = new Map<number, { end: number; text: string }>();
   const fold = (n: Node | undefined): void => {
-    if (n && isStringLiteral(n) && (n.args as string) !== (n.args as string).toLowerCase()) targets.set(n.range.start, n);
+    if (n && isStringLiteral(n) && (n.args as string) !== (n.args as string).toLowerCase()) {
+      targets.set(n.range.start, { end: n.range.end, text: JSON.stringify((n.args as string).toLowerCase()) });
+    }
   };
   const foldList = (n: Node | undefined): void => {
     if (n && n.op === 'list') for (const item of n.args as Node[]) fold(item);
@@ -349,6 +398,13 @@ function caseFold(source: string, ast: Node): string {
   const listHasCi = (n: Node): boolean => n.op === 'list' && (n.args as Node[]).some(isCiScalar);
 
   const walk = (n: Node): void => {
+    const call = matchesMethod(n);
+    if (call) {
+      // Only `.`, blanks, `matches` and `(` lie between the receiver and the argument.
+      const between = source.slice(call.nameFrom, call.nameTo);
+      const at = call.nameFrom + between.indexOf('matches');
+      targets.set(at, { end: at + 'matches'.length, text: LINEAR_MATCHES });
+    }
     switch (n.op) {
       case '==':
       case '!=': {
@@ -389,8 +445,8 @@ function caseFold(source: string, ast: Node): string {
   if (targets.size === 0) return source;
   let out = source;
   for (const start of [...targets.keys()].sort((a, b) => b - a)) {
-    const node = targets.get(start)!;
-    out = out.slice(0, node.range.start) + JSON.stringify((node.args as string).toLowerCase()) + out.slice(node.range.end);
+    const { end, text } = targets.get(start)!;
+    out = out.slice(0, start) + text + out.slice(end);
   }
   return out;
 }

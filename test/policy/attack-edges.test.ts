@@ -1,0 +1,64 @@
+/**
+ * Adversarial edges of the policy core: what a hostile agent (or a careless
+ * policy author) can make a condition do — regular expressions that would
+ * backtrack for ever, RE2 syntax JS does not have — and HCL/reload edges.
+ */
+import { describe, it, expect } from 'vitest';
+import { diagnose, HEADER, httpAction, oneRule } from './helpers.js';
+
+describe('matches(): RE2 syntax in linear time', () => {
+  it('a backtracking-prone pattern over an agent-controlled body answers at once (the event loop is not pinned)', async () => {
+    const p = await oneRule('http', "http.body.matches('^(a+)+$')");
+    // 2^40 paths for a backtracking engine; the linear engine answers immediately.
+    const d = p.decide(httpAction('api.example.com', { method: 'POST', body: `${'a'.repeat(40)}!` }));
+    expect(d.rule).toBe('');
+    expect(p.decide(httpAction('api.example.com', { method: 'POST', body: 'aaaa' })).rule).toBe('r');
+  });
+
+  it('a pattern taken from a fact (the agent chooses it) cannot backtrack either', async () => {
+    const p = await oneRule('http', "'x-pattern' in http.headers && http.body.matches(http.headers['x-pattern'])");
+    const d = p.decide(httpAction('api.example.com', { body: `${'a'.repeat(40)}!`, headers: { 'x-pattern': '^(a|aa)+$' } }));
+    expect(d.rule).toBe('');
+    expect(d.failClosed).toBe(false);
+  });
+
+  it("RE2's leading flag group (?i) works as in CEL rather than failing closed on every action", async () => {
+    const p = await oneRule('http', "http.path.matches('(?i)^/admin')");
+    expect(p.decide(httpAction('api.example.com', { path: '/ADMIN/users' })).rule).toBe('r');
+    const other = p.decide(httpAction('api.example.com', { path: '/public' }));
+    expect(other.rule).toBe('');
+    expect(other.failClosed).toBe(false);
+  });
+
+  it.each([
+    ['http.path.matches(\'[\')', 'invalid regular expression'],
+    ["http.path.matches('(a)\\\\1')", 'invalid regular expression'],
+    ["matches(http.path, '(?<=a)b')", 'invalid regular expression'],
+  ])('a literal pattern that cannot run is a load error at the pattern: %s', async (cond, message) => {
+    const diags = await diagnose(`${HEADER}
+endpoint "https" "api" { hosts = ["api.example.com"] }
+rule "r" {
+  endpoint  = https.api
+  condition = ${JSON.stringify(cond)}
+  verdict   = "deny"
+}
+`);
+    const errors = diags.filter((d) => d.severity === 'error');
+    expect(errors).toHaveLength(1);
+    expect(`${errors[0]!.summary} ${errors[0]!.hint}`).toContain(message);
+    expect(errors[0]!.pos.line).toBe(6);
+  });
+
+  it('a pattern from a fact that does not compile fails closed naming the rule, and is absorbed by || like any error', async () => {
+    const p = await oneRule('http', "http.path.matches(http.headers['x-p'])");
+    const d = p.decide(httpAction('api.example.com', { headers: { 'x-p': '(' } }));
+    expect(d).toMatchObject({ verdict: 'deny', failClosed: true, rule: 'r' });
+    expect(d.reason).toContain('invalid regular expression');
+    // CEL's global form runs on the same engine.
+    const g = await oneRule('http', "matches(http.body, '(?i)^(a+)+$')");
+    expect(g.decide(httpAction('api.example.com', { body: `${'A'.repeat(40)}!` })).rule).toBe('');
+    expect(g.decide(httpAction('api.example.com', { body: 'aA' })).rule).toBe('r');
+    const q = await oneRule('http', "http.path.matches(http.headers['x-p']) || http.method == 'get'", 'allow');
+    expect(q.decide(httpAction('api.example.com', { headers: { 'x-p': '(' } }))).toMatchObject({ verdict: 'allow', rule: 'r' });
+  });
+});
