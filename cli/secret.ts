@@ -250,7 +250,7 @@ Examples:
   clawpatrol secret set mtls_credential.db cert --from-file client.pem --config policies/
   clawpatrol secret set github --config policies/        (prompts, input hidden)
 
-One trailing line break is removed. Exit status: 0 stored, 1 vault error, 2 usage error.`,
+Trailing line breaks (LF and CR) are removed. Exit status: 0 stored, 1 vault error, 2 usage error.`,
     )
     .action(async (credential: string, slot: string | undefined, opts: { config: string; fromFile?: string; json?: boolean }) => {
       process.exitCode = await runSecretSet(credential, slot, opts);

@@ -64,5 +64,9 @@ export function invalidSlotValue(slot: string, value: string): string | null {
  * break(s) `echo` and editors add. Inner content is kept as is.
  */
 export function normaliseSecretInput(raw: string): string {
-  return raw.replace(/[\r\n]+$/, '');
+  // A scan from the end, not /[\r\n]+$/: that regex retries from every line break of a run not at
+  // the end, so a value (or an @file read on every use) with many line breaks inside cost quadratic time.
+  let end = raw.length;
+  while (end > 0 && (raw[end - 1] === '\n' || raw[end - 1] === '\r')) end--;
+  return raw.slice(0, end);
 }

@@ -67,3 +67,16 @@ describe('scrubber: JSON escapes as other encoders write them', () => {
     expect(s.scrubText(`{"t":"${jackson}"}`)).toBe(`{"t":"${'*'.repeat(jackson.length)}"}`);
   });
 });
+
+describe('secret input normalisation', () => {
+  it('strips every trailing CR and LF and keeps inner ones', () => {
+    expect(normaliseSecretInput('tok\r\n\n\r')).toBe('tok');
+    expect(normaliseSecretInput('a\nb\r\n')).toBe('a\nb');
+    expect(normaliseSecretInput('\n\n')).toBe('');
+  });
+
+  it('a long run of line breaks before the end costs linear time (the test timeout catches a quadratic scan)', () => {
+    const raw = '\n'.repeat(150_000) + 'x';
+    expect(normaliseSecretInput(raw)).toBe(raw);
+  });
+});
