@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { isUtf8 } from 'node:buffer';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type {
@@ -121,6 +122,24 @@ export async function policyFiles(path: string): Promise<{ files: string[] } | {
   return { files };
 }
 
+/**
+ * The file's text, or an error at the first byte that is not UTF-8. Decoding
+ * leniently would turn those bytes into U+FFFD, and a condition literal the
+ * author wrote would silently compare against something else.
+ */
+function decodeUtf8(file: string, bytes: Buffer): string | Diagnostic {
+  if (isUtf8(bytes)) return bytes.toString('utf8');
+  const lines = bytes.toString('utf8').split('\n');
+  const line = lines.findIndex((l) => l.includes('\uFFFD'));
+  const col = line < 0 ? 1 : lines[line]!.indexOf('\uFFFD') + 1;
+  return {
+    severity: 'error',
+    pos: { file, line: line < 0 ? 1 : line + 1, col },
+    summary: 'Invalid UTF-8',
+    hint: 'a policy file must be UTF-8 text; this byte is not — re-save the file as UTF-8',
+  };
+}
+
 export async function loadDocument(path: string): Promise<DocumentResult> {
   const listed = await policyFiles(path);
   if ('error' in listed) return { ok: false, diagnostics: [listed.error] };
@@ -129,7 +148,13 @@ export async function loadDocument(path: string): Promise<DocumentResult> {
   for (const file of listed.files) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      const bytes = await readFile(file);
+      const decoded = decodeUtf8(file, bytes);
+      if (typeof decoded !== 'string') {
+        syntax.push(decoded);
+        continue;
+      }
+      text = decoded;
     } catch (err) {
       syntax.push({
         severity: 'error',

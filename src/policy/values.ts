@@ -100,6 +100,10 @@ export class Values {
     if (typeof v.json !== 'number' || !Number.isInteger(v.json)) {
       return this.r.error(v.pos, 'Incorrect attribute value type', `${what} must be a whole number, not ${describeJson(v.json)}`);
     }
+    // Beyond 2^53 the parsed number is already rounded: `priority = 9007199254740993` would tie with …992.
+    if (!Number.isSafeInteger(v.json)) {
+      return this.r.error(v.pos, 'Invalid value', `${what} must be between ${Number.MIN_SAFE_INTEGER} and ${Number.MAX_SAFE_INTEGER}, not ${v.json}`);
+    }
     if (v.json < min || v.json > max) {
       const range = max === Infinity ? `at least ${min}` : `between ${min} and ${max}`;
       return this.r.error(v.pos, 'Invalid value', `${what} must be ${range}, not ${v.json}`);

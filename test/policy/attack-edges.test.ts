@@ -4,7 +4,10 @@
  * backtrack for ever, RE2 syntax JS does not have — and HCL/reload edges.
  */
 import { describe, it, expect } from 'vitest';
-import { diagnose, HEADER, httpAction, oneRule } from './helpers.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadPolicy } from '../../src/policy/index.js';
+import { diagnose, HEADER, httpAction, oneRule, writePolicyDir } from './helpers.js';
 
 describe('matches(): RE2 syntax in linear time', () => {
   it('a backtracking-prone pattern over an agent-controlled body answers at once (the event loop is not pinned)', async () => {
@@ -60,5 +63,43 @@ rule "r" {
     expect(g.decide(httpAction('api.example.com', { body: 'aA' })).rule).toBe('r');
     const q = await oneRule('http', "http.path.matches(http.headers['x-p']) || http.method == 'get'", 'allow');
     expect(q.decide(httpAction('api.example.com', { headers: { 'x-p': '(' } }))).toMatchObject({ verdict: 'allow', rule: 'r' });
+  });
+});
+
+describe('HCL numbers and bytes', () => {
+  it('a priority beyond 2^53 is refused: it would be rounded and tie with (or lose to) a lower one', async () => {
+    const diags = await diagnose(`${HEADER}
+endpoint "https" "api" { hosts = ["api.example.com"] }
+rule "catch-all" {
+  endpoint = https.api
+  priority = 9007199254740992
+  verdict  = "allow"
+}
+rule "block-admin" {
+  endpoint = https.api
+  priority = 9007199254740993
+  verdict  = "deny"
+}
+`);
+    const errors = diags.filter((d) => d.severity === 'error');
+    expect(errors.map((d) => [d.pos.line, d.summary])).toEqual([
+      [6, 'Invalid value'],
+      [11, 'Invalid value'],
+    ]);
+  });
+
+  it('bytes that are not UTF-8 are an error at their line and column, not silently U+FFFD', async () => {
+    const dir = writePolicyDir({});
+    const text = Buffer.concat([
+      Buffer.from(`${HEADER}endpoint "https" "api" { hosts = ["api.example.com"] }\nrule "r" {\n  endpoint  = https.api\n  condition = "http.path == '/caf`),
+      Buffer.from([0xe9]), // Latin-1 é
+      Buffer.from(`'"\n  verdict   = "deny"\n}\n`),
+    ]);
+    writeFileSync(join(dir, 'policy.hcl'), text);
+    const r = await loadPolicy(join(dir, 'policy.hcl'));
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.diagnostics).toHaveLength(1);
+    expect(r.diagnostics[0]).toMatchObject({ summary: 'Invalid UTF-8', pos: { line: 5, col: 34 } });
   });
 });
