@@ -221,7 +221,9 @@ function promptHidden(prompt: string): Promise<string> {
           reject(new UsageError('interrupted'));
           return;
         }
-        if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
+        // One code point, not one UTF-16 unit: slice(0, -1) left half an emoji behind, so the user's next
+        // backspace removed that half instead of the character they saw, and a lone surrogate was stored as U+FFFD.
+        if (ch === '\u007f' || ch === '\b') value = Array.from(value).slice(0, -1).join('');
         else value += ch;
       }
     };

@@ -3,9 +3,16 @@
  * encoders produce that a simpler form list misses, data shapes that once
  * skipped scrubbing, and input that once cost quadratic time.
  */
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Scrubber } from '../../src/vault/scrub.js';
 import { normaliseSecretInput } from '../../src/vault/slots.js';
+import { openStore } from '../../src/store/index.js';
+import { openVault } from '../../src/vault/index.js';
+import { credential, modelOf } from './model.js';
+import { typeAtPrompt } from './support/cli-pty.js';
 
 /** A password with every character form encoders treat differently from encodeURIComponent. */
 const PUNCTUATED = "pa~ss!wo(rd)*it's x";
@@ -79,4 +86,57 @@ describe('secret input normalisation', () => {
     const raw = '\n'.repeat(150_000) + 'x';
     expect(normaliseSecretInput(raw)).toBe(raw);
   });
+});
+
+describe('clawpatrol secret set: the hidden prompt on a real terminal (run `npm run build` first)', () => {
+  let root: string;
+  let stateDir: string;
+  let policy: string;
+  const env = { CLAWPATROL_STATE_DIR: '', CLAWPATROL_VAULT_KEY: '' };
+  const args = () => ['secret', 'set', 'github', '--config', policy];
+  const PROMPT = 'secret for bearer_token.github (token): ';
+
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'clawpatrol-attack-edges-'));
+    stateDir = join(root, 'state');
+    policy = join(root, 'gateway.hcl');
+    writeFileSync(
+      policy,
+      `schema_version = 1
+gateway {
+  state_dir = "${stateDir}"
+  proxy { listen = "127.0.0.1:3128" }
+}
+endpoint "https" "github" { hosts = ["api.github.com"] }
+credential "bearer_token" "github" { endpoint = https.github }
+`,
+    );
+  });
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  async function stored(): Promise<unknown> {
+    const store = await openStore({ stateDir });
+    try {
+      const vault = await openVault({ store, stateDir, model: () => modelOf(credential('bearer_token', 'github')), env: {}, key: 'optional', refreshMs: 0 });
+      return vault.resolve('bearer_token.github');
+    } finally {
+      await store.close();
+    }
+  }
+
+  it('backspace deletes a whole character, also one outside the BMP (an emoji is two UTF-16 units)', async () => {
+    const { code, screen } = await typeAtPrompt(args(), PROMPT, 'tok-é😀\u007f\u007fe-1234\r', env);
+    expect(code).toBe(0);
+    expect(screen).not.toContain('tok-');
+    expect(await stored()).toMatchObject({ slots: { token: 'tok-e-1234' } });
+  }, 120_000);
+
+  it('Ctrl-C at the prompt stores nothing and exits 2', async () => {
+    const before = await stored();
+    const { code, screen } = await typeAtPrompt(args(), PROMPT, 'half-typed\u0003', env);
+    expect(code).toBe(2);
+    expect(screen).toContain('clawpatrol secret set: interrupted');
+    expect(screen).not.toContain('half-typed');
+    expect(await stored()).toEqual(before);
+  }, 120_000);
 });
