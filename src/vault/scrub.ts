@@ -8,7 +8,8 @@
  *   - JSON string escapes: minimal (`JSON.stringify`), with `\/`, ASCII-only
  *     (`\uXXXX` for non-ASCII: Python lower case, Jackson upper, PHP also with
  *     `\/`), HTML-safe (`\u003c` `\u003e`
- *     `\u0026`, as Go), and every character `\u`-escaped (both hex cases);
+ *     `\u0026`, as Go), as .NET's System.Text.Json writes it (also `+ ' \` "`,
+ *     upper case), and every character `\u`-escaped (both hex cases);
  *   - base64 and base64url at each of the three byte alignments the value can
  *     sit at inside a longer encoded blob (only the characters determined by
  *     the secret's bytes alone — so padded and unpadded encodings both match),
@@ -110,6 +111,17 @@ function jsonAsciiOnly(inner: string, upper: boolean): string {
   });
 }
 
+/**
+ * As .NET's System.Text.Json writes a string by default (JavaScriptEncoder.Default): non-ASCII and
+ * the HTML-sensitive `" & ' + < > \`` as upper-case `\uXXXX` — `+` included, so every base64 token
+ * with a `+` in it came back in a form no other escaping produces.
+ */
+function jsonDotNet(inner: string): string {
+  return jsonAsciiOnly(inner, true)
+    .replace(/\\"/g, '\\u0022')
+    .replace(/[&'+<>`]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0'));
+}
+
 function jsonHtmlSafe(inner: string): string {
   return inner.replace(/[<>&\u2028\u2029]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
 }
@@ -132,7 +144,7 @@ export function secretForms(value: string): Buffer[] {
   // ASCII-only escapes come in both hex cases (Python lower, Jackson's ESCAPE_NON_ASCII upper) and
   // with `\/` too (PHP's json_encode escapes both by default): each combination is a distinct form.
   for (const ascii of [jsonAsciiOnly(jsonInner, false), jsonAsciiOnly(jsonInner, true)]) text.add(ascii).add(ascii.replace(/\//g, '\\/'));
-  for (const j of [jsonInner, jsonInner.replace(/\//g, '\\/'), jsonHtmlSafe(jsonInner)]) text.add(j);
+  for (const j of [jsonInner, jsonInner.replace(/\//g, '\\/'), jsonHtmlSafe(jsonInner), jsonDotNet(jsonInner)]) text.add(j);
   if (/-----BEGIN [A-Z0-9 ]+-----/.test(value)) {
     // Each base64 line of a PEM on its own: an upstream may echo part of a certificate or key.
     for (const line of value.split(/\r?\n/)) {

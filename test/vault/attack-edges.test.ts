@@ -140,3 +140,13 @@ credential "bearer_token" "github" { endpoint = https.github }
     expect(await stored()).toEqual(before);
   }, 120_000);
 });
+
+describe('scrubber: .NET System.Text.Json default escaping', () => {
+  it("`+ & ' < > \\` \"` and non-ASCII as upper-case `\\u00XX` (a base64 token's + included)", () => {
+    const secret = 'ab+cd/ef"g\'h<é>';
+    const s = new Scrubber([secret]);
+    // What JavaScriptEncoder.Default writes for the string's content.
+    const dotnet = 'ab\\u002Bcd/ef\\u0022g\\u0027h\\u003C\\u00E9\\u003E';
+    expect(s.scrubText(`{"t":"${dotnet}"}`)).toBe(`{"t":"${'*'.repeat(dotnet.length)}"}`);
+  });
+});
