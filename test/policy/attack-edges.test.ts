@@ -4,10 +4,11 @@
  * backtrack for ever, RE2 syntax JS does not have — and HCL/reload edges.
  */
 import { describe, it, expect } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadPolicy } from '../../src/policy/index.js';
-import { diagnose, HEADER, httpAction, oneRule, writePolicyDir } from './helpers.js';
+import { loadPolicy, PolicyWatcher } from '../../src/policy/index.js';
+import type { CompiledPolicy } from '../../src/policy/compiled.js';
+import { diagnose, HEADER, httpAction, oneRule, tempDir, writePolicyDir } from './helpers.js';
 
 describe('matches(): RE2 syntax in linear time', () => {
   it('a backtracking-prone pattern over an agent-controlled body answers at once (the event loop is not pinned)', async () => {
@@ -101,5 +102,54 @@ rule "block-admin" {
     if (r.ok) return;
     expect(r.diagnostics).toHaveLength(1);
     expect(r.diagnostics[0]).toMatchObject({ summary: 'Invalid UTF-8', pos: { line: 5, col: 34 } });
+  });
+});
+
+describe('hot reload of a Kubernetes ConfigMap volume (files reached through a swapped `..data` symlink)', () => {
+  const policyText = (verdict: 'allow' | 'deny') => `${HEADER}
+endpoint "https" "x" { hosts = ["x.example.com"] }
+rule "r" {
+  endpoint = https.x
+  verdict  = "${verdict}"
+}
+`;
+
+  /** Lays a directory out as the kubelet does: `policy.hcl -> ..data/policy.hcl`, `..data -> ..<version>`. */
+  function configMapDir(verdict: 'allow' | 'deny'): string {
+    const dir = tempDir();
+    mkdirSync(join(dir, '..v1'));
+    writeFileSync(join(dir, '..v1', 'policy.hcl'), policyText(verdict));
+    symlinkSync('..v1', join(dir, '..data'));
+    symlinkSync('..data/policy.hcl', join(dir, 'policy.hcl'));
+    return dir;
+  }
+
+  /** The kubelet's atomic update: a new version directory, a new link renamed over `..data`, the old version removed. */
+  function swap(dir: string, verdict: 'allow' | 'deny'): void {
+    mkdirSync(join(dir, '..v2'));
+    writeFileSync(join(dir, '..v2', 'policy.hcl'), policyText(verdict));
+    symlinkSync('..v2', join(dir, '..data_tmp'));
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+    rmSync(join(dir, '..v1'), { recursive: true });
+  }
+
+  it.each(['directory', 'file'] as const)('%s mode: the swapped policy is put in force', async (mode) => {
+    const dir = configMapDir('allow');
+    const w = await PolicyWatcher.start(mode === 'directory' ? dir : join(dir, 'policy.hcl'), { debounceMs: 50, log: () => {} });
+    try {
+      expect(w.current().decide(httpAction('x.example.com')).verdict).toBe('allow');
+      const reloaded = new Promise<CompiledPolicy>((res, rej) => {
+        const t = setTimeout(() => rej(new Error('no reload within 3 s')), 3000);
+        w.once('reload', (p: CompiledPolicy) => {
+          clearTimeout(t);
+          res(p);
+        });
+      });
+      swap(dir, 'deny');
+      await reloaded;
+      expect(w.current().decide(httpAction('x.example.com')).verdict).toBe('deny');
+    } finally {
+      await w.close();
+    }
   });
 });
