@@ -7,7 +7,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Scrubber } from '../../src/vault/scrub.js';
+import { Scrubber, secretForms } from '../../src/vault/scrub.js';
 import { normaliseSecretInput } from '../../src/vault/slots.js';
 import { openStore } from '../../src/store/index.js';
 import { openVault } from '../../src/vault/index.js';
@@ -148,5 +148,24 @@ describe('scrubber: .NET System.Text.Json default escaping', () => {
     // What JavaScriptEncoder.Default writes for the string's content.
     const dotnet = 'ab\\u002Bcd/ef\\u0022g\\u0027h\\u003C\\u00E9\\u003E';
     expect(s.scrubText(`{"t":"${dotnet}"}`)).toBe(`{"t":"${'*'.repeat(dotnet.length)}"}`);
+  });
+});
+
+describe('scrubber: every form of a non-ASCII secret, cut into three chunks at every pair of offsets', () => {
+  it('streamed through one cursor equals the one-shot result, with no byte of the form left', () => {
+    const secret = 'k😀y/+é~ &';
+    const s = new Scrubber([secret]);
+    for (const form of secretForms(secret)) {
+      const input = Buffer.concat([Buffer.from('<'), form, Buffer.from('>')]);
+      const expected = s.scrubBuffer(input);
+      expect(expected.subarray(1, -1).every((b) => b === 0x2a), form.toString()).toBe(true);
+      for (let i = 0; i <= input.length; i++) {
+        for (let j = i; j <= input.length; j++) {
+          const cursor = s.cursor();
+          const out = Buffer.concat([cursor.push(input.subarray(0, i)), cursor.push(input.subarray(i, j)), cursor.push(input.subarray(j)), cursor.end()]);
+          if (!out.equals(expected)) expect.fail(`${form.toString()} cut at ${i},${j}: ${out.toString()}`);
+        }
+      }
+    }
   });
 });
