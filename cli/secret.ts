@@ -8,7 +8,7 @@
  * 2 usage (bad arguments, unknown credential or slot, unusable policy).
  */
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
+import { openSync, readSync, closeSync } from 'node:fs';
 import { loadPolicy, formatDiagnostic, type PolicyModel } from '../src/policy/index.js';
 import { openStoreFor, stateDirFor, type Store } from '../src/store/index.js';
 import {
@@ -33,6 +33,37 @@ export interface SecretIo {
 const defaultIo = (): SecretIo => ({ out: process.stdout, err: process.stderr, env: process.env, readInput: readStdin });
 
 class UsageError extends Error {}
+
+/**
+ * The longest value `secret set` reads (a PEM chain is a few KB). Input is read
+ * only up to this: `yes | clawpatrol secret set …` or `--from-file /dev/zero`
+ * used to fill memory until the process died.
+ */
+export const MAX_SECRET_INPUT_BYTES = 1024 * 1024;
+
+function tooLong(): UsageError {
+  return new UsageError(`the value is longer than ${MAX_SECRET_INPUT_BYTES} bytes; a secret is at most ${MAX_SECRET_INPUT_BYTES / 1024} KiB`);
+}
+
+/** A file's text, read in pieces so a device or FIFO that never ends is cut off at the limit. */
+function readFileBounded(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(64 * 1024);
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      total += n;
+      if (total > MAX_SECRET_INPUT_BYTES) throw tooLong();
+      chunks.push(chunk.subarray(0, n));
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
 
 interface Opened {
   model: PolicyModel;
@@ -83,8 +114,9 @@ export async function runSecretSet(
     let raw: string;
     if (opts.fromFile !== undefined) {
       try {
-        raw = opts.fromFile === '-' ? await io.readInput('', multiline) : readFileSync(opts.fromFile, 'utf8');
+        raw = opts.fromFile === '-' ? await io.readInput('', multiline) : readFileBounded(opts.fromFile);
       } catch (err) {
+        if (err instanceof UsageError) throw err;
         throw new UsageError(`cannot read ${opts.fromFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
     } else {
@@ -186,7 +218,14 @@ export async function readStdin(prompt: string, multiline: boolean): Promise<str
   const stdin = process.stdin;
   if (!stdin.isTTY) {
     const chunks: Buffer[] = [];
-    for await (const c of stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
+    let total = 0;
+    for await (const c of stdin) {
+      const chunk = typeof c === 'string' ? Buffer.from(c) : (c as Buffer);
+      total += chunk.length;
+      // Leaving the loop destroys stdin: an endless pipe is not drained.
+      if (total > MAX_SECRET_INPUT_BYTES) throw tooLong();
+      chunks.push(chunk);
+    }
     return Buffer.concat(chunks).toString('utf8');
   }
   if (multiline) throw new UsageError('PEM values span lines: pipe them on stdin or use --from-file <path>');

@@ -4,7 +4,8 @@
  * skipped scrubbing, and input that once cost quadratic time.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Scrubber, secretForms } from '../../src/vault/scrub.js';
@@ -13,6 +14,7 @@ import { openStore } from '../../src/store/index.js';
 import { openVault } from '../../src/vault/index.js';
 import { credential, modelOf } from './model.js';
 import { typeAtPrompt } from './support/cli-pty.js';
+import { MAX_SECRET_INPUT_BYTES } from '../../cli/secret.js';
 
 /** A password with every character form encoders treat differently from encodeURIComponent. */
 const PUNCTUATED = "pa~ss!wo(rd)*it's x";
@@ -88,7 +90,7 @@ describe('secret input normalisation', () => {
   });
 });
 
-describe('clawpatrol secret set: the hidden prompt on a real terminal (run `npm run build` first)', () => {
+describe('clawpatrol secret set: reading the value (run `npm run build` first)', () => {
   let root: string;
   let stateDir: string;
   let policy: string;
@@ -130,6 +132,29 @@ credential "bearer_token" "github" { endpoint = https.github }
     expect(screen).not.toContain('tok-');
     expect(await stored()).toMatchObject({ slots: { token: 'tok-e-1234' } });
   }, 120_000);
+
+  /** The CLI with stdin from `stdin`; killed (code null) if it has not exited within a minute. */
+  async function setFrom(stdin: number | 'pipe', extra: string[] = []): Promise<{ code: number | null; stderr: string }> {
+    const child = spawn(process.execPath, ['dist/cli/main.js', ...args(), ...extra], { env: { ...process.env, ...env }, stdio: [stdin, 'pipe', 'pipe'], timeout: 60_000 });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    return { code, stderr };
+  }
+
+  it('input that never ends (a pipe from /dev/zero, --from-file /dev/zero) is refused at 1 MiB, stores nothing', async () => {
+    const before = await stored();
+    const zero = openSync('/dev/zero', 'r');
+    try {
+      for (const r of [await setFrom(zero), await setFrom('pipe', ['--from-file', '/dev/zero'])]) {
+        expect(r.code).toBe(2);
+        expect(r.stderr).toBe(`clawpatrol secret set: the value is longer than ${MAX_SECRET_INPUT_BYTES} bytes; a secret is at most 1024 KiB\n`);
+      }
+    } finally {
+      closeSync(zero);
+    }
+    expect(await stored()).toEqual(before);
+  }, 150_000);
 
   it('Ctrl-C at the prompt stores nothing and exits 2', async () => {
     const before = await stored();
