@@ -397,7 +397,23 @@ function rewriteSource(source: string, ast: Node): string {
   };
   const listHasCi = (n: Node): boolean => n.op === 'list' && (n.args as Node[]).some(isCiScalar);
 
-  const walk = (n: Node): void => {
+  /**
+   * Comprehension variables in scope: bound to the elements of a
+   * case-insensitive list (`sql.verbs.exists(v, v == 'DROP')`: `v` is
+   * compared like `sql.verb`) → null; bound to the elements of a list literal
+   * (`['POST'].exists(m, http.method == m)`: that list is folded when `m`
+   * meets a case-insensitive fact) → the literal. Without this such rules
+   * never matched, and a deny rule written so was silently open.
+   */
+  type Scope = ReadonlyMap<string, Node | null>;
+  const isCi = (x: Node, scope: Scope): boolean => isCiScalar(x) || (x.op === 'id' && scope.get(x.args as string) === null);
+  const foldBoundList = (x: Node, scope: Scope): void => {
+    const list = x.op === 'id' ? scope.get(x.args as string) : undefined;
+    if (list) foldList(list);
+  };
+  const MACROS = new Set(['all', 'exists', 'exists_one', 'filter', 'map']);
+
+  const walk = (n: Node, scope: Scope): void => {
     const call = matchesMethod(n);
     if (call) {
       // Only `.`, blanks, `matches` and `(` lie between the receiver and the argument.
@@ -409,13 +425,15 @@ function rewriteSource(source: string, ast: Node): string {
       case '==':
       case '!=': {
         const [l, r] = n.args as [Node, Node];
-        if (isCiScalar(l)) fold(r);
-        if (isCiScalar(r)) fold(l);
+        if (isCi(l, scope)) fold(r);
+        if (isCi(r, scope)) fold(l);
+        if (isCiScalar(l)) foldBoundList(r, scope);
+        if (isCiScalar(r)) foldBoundList(l, scope);
         break;
       }
       case 'in': {
         const [l, r] = n.args as [Node, Node];
-        if (isCiScalar(l)) foldList(r);
+        if (isCi(l, scope)) foldList(r);
         if (isCiList(r)) fold(l);
         if (isHeaders(r)) fold(l);
         break;
@@ -428,7 +446,17 @@ function rewriteSource(source: string, ast: Node): string {
       }
       case 'rcall': {
         const [name, receiver, args] = n.args as [string, Node, Node[]];
-        if (isCiScalar(receiver) && (name === 'startsWith' || name === 'endsWith' || name === 'contains')) fold(args[0]);
+        if (MACROS.has(name) && args.length >= 2 && args[0]!.op === 'id') {
+          const inner = new Map(scope);
+          const variable = args[0]!.args as string;
+          if (isCiList(receiver)) inner.set(variable, null);
+          else if (receiver.op === 'list') inner.set(variable, receiver);
+          else inner.delete(variable); // shadows an outer binding
+          walk(receiver, scope);
+          for (const a of args.slice(1)) walk(a, inner);
+          return;
+        }
+        if (isCi(receiver, scope) && (name === 'startsWith' || name === 'endsWith' || name === 'contains')) fold(args[0]);
         if (receiver.op === 'id' && receiver.args === 'sets' && args.length === 2) {
           const [a, b] = args as [Node, Node];
           if (listHasCi(a) || isCiList(a)) foldList(b);
@@ -439,9 +467,9 @@ function rewriteSource(source: string, ast: Node): string {
       default:
         break;
     }
-    for (const c of children(n)) walk(c);
+    for (const c of children(n)) walk(c, scope);
   };
-  walk(ast);
+  walk(ast, new Map());
   if (targets.size === 0) return source;
   let out = source;
   for (const start of [...targets.keys()].sort((a, b) => b - a)) {

@@ -8,7 +8,7 @@ import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { loadPolicy, PolicyWatcher } from '../../src/policy/index.js';
 import type { CompiledPolicy } from '../../src/policy/compiled.js';
-import { diagnose, HEADER, httpAction, oneRule, tempDir, writePolicyDir } from './helpers.js';
+import { diagnose, HEADER, httpAction, oneRule, sqlAction, tempDir, writePolicyDir } from './helpers.js';
 
 describe('matches(): RE2 syntax in linear time', () => {
   it('a backtracking-prone pattern over an agent-controlled body answers at once (the event loop is not pinned)', async () => {
@@ -151,5 +151,30 @@ rule "r" {
     } finally {
       await w.close();
     }
+  });
+});
+
+describe('case-insensitive verbs inside comprehensions (a deny rule written so never matched)', () => {
+  it.each([
+    ["sql.verbs.exists(v, v == 'DROP')", ['select', 'drop'], true],
+    ["sql.verbs.exists(v, v in ['DROP', 'Truncate'])", ['truncate'], true],
+    ["sql.verbs.exists(v, v.startsWith('DR'))", ['drop'], true],
+    ["sql.verbs.all(v, v != 'SELECT')", ['select'], false],
+    ["sql.verbs.exists(v, v == 'DROP')", ['select'], false],
+    // The same name bound again to something else is not folded.
+    ["sql.verbs.exists(v, sql.tables.exists(v, v == 'Users'))", ['select'], false],
+  ] as const)('%s over verbs %j → match %s', async (cond, verbs, matches) => {
+    const p = await oneRule('sql', cond);
+    expect(p.decide(sqlAction('db.example.com', { verb: verbs[0], verbs: [...verbs], tables: ['users'] })).rule).toBe(matches ? 'r' : '');
+  });
+
+  it('a literal list iterated against http.method', async () => {
+    const p = await oneRule('http', "['POST', 'Put'].exists(m, http.method == m)");
+    expect(p.decide(httpAction('api.example.com', { method: 'PUT' })).rule).toBe('r');
+    expect(p.decide(httpAction('api.example.com', { method: 'GET' })).rule).toBe('');
+    // A literal list compared with something else keeps its case.
+    const q = await oneRule('http', "['/Admin'].exists(x, http.path == x)");
+    expect(q.decide(httpAction('api.example.com', { path: '/admin' })).rule).toBe('');
+    expect(q.decide(httpAction('api.example.com', { path: '/Admin' })).rule).toBe('r');
   });
 });
