@@ -11,7 +11,7 @@
  * values so a wrong key is reported as such instead of as corruption.
  */
 import { randomBytes, createHmac, hkdfSync } from 'node:crypto';
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { assertPrivateFile } from '../store/state-dir.js';
 
@@ -70,6 +70,9 @@ export function loadVaultKey(stateDir: string, env: NodeJS.ProcessEnv = process.
   }
   const path = join(stateDir, VAULT_KEY_FILE);
   if (!existsSync(path)) return null;
+  // Only a regular file: reading a FIFO put there blocked the gateway's start (and every CLI
+  // command) forever, and a directory surfaced as a bare EISDIR.
+  if (!statSync(path).isFile()) throw new VaultError(`key file ${path} is not a regular file; it must hold the vault key as base64`);
   try {
     assertPrivateFile(path);
   } catch (err) {

@@ -4,14 +4,15 @@
  * skipped scrubbing, and input that once cost quadratic time.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { spawn, execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Scrubber, secretForms } from '../../src/vault/scrub.js';
 import { normaliseSecretInput } from '../../src/vault/slots.js';
 import { openStore } from '../../src/store/index.js';
-import { openVault } from '../../src/vault/index.js';
+import { openVault, VaultError } from '../../src/vault/index.js';
+import { loadVaultKey } from '../../src/vault/key.js';
 import { credential, modelOf } from './model.js';
 import { typeAtPrompt } from './support/cli-pty.js';
 import { MAX_SECRET_INPUT_BYTES } from '../../cli/secret.js';
@@ -191,6 +192,26 @@ describe('scrubber: every form of a non-ASCII secret, cut into three chunks at e
           if (!out.equals(expected)) expect.fail(`${form.toString()} cut at ${i},${j}: ${out.toString()}`);
         }
       }
+    }
+  });
+});
+
+describe('vault key file that is not a regular file', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'clawpatrol-keyfile-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a FIFO or a directory named vault.key is a clear VaultError, never a read that blocks forever', () => {
+    // The directory first: should the check regress, the test fails there instead of blocking on the FIFO.
+    for (const make of ['dir', 'fifo'] as const) {
+      const stateDir = join(dir, make);
+      mkdirSync(stateDir, { mode: 0o700 });
+      const keyPath = join(stateDir, 'vault.key');
+      if (make === 'fifo') execFileSync('mkfifo', ['-m', '600', keyPath]);
+      else mkdirSync(keyPath, { mode: 0o700 });
+      expect(() => loadVaultKey(stateDir, {})).toThrow(new VaultError(`key file ${keyPath} is not a regular file; it must hold the vault key as base64`));
     }
   });
 });
