@@ -399,7 +399,7 @@ function rewriteSource(source: string, ast: Node): string {
 
   /**
    * Comprehension variables in scope: bound to the elements of a
-   * case-insensitive list (`sql.verbs.exists(v, v == 'DROP')`: `v` is
+   * case-insensitive list or to header names (`sql.verbs.exists(v, v == 'DROP')`: `v` is
    * compared like `sql.verb`) → null; bound to the elements of a list literal
    * (`['POST'].exists(m, http.method == m)`: that list is folded when `m`
    * meets a case-insensitive fact) → the literal. Without this such rules
@@ -434,6 +434,7 @@ function rewriteSource(source: string, ast: Node): string {
       case 'in': {
         const [l, r] = n.args as [Node, Node];
         if (isCi(l, scope)) foldList(r);
+        if (listHasCi(r)) fold(l);
         if (isCiList(r)) fold(l);
         if (isHeaders(r)) fold(l);
         break;
@@ -449,7 +450,8 @@ function rewriteSource(source: string, ast: Node): string {
         if (MACROS.has(name) && args.length >= 2 && args[0]!.op === 'id') {
           const inner = new Map(scope);
           const variable = args[0]!.args as string;
-          if (isCiList(receiver)) inner.set(variable, null);
+          // Header names (the keys a comprehension over http.headers sees) are lower case like verbs.
+          if (isCiList(receiver) || isHeaders(receiver)) inner.set(variable, null);
           else if (receiver.op === 'list') inner.set(variable, receiver);
           else inner.delete(variable); // shadows an outer binding
           walk(receiver, scope);

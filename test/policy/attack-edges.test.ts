@@ -178,3 +178,16 @@ describe('case-insensitive verbs inside comprehensions (a deny rule written so n
     expect(q.decide(httpAction('api.example.com', { path: '/Admin' })).rule).toBe('r');
   });
 });
+
+describe('more places a literal meets a case-insensitive value', () => {
+  it("'POST' in [http.method]", async () => {
+    const p = await oneRule('http', "'POST' in [http.method]");
+    expect(p.decide(httpAction('api.example.com', { method: 'POST' })).rule).toBe('r');
+  });
+
+  it('header names met in a comprehension over http.headers', async () => {
+    const p = await oneRule('http', "http.headers.exists(k, k == 'X-Debug')");
+    expect(p.decide(httpAction('api.example.com', { headers: { 'x-debug': '1' } })).rule).toBe('r');
+    expect(p.decide(httpAction('api.example.com', { headers: { 'x-other': '1' } })).rule).toBe('');
+  });
+});
