@@ -97,16 +97,27 @@ function fail(cmd: string, err: unknown, io: SecretIo): number {
   return err instanceof UsageError || err instanceof VaultUsageError ? 2 : 1;
 }
 
+/** Open the policy's vault, run `body`, map errors to an exit status, and always close the store. */
+async function withVault(cmd: string, config: string, keyMode: 'create' | 'optional', io: SecretIo, body: (opened: Opened) => Promise<number>): Promise<number> {
+  let opened: Opened | null = null;
+  try {
+    opened = await openFor(config, keyMode, io);
+    return await body(opened);
+  } catch (err) {
+    return fail(cmd, err, io);
+  } finally {
+    opened?.vault.close();
+    await opened?.store.close();
+  }
+}
+
 export async function runSecretSet(
   credentialRef: string,
   slot: string | undefined,
   opts: { config: string; fromFile?: string; json?: boolean },
   io: SecretIo = defaultIo(),
 ): Promise<number> {
-  let opened: Opened | null = null;
-  try {
-    opened = await openFor(opts.config, 'create', io);
-    const { vault, stateDir } = opened;
+  return withVault('secret set', opts.config, 'create', io, async ({ vault, stateDir }) => {
     // Validate the target before asking for the value.
     const credential = vault.findCredential(credentialRef);
     const chosen = vault.pickSlot(credential, slot);
@@ -134,18 +145,11 @@ export async function runSecretSet(
       io.err.write(`warning: values shorter than ${MIN_SECRET_BYTES} bytes are not scrubbed from what the agent receives\n`);
     }
     return 0;
-  } catch (err) {
-    return fail('secret set', err, io);
-  } finally {
-    opened?.vault.close();
-    await opened?.store.close();
-  }
+  });
 }
 
 export async function runSecretList(opts: { config: string; json?: boolean }, io: SecretIo = defaultIo()): Promise<number> {
-  let opened: Opened | null = null;
-  try {
-    opened = await openFor(opts.config, 'optional', io);
+  return withVault('secret list', opts.config, 'optional', io, async (opened) => {
     const status = await opened.vault.status();
     if (opts.json) {
       io.out.write(`${JSON.stringify({ stateDir: opened.stateDir, slots: status }, null, 2)}\n`);
@@ -165,12 +169,7 @@ export async function runSecretList(opts: { config: string; json?: boolean }, io
       io.err.write(`${creds.length} credential${creds.length === 1 ? '' : 's'} without a required secret: ${creds.join(', ')}\n`);
     }
     return 0;
-  } catch (err) {
-    return fail('secret list', err, io);
-  } finally {
-    opened?.vault.close();
-    await opened?.store.close();
-  }
+  });
 }
 
 function formatTable(rows: SlotStatus[]): string {
@@ -193,9 +192,7 @@ export async function runSecretRm(
   opts: { config: string; json?: boolean },
   io: SecretIo = defaultIo(),
 ): Promise<number> {
-  let opened: Opened | null = null;
-  try {
-    opened = await openFor(opts.config, 'optional', io);
+  return withVault('secret rm', opts.config, 'optional', io, async (opened) => {
     const n = await opened.vault.remove(credentialRef, slot);
     const what = slot ? `the ${slot} of ${credentialRef}` : credentialRef;
     if (opts.json) io.out.write(`${JSON.stringify({ credential: credentialRef, slot: slot ?? null, removed: n })}\n`);
@@ -205,12 +202,7 @@ export async function runSecretRm(
     }
     if (!opts.json) io.out.write(`removed ${n} secret${n === 1 ? '' : 's'} of ${credentialRef}${slot ? ` (${slot})` : ''}\n`);
     return 0;
-  } catch (err) {
-    return fail('secret rm', err, io);
-  } finally {
-    opened?.vault.close();
-    await opened?.store.close();
-  }
+  });
 }
 
 /** The secret from stdin: hidden prompt on a terminal, everything piped otherwise. */
