@@ -16,6 +16,7 @@
  * `registerRawParser`.
  */
 import { readFileSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
 import type { Action, Decision, Endpoint, Facts, HttpFacts, K8sFacts, SqlFacts, Verdict } from './types.js';
 import type { CompiledPolicy } from './compiled.js';
 import { didYouMean } from './diagnostics.js';
@@ -285,6 +286,15 @@ function joinHeaderValues(v: string | string[]): string {
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
+/** `http.body_json` as the engines derive it from the body: the parsed JSON, `{}` when it is not JSON. */
+function parsedBody(body: string): unknown {
+  try {
+    return body === '' ? {} : JSON.parse(body);
+  } catch {
+    return {};
+  }
+}
+
 function httpFactsOf(h: Record<string, unknown>, host: string): HttpFacts {
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries((h['headers'] as Record<string, string | string[]>) ?? {})) {
@@ -294,14 +304,7 @@ function httpFactsOf(h: Record<string, unknown>, host: string): HttpFacts {
   const query: Record<string, string[]> = {};
   for (const [k, v] of Object.entries((h['query'] as Record<string, string | string[]>) ?? {})) query[k] = Array.isArray(v) ? v : [v];
   const body = (h['body'] as string | undefined) ?? '';
-  let bodyJson: unknown = h['body_json'];
-  if (bodyJson === undefined) {
-    try {
-      bodyJson = body === '' ? {} : JSON.parse(body);
-    } catch {
-      bodyJson = {};
-    }
-  }
+  const bodyJson: unknown = h['body_json'] ?? parsedBody(body);
   const path = h['path'] as string;
   const facts: HttpFacts = {
     method: h['method'] as string,
@@ -421,6 +424,11 @@ export async function actionsFromFixture(f: Fixture, policy: CompiledPolicy): Pr
     return { ok: true, actions: [action] };
   }
 
+  // With a body, the engines derive body_json from it; a fixture stating another one tests a request that cannot happen.
+  const h = a.http;
+  if (h && typeof h['body'] === 'string' && h['body_json'] !== undefined && !isDeepStrictEqual(h['body_json'], parsedBody(h['body']))) {
+    return { ok: false, error: 'the fixture\'s http.body_json disagrees with its http.body (body_json is the parsed body, {} when it is not JSON); give one of them' };
+  }
   const facts: Facts = {};
   let family: Action['family'] = 'http';
   if (a.http !== undefined) facts.http = httpFactsOf(a.http, a.host);

@@ -8,6 +8,7 @@ import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { loadPolicy, PolicyWatcher } from '../../src/policy/index.js';
 import type { CompiledPolicy } from '../../src/policy/compiled.js';
+import { actionsFromFixture, parseFixture } from '../../src/policy/fixtures.js';
 import { diagnose, HEADER, httpAction, oneRule, sqlAction, tempDir, writePolicyDir } from './helpers.js';
 
 describe('matches(): RE2 syntax in linear time', () => {
@@ -189,5 +190,30 @@ describe('more places a literal meets a case-insensitive value', () => {
     const p = await oneRule('http', "http.headers.exists(k, k == 'X-Debug')");
     expect(p.decide(httpAction('api.example.com', { headers: { 'x-debug': '1' } })).rule).toBe('r');
     expect(p.decide(httpAction('api.example.com', { headers: { 'x-other': '1' } })).rule).toBe('');
+  });
+});
+
+describe('fixtures that state facts the engine would not produce', () => {
+  const fixture = (http: Record<string, unknown>) =>
+    parseFixture({ action: { host: 'api.example.com', http: { method: 'POST', path: '/', ...http } }, match: { verdict: 'allow' } }, 'f.json');
+
+  it('a body_json that disagrees with the body is a bad fixture (live, body_json is always the parsed body)', async () => {
+    const p = await oneRule('http', 'http.body_json.admin == true');
+    const f = fixture({ body: '{"admin": true}', body_json: { admin: false } });
+    if ('error' in f) throw new Error(f.error);
+    const prepared = await actionsFromFixture(f, p);
+    expect(prepared.ok).toBe(false);
+    if (!prepared.ok) expect(prepared.error).toContain('body_json disagrees');
+  });
+
+  it('body_json alone, or agreeing with the body, is replayed', async () => {
+    const p = await oneRule('http', 'http.body_json.admin == true');
+    for (const http of [{ body_json: { admin: true } }, { body: '{"admin": true}', body_json: { admin: true } }]) {
+      const f = fixture(http);
+      if ('error' in f) throw new Error(f.error);
+      const prepared = await actionsFromFixture(f, p);
+      if (!prepared.ok) throw new Error(prepared.error);
+      expect(p.decide(prepared.actions[0]!).rule).toBe('r');
+    }
   });
 });
