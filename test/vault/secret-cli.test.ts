@@ -2,10 +2,11 @@
  * `clawpatrol secret …` through the built binary (run `npm run build` first).
  */
 import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { openStore } from '../../src/store/index.js';
 import { openVault } from '../../src/vault/index.js';
 import { credential, modelOf } from './model.js';
+import { typeAtPrompt } from './support/cli-pty.js';
 import { mkdtempSync, rmSync, writeFileSync, readdirSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -149,16 +150,10 @@ describe('clawpatrol secret', () => {
 
   it('on a terminal it prompts and reads the value without echoing it (real pty via script(1))', async () => {
     const typed = 'typed_' + randomBytes(8).toString('hex');
-    const child = spawn('script', ['-qec', `${process.execPath} dist/cli/main.js secret set github --config ${policy}`, '/dev/null'], {
-      env: { ...process.env, CLAWPATROL_STATE_DIR: '', CLAWPATROL_VAULT_KEY: '' },
+    const { code, screen } = await typeAtPrompt(['secret', 'set', 'github', '--config', policy], 'secret for bearer_token.github (token): ', typed + '\r', {
+      CLAWPATROL_STATE_DIR: '',
+      CLAWPATROL_VAULT_KEY: '',
     });
-    let screen = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => (screen += d));
-    await expect.poll(() => screen, { timeout: 60_000 }).toContain('secret for bearer_token.github (token): ');
-    child.stdin.write(typed + '\r');
-    const code = await new Promise<number | null>((r) => child.on('exit', r));
-    child.stdin.end();
     expect(code).toBe(0);
     expect(screen).toContain('stored the token of bearer_token.github in the vault');
     expect(screen).not.toContain(typed);
