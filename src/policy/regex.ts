@@ -34,11 +34,39 @@ export function compileLinearRegex(pattern: string): RegExp {
     flags += [...inline].join('');
   }
   try {
-    return new RegExp(source, flags);
+    return new RegExp(re2Escapes(source, flags.includes('m')), flags);
   } catch (err) {
     const why = err instanceof Error ? err.message.replace(/^Invalid regular expression: /, '') : String(err);
     throw new Error(`invalid regular expression ${JSON.stringify(pattern)} (${why}; RE2 syntax, no backreferences or lookaround)`);
   }
+}
+
+/** Letter escapes that mean the same in RE2 and in a JS pattern without the `u` flag. */
+const SHARED_LETTER_ESCAPES = new Set([...'dDwWsSbBfnrtvxuc']);
+
+/**
+ * RE2 escapes JS reads differently. In a JS pattern `\z`, `\A`, `\pL`,
+ * `\Q` are the plain letters z, A, p, Q, and `[[:alpha:]]` is a class of
+ * those characters — a rule written for RE2 would silently test something
+ * else (a deny rule ending in `\z` never matched). `\A` and `\z` become
+ * `^` and `$` (the same thing without the `m` flag); the others are refused.
+ */
+function re2Escapes(src: string, multiline: boolean): string {
+  if (src.includes('[[:')) throw new Error('POSIX classes like [[:alpha:]] are not supported; write the range, e.g. [A-Za-z]');
+  let out = '';
+  for (let i = 0; i < src.length; i++) {
+    const ch = src[i]!;
+    if (ch !== '\\' || i + 1 >= src.length) {
+      out += ch;
+      continue;
+    }
+    const e = src[i + 1]!;
+    i++;
+    if (!/[A-Za-z]/.test(e) || SHARED_LETTER_ESCAPES.has(e)) out += `\\${e}`;
+    else if ((e === 'A' || e === 'z') && !multiline) out += e === 'A' ? '^' : '$';
+    else throw new Error(`the escape \\${e} is not supported here`);
+  }
+  return out;
 }
 
 /** The other-case forms of one UTF-16 unit (none for a non-letter). */

@@ -54,6 +54,27 @@ rule "r" {
     expect(errors[0]!.pos.line).toBe(6);
   });
 
+  it('RE2 anchors \\A and \\z mean start and end of text, not the letters A and z', async () => {
+    const p = await oneRule('http', "http.path.matches('\\\\A/admin\\\\z')");
+    expect(p.decide(httpAction('api.example.com', { path: '/admin' })).rule).toBe('r');
+    expect(p.decide(httpAction('api.example.com', { path: '/admin/x' })).rule).toBe('');
+  });
+
+  it.each(["http.path.matches('\\\\pL')", "http.path.matches('[[:alpha:]]')", "http.path.matches('\\\\Q.\\\\E')"])(
+    'an RE2 construct JS would read as plain letters is a load error: %s',
+    async (cond) => {
+      const diags = await diagnose(`${HEADER}
+endpoint "https" "api" { hosts = ["api.example.com"] }
+rule "r" {
+  endpoint  = https.api
+  condition = ${JSON.stringify(cond)}
+  verdict   = "deny"
+}
+`);
+      expect(diags.filter((d) => d.severity === 'error').map((d) => d.hint)).toEqual([expect.stringContaining('invalid regular expression')]);
+    },
+  );
+
   it('a pattern from a fact that does not compile fails closed naming the rule, and is absorbed by || like any error', async () => {
     const p = await oneRule('http', "http.path.matches(http.headers['x-p'])");
     const d = p.decide(httpAction('api.example.com', { headers: { 'x-p': '(' } }));
