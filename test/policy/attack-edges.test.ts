@@ -11,6 +11,19 @@ import type { CompiledPolicy } from '../../src/policy/compiled.js';
 import { actionsFromFixture, parseFixture } from '../../src/policy/fixtures.js';
 import { diagnose, HEADER, httpAction, oneRule, sqlAction, tempDir, writePolicyDir } from './helpers.js';
 
+/** The load errors of a one-rule https policy with this condition (on line 6). */
+async function conditionErrors(condition: string) {
+  const diags = await diagnose(`${HEADER}
+endpoint "https" "api" { hosts = ["api.example.com"] }
+rule "r" {
+  endpoint  = https.api
+  condition = ${JSON.stringify(condition)}
+  verdict   = "deny"
+}
+`);
+  return diags.filter((d) => d.severity === 'error');
+}
+
 describe('matches(): RE2 syntax in linear time', () => {
   it('a backtracking-prone pattern over an agent-controlled body answers at once (the event loop is not pinned)', async () => {
     const p = await oneRule('http', "http.body.matches('^(a+)+$')");
@@ -40,15 +53,7 @@ describe('matches(): RE2 syntax in linear time', () => {
     ["http.path.matches('(a)\\\\1')", 'invalid regular expression'],
     ["matches(http.path, '(?<=a)b')", 'invalid regular expression'],
   ])('a literal pattern that cannot run is a load error at the pattern: %s', async (cond, message) => {
-    const diags = await diagnose(`${HEADER}
-endpoint "https" "api" { hosts = ["api.example.com"] }
-rule "r" {
-  endpoint  = https.api
-  condition = ${JSON.stringify(cond)}
-  verdict   = "deny"
-}
-`);
-    const errors = diags.filter((d) => d.severity === 'error');
+    const errors = await conditionErrors(cond);
     expect(errors).toHaveLength(1);
     expect(`${errors[0]!.summary} ${errors[0]!.hint}`).toContain(message);
     expect(errors[0]!.pos.line).toBe(6);
@@ -63,15 +68,7 @@ rule "r" {
   it.each(["http.path.matches('\\\\pL')", "http.path.matches('[[:alpha:]]')", "http.path.matches('\\\\Q.\\\\E')"])(
     'an RE2 construct JS would read as plain letters is a load error: %s',
     async (cond) => {
-      const diags = await diagnose(`${HEADER}
-endpoint "https" "api" { hosts = ["api.example.com"] }
-rule "r" {
-  endpoint  = https.api
-  condition = ${JSON.stringify(cond)}
-  verdict   = "deny"
-}
-`);
-      expect(diags.filter((d) => d.severity === 'error').map((d) => d.hint)).toEqual([expect.stringContaining('invalid regular expression')]);
+      expect((await conditionErrors(cond)).map((d) => d.hint)).toEqual([expect.stringContaining('invalid regular expression')]);
     },
   );
 
