@@ -1132,7 +1132,19 @@ class Builder {
     if (rule.condition.trim() === '') return undefined;
     const v = d.body.get('condition')!;
     const result = compileCondition(rule.condition, rule.family);
-    if (result.ok) return result.condition;
+    if (result.ok) {
+      if ([...result.condition.reads].some((r) => r.startsWith('content.'))) {
+        // Nothing produces content facts yet (no detector ships): live, such a condition is
+        // unknown on every action it is asked about, so the rule denies them all (fail closed),
+        // while a fixture that states `content` passes. Say so before it surprises in production.
+        this.r.warn(
+          v.pos,
+          'No content detector',
+          `rule "${rule.name}" reads content.*, which no engine produces yet: live, its condition is unknown and the rule denies every action it is asked about (fixtures that state content still pass)`,
+        );
+      }
+      return result.condition;
+    }
     // Map the CEL offset back into the file (through heredoc indentation and string escapes).
     const raw = typeof v.json === 'string' ? v.json : rule.condition;
     const pos = v.src ? stringOffsetPos(d.file.src, v.src, raw, result.error.offset) : v.pos;

@@ -96,6 +96,20 @@ profile "agents" { credentials = [] }
     expect((await compile(`${HEADER}gateway {\n  limits { body_idle_timeout = 15 }\n}\n`)).model.gateway.limits.bodyIdleTimeoutSec).toBe(15);
   });
 
+  it('a rule reading content.* is a warning while no detector produces it; other rules are not', async () => {
+    const text = (condition: string) =>
+      `${HEADER}gateway {\n  proxy { listen = "127.0.0.1:0" }\n}\nendpoint "https" "a" {\n  hosts = ["a.example.com"]\n}\nrule "r" {\n  endpoint  = https.a\n  condition = "${condition}"\n  verdict   = "deny"\n}\n`;
+    const flagged = await loadPolicy(join(writePolicyDir({ 'p.hcl': text("content.verdict == 'block'") }), 'p.hcl'));
+    expect(flagged.ok).toBe(true);
+    if (flagged.ok) {
+      expect(flagged.warnings.filter((w) => w.summary === 'No content detector')).toEqual([
+        expect.objectContaining({ summary: 'No content detector', hint: expect.stringContaining('rule "r" reads content.*'), pos: expect.objectContaining({ line: 10 }) }),
+      ]);
+    }
+    const plain = await loadPolicy(join(writePolicyDir({ 'p.hcl': text("http.method == 'delete'") }), 'p.hcl'));
+    expect(plain.ok && plain.warnings.filter((w) => w.summary === 'No content detector')).toEqual([]);
+  });
+
   it('a gateway without a way in is a warning, not an error', async () => {
     const dir = writePolicyDir({ 'p.hcl': `${HEADER}gateway {}\n` });
     const r = await loadPolicy(dir);
