@@ -154,9 +154,9 @@ export function buildActionView(action: Action, decision: Decision, opts: ViewOp
   return view;
 }
 
-/** An excerpt as one string: the text, and when it was cut, a marker with the full length. */
-function marked(excerpt: Excerpt): string {
-  return excerpt.truncated ? `${excerpt.text}…[cut: ${excerpt.text.length} of ${excerpt.length} characters shown]` : excerpt.text;
+/** An excerpt as one string: the text, and when it was cut, `…`, `separator` and a marker with the full length. */
+export function marked(excerpt: Excerpt, separator = ''): string {
+  return excerpt.truncated ? `${excerpt.text}…${separator}[cut: ${excerpt.text.length} of ${excerpt.length} characters shown]` : excerpt.text;
 }
 
 /** A map for agent-named keys: no prototype, so a key `__proto__` is a member like any other. */
@@ -218,7 +218,7 @@ export function withoutBidiControls(text: string): string {
 
 function oneLine(text: string): string {
   // Control characters would let content rewrite a terminal line; collapse them.
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').replace(BIDI_CONTROLS, '\ufffd').replace(/\s+/g, ' ').trim();
+  return withoutBidiControls(text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ')).replace(/\s+/g, ' ').trim();
 }
 
 /** What the action does, as the lines an approver reads. */

@@ -7,12 +7,13 @@
  * `hash`. Removing those two keys and canonicalising the rest gives exactly
  * the JSON that was hashed, so a SIEM can re-verify the chain.
  */
-import type { AuditRow, Store } from '../store/types.js';
+import type { AuditRepo, AuditRow, Store } from '../store/types.js';
 import { verifyChain, type VerifyResult } from './chain.js';
 
 const PAGE = 2000;
 
-export async function* auditRows(store: Store, opts: { afterSeq?: number; sinceTs?: number } = {}): AsyncGenerator<AuditRow> {
+/** The stored records in seq order, a page at a time (a store, or the writer's own repo). */
+export async function* auditRows(store: { audit: Pick<AuditRepo, 'range'> }, opts: { afterSeq?: number; sinceTs?: number } = {}): AsyncGenerator<AuditRow> {
   let after = opts.afterSeq ?? 0;
   for (;;) {
     const page = await store.audit.range({ afterSeq: after, limit: PAGE, ...(opts.sinceTs !== undefined ? { sinceTs: opts.sinceTs } : {}) });

@@ -10,7 +10,8 @@
  */
 import type { AuditRepo, AuditRow } from '../store/types.js';
 import { checkpointMac, linkBatch, verifyChain } from './chain.js';
-import type { EncodedBatch } from './record-json.js';
+import { recordTs, type EncodedBatch } from './record-json.js';
+import { auditRows } from './reader.js';
 
 export interface RetentionPolicy {
   maxAgeSec?: number;
@@ -48,14 +49,10 @@ export function hasRetention(r: RetentionPolicy | undefined): r is RetentionPoli
   return !!r && !!(r.maxAgeSec || r.maxRecords);
 }
 
-const PRUNE_CHECK_PAGE = 2000;
-
 /** Milliseconds of a stored record's own `time` (what the writer stored as its ts), or null when it has none. */
 function hashedTime(recordJson: string): number | null {
   try {
-    const time = (JSON.parse(recordJson) as { time?: unknown } | null)?.time;
-    if (typeof time !== 'string') return null;
-    const t = Date.parse(time);
+    const t = recordTs((JSON.parse(recordJson) as { time?: unknown } | null)?.time, NaN);
     return Number.isFinite(t) ? t : null;
   } catch {
     return null; // unreadable: verifyChain says so
@@ -111,19 +108,14 @@ export class StoreAuditWriter implements AuditWriter {
     if (!checkpoint && first !== 1) return `records 1–${first - 1} are missing`;
     let timeProblem: string | null = null;
     async function* rows(): AsyncGenerator<AuditRow> {
-      for (let after = first - 1; ; ) {
-        const page = await audit.range({ afterSeq: after, limit: PRUNE_CHECK_PAGE });
-        for (const row of page) {
-          if (row.seq > upto) return;
-          const time = row.damaged === undefined ? hashedTime(row.record) : null;
-          if (time !== null && time !== row.ts) {
-            timeProblem = `record ${row.seq}'s stored time is not the time in its record`;
-            return;
-          }
-          yield row;
+      for await (const row of auditRows({ audit }, { afterSeq: first - 1 })) {
+        if (row.seq > upto) return;
+        const time = row.damaged === undefined ? hashedTime(row.record) : null;
+        if (time !== null && time !== row.ts) {
+          timeProblem = `record ${row.seq}'s stored time is not the time in its record`;
+          return;
         }
-        if (page.length < PRUNE_CHECK_PAGE) return;
-        after = page[page.length - 1]!.seq;
+        yield row;
       }
     }
     const result = await verifyChain({ rows: rows(), checkpoint, key: this.key, canonicalText: true });

@@ -304,7 +304,7 @@ function httpFactsOf(h: Record<string, unknown>, host: string): HttpFacts {
   const query: Record<string, string[]> = {};
   for (const [k, v] of Object.entries((h['query'] as Record<string, string | string[]>) ?? {})) query[k] = Array.isArray(v) ? v : [v];
   const body = (h['body'] as string | undefined) ?? '';
-  const bodyJson: unknown = h['body_json'] ?? parsedBody(body);
+  const bodyJson: unknown = h['body_json'] !== undefined ? h['body_json'] : parsedBody(body);
   const path = h['path'] as string;
   const facts: HttpFacts = {
     method: h['method'] as string,

@@ -95,20 +95,20 @@ function lowerPercentHex(s: string): string {
   return s.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase());
 }
 
+/** The JSON `\uXXXX` escape of one UTF-16 unit, in lower- or upper-case hex. */
+function unicodeEscape(unit: string, upper: boolean): string {
+  const h = unit.charCodeAt(0).toString(16).padStart(4, '0');
+  return '\\u' + (upper ? h.toUpperCase() : h);
+}
+
 function jsonEscapeAll(s: string, upper: boolean): string {
   let out = '';
-  for (let i = 0; i < s.length; i++) {
-    const h = s.charCodeAt(i).toString(16).padStart(4, '0');
-    out += '\\u' + (upper ? h.toUpperCase() : h);
-  }
+  for (let i = 0; i < s.length; i++) out += unicodeEscape(s[i]!, upper);
   return out;
 }
 
 function jsonAsciiOnly(inner: string, upper: boolean): string {
-  return inner.replace(/[\u007f-\uffff]/g, (c) => {
-    const h = c.charCodeAt(0).toString(16).padStart(4, '0');
-    return '\\u' + (upper ? h.toUpperCase() : h);
-  });
+  return inner.replace(/[\u007f-\uffff]/g, (c) => unicodeEscape(c, upper));
 }
 
 /**
@@ -119,11 +119,11 @@ function jsonAsciiOnly(inner: string, upper: boolean): string {
 function jsonDotNet(inner: string): string {
   return jsonAsciiOnly(inner, true)
     .replace(/\\"/g, '\\u0022')
-    .replace(/[&'+<>`]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0'));
+    .replace(/[&'+<>`]/g, (c) => unicodeEscape(c, true));
 }
 
 function jsonHtmlSafe(inner: string): string {
-  return inner.replace(/[<>&\u2028\u2029]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+  return inner.replace(/[<>&\u2028\u2029]/g, (c) => unicodeEscape(c, false));
 }
 
 /**

@@ -7,7 +7,7 @@
  * needed `&`, `<`, `>` are escaped, so content cannot ping `<!channel>`,
  * forge a link, or fake a button label.
  */
-import { clamp, describeAction } from '../action-view.js';
+import { clamp, describeAction, marked } from '../action-view.js';
 import { defaultReason, type PendingApproval } from '../queue.js';
 
 export const APPROVE_ACTION_ID = 'clawpatrol_approve';
@@ -46,8 +46,7 @@ function field(label: string, value: string): Block {
 function preformatted(text: string): Block {
   // The view holds up to 8000 characters of a statement; a card shows less. Say how much: a bare "…"
   // let padding push the part that matters off the card without the approver noticing.
-  const excerpt = clamp(text || ' ', MAX_PREFORMATTED - 60);
-  const shown = excerpt.truncated ? `${excerpt.text}…\n[cut: ${excerpt.text.length} of ${excerpt.length} characters shown]` : excerpt.text;
+  const shown = marked(clamp(text || ' ', MAX_PREFORMATTED - 60), '\n');
   return {
     type: 'rich_text',
     elements: [{ type: 'rich_text_preformatted', elements: [{ type: 'text', text: shown }] }],

@@ -24,8 +24,12 @@ const isContentEncoding = ([name]: [string, string]): boolean => name.toLowerCas
 
 /** The codings a response's fields declare, in the order they were applied (`identity` left out). */
 export function responseCodings(fields: FieldList): string[] {
-  const values = fields.filter(isContentEncoding).map(([, v]) => v);
-  return values.length === 0 ? [] : contentCodings(values.join(','));
+  return contentCodings(
+    fields
+      .filter(isContentEncoding)
+      .map(([, v]) => v)
+      .join(','),
+  );
 }
 
 /**

@@ -46,9 +46,8 @@ interface Route {
   upstream: { host: string; port: number; tls: boolean };
 }
 
-/** Pulls the request body once, counting bytes. */
 /**
- * The agent's request body, read chunk by chunk. A read that gets no bytes
+ * The agent's request body, pulled once, counting bytes. A read that gets no bytes
  * for `idleMs` fails with 408: an agent that stops mid-body (slowloris)
  * would otherwise hold its connection, the upstream request and a buffered
  * prefix for ever. Only a pending read is timed — while the gateway itself

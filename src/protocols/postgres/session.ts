@@ -36,8 +36,8 @@ import type { Enforcement } from '../../gateway/contracts.js';
 import type { Scrubber } from '../../vault/scrub.js';
 import { errorResponse, type TxStatus } from './backend-messages.js';
 import { FrontendDecoder, FrontendProtocolError, type DecodeEvent, type LargeHead, type TypedMessage } from './frontend-decoder.js';
-import { AuditGroup, ResponseTracker, type ExpectKind } from './response-tracker.js';
-import { StatementMemory, credentialMismatch, messageAction, type ActionContext, type DecisionInput } from './statements.js';
+import { AuditGroup, ResponseTracker, type Effects, type ExpectKind } from './response-tracker.js';
+import { NON_ASCII, StatementMemory, credentialMismatch, messageAction, type ActionContext, type DecisionInput } from './statements.js';
 import type { SqlAnalysis } from './sql.js';
 import { SQLSTATE, isAsciiUnsafeClientEncoding } from './wire.js';
 
@@ -116,12 +116,9 @@ function isUtf8(encoding: string): boolean {
   return ['utf8', 'unicode'].includes(encoding.toLowerCase().replace(/[-_]/g, ''));
 }
 
-/** A name outside ASCII (wire names are latin1 strings: one char per byte). */
-const NON_ASCII_NAME = /[^\u0000-\u007f]/;
-
 export class PostgresSession {
   /** Non-ASCII names and text are unknown unless both encodings are known to be UTF-8 (see StatementMemory). */
-  readonly memory = new StatementMemory(() => !this.utf8Both || this.ranSinceReady);
+  readonly memory = new StatementMemory(() => !(this.clientUtf8 && this.serverUtf8) || this.ranSinceReady);
   private readonly tracker: ResponseTracker;
   private readonly queue: Item[] = [];
   private heldBytes = 0;
@@ -142,9 +139,9 @@ export class PostgresSession {
   private closed = false;
   private scrubState = 0;
   private scrubHeld: Buffer | null = null;
-  private clientEncoding: string;
-  private serverEncoding: string;
-  private utf8Both: boolean;
+  /** `client_encoding` / `server_encoding` as last reported are UTF-8. */
+  private clientUtf8: boolean;
+  private serverUtf8: boolean;
   txStatus: TxStatus;
 
   constructor(
@@ -154,9 +151,8 @@ export class PostgresSession {
   ) {
     this.decoder.phase = 'typed';
     this.txStatus = cfg.txStatus ?? 'I';
-    this.clientEncoding = cfg.clientEncoding ?? 'UTF8';
-    this.serverEncoding = cfg.serverEncoding ?? 'UTF8';
-    this.utf8Both = isUtf8(this.clientEncoding) && isUtf8(this.serverEncoding);
+    this.clientUtf8 = isUtf8(cfg.clientEncoding ?? 'UTF8');
+    this.serverUtf8 = isUtf8(cfg.serverEncoding ?? 'UTF8');
     this.tracker = new ResponseTracker({
       parameter: (name, value) => this.onParameter(name, value),
       ready: (status) => {
@@ -353,8 +349,7 @@ export class PostgresSession {
           continue;
         case 'B':
           if (this.awaitEncoding(m.portal, m.statement)) return;
-          this.io.toUpstream(m.raw);
-          this.tracker.expect('B', this.batchGroup, undefined, this.memory.bind(m.portal, m.statement, this.batch));
+          this.forward(m.raw, 'B', this.batchGroup, this.memory.bind(m.portal, m.statement, this.batch));
           this.executedSinceReady = true;
           break;
         case 'D':
@@ -363,8 +358,7 @@ export class PostgresSession {
         case 'C':
           if (this.awaitEncoding(m.name)) return;
           if (m.target === 'P') this.memory.closePortal(m.name);
-          this.io.toUpstream(m.raw);
-          this.tracker.expect('C', this.batchGroup, undefined, m.target === 'S' ? this.memory.closing(m.name) : undefined);
+          this.forward(m.raw, 'C', this.batchGroup, m.target === 'S' ? this.memory.closing(m.name) : undefined);
           break;
         case 'S':
           this.forwardSync(m.raw);
@@ -399,7 +393,7 @@ export class PostgresSession {
    * judges its name with the encodings it will be read in.
    */
   private awaitEncoding(...names: string[]): boolean {
-    return this.tracker.readyOutstanding > 0 && names.some((n) => NON_ASCII_NAME.test(n));
+    return this.tracker.readyOutstanding > 0 && names.some((n) => NON_ASCII.test(n));
   }
 
   /** Returns true when the item is done and the loop may continue. */
@@ -562,9 +556,10 @@ export class PostgresSession {
 
   // ─────────────────────────── forwarding ───────────────────────────
 
-  private forward(raw: Buffer, kind: ExpectKind, group: AuditGroup | null): void {
+  /** `effects`: what the statement memory does once the server answers (see Effects). */
+  private forward(raw: Buffer, kind: ExpectKind, group: AuditGroup | null, effects?: Effects): void {
     this.io.toUpstream(raw);
-    this.tracker.expect(kind, group);
+    this.tracker.expect(kind, group, undefined, effects);
   }
 
   private forwardSync(raw: Buffer): void {
@@ -591,9 +586,8 @@ export class PostgresSession {
 
   private onParameter(name: string, value: string): void {
     const key = name.toLowerCase();
-    if (key === 'client_encoding') this.clientEncoding = value;
-    if (key === 'server_encoding') this.serverEncoding = value;
-    this.utf8Both = isUtf8(this.clientEncoding) && isUtf8(this.serverEncoding);
+    if (key === 'client_encoding') this.clientUtf8 = isUtf8(value);
+    if (key === 'server_encoding') this.serverUtf8 = isUtf8(value);
     if (key === 'standard_conforming_strings' && value.toLowerCase() !== 'on') {
       this.fatalAfterFeed ??= {
         code: SQLSTATE.featureNotSupported,

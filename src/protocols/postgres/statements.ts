@@ -37,7 +37,7 @@ export type DecisionInput =
 const PARSE_SENSITIVE = /[\\\u0080-\uffff]/;
 
 /** A byte/char outside ASCII: SQL text is UTF-8 text, wire names latin1 strings (one char per byte). */
-const NON_ASCII = /[^\u0000-\u007f]/;
+export const NON_ASCII = /[^\u0000-\u007f]/;
 
 export interface PortalInfo {
   /** null: bound from a statement the gateway does not know. */
